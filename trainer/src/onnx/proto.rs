@@ -182,7 +182,10 @@ impl TensorProto {
                 .map(|b| i32::from_le_bytes(b.try_into().expect("chunk of 4")) as i64)
                 .collect()),
             data_type::INT32 => Ok(self.int32_data.iter().map(|&v| v as i64).collect()),
-            other => anyhow::bail!("initializer {} has data type {other}, expected an integer type", self.name),
+            other => anyhow::bail!(
+                "initializer {} has data type {other}, expected an integer type",
+                self.name
+            ),
         }
     }
 }

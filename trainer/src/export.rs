@@ -1,0 +1,200 @@
+//! Export: the whole graph (backbone + encoder + both branches) as the single self-describing
+//! ONNX file the SDK reads (`sempart::model_format`). BatchNorm is folded into the preceding
+//! convolutions; the batch dimension is dynamic; the positional embedding is resampled for the
+//! export's input size once, here, with the backbone's own rule.
+
+use crate::backbone::vit::{Vit, VitConfig};
+use crate::heads::{Heads, HeadsConfig, BN_EPS};
+use crate::onnx::builder::{Attr, GraphBuilder};
+use anyhow::{anyhow, ensure, Result};
+use sempart::model_format::{self, keys};
+use std::collections::HashMap;
+use tch::{nn, Tensor};
+
+/// Variables of a `VarStore` by name.
+struct Vars(HashMap<String, Tensor>);
+
+impl Vars {
+    fn get(&self, name: &str) -> Result<&Tensor> {
+        self.0.get(name).ok_or_else(|| anyhow!("weight '{name}' is missing"))
+    }
+}
+
+/// Writes one pre-norm transformer block (the names under `prefix` follow the official ViT
+/// layout) and returns its output.
+fn block(g: &mut GraphBuilder, x: &str, w: &Vars, prefix: &str, cfg: &VitConfig) -> Result<String> {
+    let d = cfg.embed_dim;
+    let heads = cfg.num_heads;
+    let hd = d / heads;
+    let p = |s: &str| format!("{prefix}.{s}");
+    let h = g.layer_norm(x, &p("norm1"), w.get(&p("norm1.weight"))?, w.get(&p("norm1.bias"))?, cfg.ln_eps)?;
+    let qkv_w = w.get(&p("attn.qkv.weight"))?;
+    let qkv_b = w.get(&p("attn.qkv.bias"))?;
+    let split = |t: &Tensor, i: i64| t.narrow(0, i * d, d);
+    let heads_shape = g.ints("heads_shape", &[0, -1, heads, hd]);
+    let project = |g: &mut GraphBuilder, i: i64, name: &str, perm: Vec<i64>| -> Result<String> {
+        let y = g.linear(&h, &p(&format!("attn.{name}")), &split(qkv_w, i), &split(qkv_b, i))?;
+        let r = g.node("Reshape", &[&y, &heads_shape], vec![]);
+        Ok(g.node("Transpose", &[&r], vec![("perm", Attr::Ints(perm))]))
+    };
+    let q = project(g, 0, "q", vec![0, 2, 1, 3])?;
+    let k = project(g, 1, "k", vec![0, 2, 3, 1])?;
+    let v = project(g, 2, "v", vec![0, 2, 1, 3])?;
+    let scale = g.floats("attn_scale", &[], &[(hd as f32).powf(-0.5)]);
+    let s = g.node("MatMul", &[&q, &k], vec![]);
+    let s = g.node("Mul", &[&s, &scale], vec![]);
+    let a = g.node("Softmax", &[&s], vec![("axis", Attr::Int(-1))]);
+    let ctx = g.node("MatMul", &[&a, &v], vec![]);
+    let ctx = g.node("Transpose", &[&ctx], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let merged = g.ints("merged_shape", &[0, -1, d]);
+    let ctx = g.node("Reshape", &[&ctx, &merged], vec![]);
+    let mut out = g.linear(&ctx, &p("attn.proj"), w.get(&p("attn.proj.weight"))?, w.get(&p("attn.proj.bias"))?)?;
+    if cfg.layer_scale {
+        let gamma = g.weight(&p("ls1.gamma"), w.get(&p("ls1.gamma"))?)?;
+        out = g.node("Mul", &[&out, &gamma], vec![]);
+    }
+    let x = g.node("Add", &[x, &out], vec![]);
+    let h = g.layer_norm(&x, &p("norm2"), w.get(&p("norm2.weight"))?, w.get(&p("norm2.bias"))?, cfg.ln_eps)?;
+    let h = g.linear(&h, &p("mlp.fc1"), w.get(&p("mlp.fc1.weight"))?, w.get(&p("mlp.fc1.bias"))?)?;
+    let h = g.gelu(&h);
+    let mut h = g.linear(&h, &p("mlp.fc2"), w.get(&p("mlp.fc2.weight"))?, w.get(&p("mlp.fc2.bias"))?)?;
+    if cfg.layer_scale {
+        let gamma = g.weight(&p("ls2.gamma"), w.get(&p("ls2.gamma"))?)?;
+        h = g.node("Mul", &[&h, &gamma], vec![]);
+    }
+    Ok(g.node("Add", &[&x, &h], vec![]))
+}
+
+/// Folds an eval-mode BatchNorm into the convolution before it.
+fn fold_bn(conv: &nn::Conv2D, bn: &nn::BatchNorm) -> Result<(Tensor, Tensor)> {
+    let gamma = bn.ws.as_ref().ok_or_else(|| anyhow!("BatchNorm without affine weight"))?;
+    let beta = bn.bs.as_ref().ok_or_else(|| anyhow!("BatchNorm without affine bias"))?;
+    let factor = gamma / (&bn.running_var + BN_EPS).sqrt();
+    let weight = &conv.ws * factor.reshape([-1, 1, 1, 1]);
+    let bias = conv.bs.as_ref().map_or_else(|| bn.running_mean.zeros_like(), |b| b.shallow_clone());
+    let bias = (bias - &bn.running_mean) * &factor + beta;
+    Ok((weight, bias))
+}
+
+/// What goes into the file's metadata besides the geometry.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    /// Backbone name, e.g. `dinov2-small`.
+    pub backbone_name: String,
+    /// Where the backbone weights come from.
+    pub backbone_origin: String,
+    /// Training provenance as a JSON object.
+    pub training: serde_json::Value,
+}
+
+/// Builds the ONNX file for a backbone and trained heads.
+#[allow(clippy::too_many_arguments)]
+pub fn export_onnx(
+    backbone_vs: &nn::VarStore,
+    vit: &Vit,
+    heads_vs: &nn::VarStore,
+    heads: &Heads,
+    mean: [f64; 3],
+    std: [f64; 3],
+    provenance: &Provenance,
+) -> Result<Vec<u8>> {
+    let _guard = tch::no_grad_guard();
+    let vcfg = vit.config();
+    let hcfg: &HeadsConfig = heads.config();
+    ensure!(vcfg.patch_size == hcfg.patch_size, "backbone patch {} != heads patch {}", vcfg.patch_size, hcfg.patch_size);
+    ensure!(vcfg.embed_dim == hcfg.feature_dim, "backbone width {} != heads feature_dim {}", vcfg.embed_dim, hcfg.feature_dim);
+    let (hh, ww) = (hcfg.input_height, hcfg.input_width);
+    let (gh, gw) = hcfg.grid();
+    let bw = Vars(backbone_vs.variables());
+    let hw = Vars(heads_vs.variables());
+    let mut g = GraphBuilder::default();
+    let image = model_format::INPUT_NAME;
+
+    // Backbone.
+    let d = vcfg.embed_dim;
+    let pe = g.conv(
+        image,
+        "patch_embed.proj",
+        bw.get("patch_embed.proj.weight")?,
+        bw.get("patch_embed.proj.bias")?,
+        vcfg.patch_size,
+        0,
+    )?;
+    let tokens = g.map_to_tokens(&pe, d);
+    let cls = g.weight("cls_token", bw.get("cls_token")?)?;
+    let x = g.prepend_token(&tokens, &cls, d);
+    let pos = g.weight("pos_embed_resampled", &vit.pos_embed_for(gh, gw, hh, ww))?;
+    let mut x = g.node("Add", &[&x, &pos], vec![]);
+    for i in 0..vcfg.depth {
+        x = block(&mut g, &x, &bw, &format!("blocks.{i}"), vcfg)?;
+    }
+    let x = g.layer_norm(&x, "norm", bw.get("norm.weight")?, bw.get("norm.bias")?, vcfg.ln_eps)?;
+    let starts = g.ints("starts", &[1]);
+    let ends = g.ints("ends", &[i64::MAX]);
+    let axes = g.ints("axes", &[1]);
+    let patches = g.node("Slice", &[&x, &starts, &ends, &axes], vec![]);
+
+    // Encoder.
+    let e = hcfg.encoder_dim;
+    let y = g.linear(&patches, "encoder.input_proj", hw.get("encoder.input_proj.weight")?, hw.get("encoder.input_proj.bias")?)?;
+    let ecls = g.weight("encoder.cls_token", hw.get("encoder.cls_token")?)?;
+    let mut y = g.prepend_token(&y, &ecls, e);
+    if hcfg.encoder_pos_embed {
+        let p = g.weight("encoder.pos_embed", hw.get("encoder.pos_embed")?)?;
+        y = g.node("Add", &[&y, &p], vec![]);
+    }
+    let y = block(&mut g, &y, &hw, "encoder.block", &hcfg.encoder_block())?;
+    let y = g.layer_norm(&y, "encoder.norm", hw.get("encoder.norm.weight")?, hw.get("encoder.norm.bias")?, 1e-6)?;
+    let encoded = g.tokens_to_map(&y, e, gh, gw);
+
+    // Coarse branch.
+    let c = g.conv(&encoded, "coarse", &heads.coarse.ws, heads.coarse.bs.as_ref().ok_or_else(|| anyhow!("coarse conv without bias"))?, 1, 0)?;
+    g.node_named("Sigmoid", &[&c], vec![], model_format::COARSE_OUTPUT);
+
+    // Fine branch.
+    let img = match hcfg.fine_image {
+        crate::heads::FineImage::Normalized => image.to_string(),
+        crate::heads::FineImage::Raw => {
+            let s = g.floats("std", &[1, 3, 1, 1], &std.map(|v| v as f32));
+            let m = g.floats("mean", &[1, 3, 1, 1], &mean.map(|v| v as f32));
+            let t = g.node("Mul", &[image, &s], vec![]);
+            g.node("Add", &[&t, &m], vec![])
+        }
+    };
+    let mut f = encoded.clone();
+    let sizes = hcfg.fine_sizes();
+    for (i, (fb, &(h, w))) in heads.fine_blocks.iter().zip(&sizes).enumerate() {
+        let up = g.resize_bilinear(&f, h, w);
+        let im = if (h, w) == (hh, ww) { img.clone() } else { g.resize_bilinear(&img, h, w) };
+        let cat = g.node("Concat", &[&up, &im], vec![("axis", Attr::Int(1))]);
+        let (wt, b) = fold_bn(&fb.conv, &fb.bn)?;
+        let conv = g.conv(&cat, &format!("fine.blocks.{i}"), &wt, &b, 1, 1)?;
+        f = g.node("LeakyRelu", &[&conv], vec![("alpha", Attr::Float(0.01))]);
+    }
+    let last = heads.fine_blocks.last().ok_or_else(|| anyhow!("no fine blocks"))?;
+    let (wt, b) = fold_bn(&last.conv, &last.bn)?;
+    let conv = g.conv(&f, &format!("fine.blocks.{}", sizes.len()), &wt, &b, 1, 1)?;
+    let f = g.node("LeakyRelu", &[&conv], vec![("alpha", Attr::Float(0.01))]);
+    let cat = g.node("Concat", &[&f, &img], vec![("axis", Attr::Int(1))]);
+    let fine_b = heads.fine_head.bs.as_ref().ok_or_else(|| anyhow!("fine head without bias"))?;
+    let logits = g.conv(&cat, "fine.head", &heads.fine_head.ws, fine_b, 1, 0)?;
+    g.node_named("Sigmoid", &[&logits], vec![], model_format::FINE_OUTPUT);
+
+    let triple = |v: [f64; 3]| format!("{},{},{}", v[0], v[1], v[2]);
+    let metadata = vec![
+        (keys::FORMAT_VERSION.to_string(), model_format::FORMAT_VERSION.to_string()),
+        (keys::INPUT_WIDTH.to_string(), ww.to_string()),
+        (keys::INPUT_HEIGHT.to_string(), hh.to_string()),
+        (keys::PATCH_SIZE.to_string(), vcfg.patch_size.to_string()),
+        (keys::MEAN.to_string(), triple(mean)),
+        (keys::STD.to_string(), triple(std)),
+        (keys::BACKBONE_NAME.to_string(), provenance.backbone_name.clone()),
+        (keys::BACKBONE_ORIGIN.to_string(), provenance.backbone_origin.clone()),
+        (keys::TRAINING.to_string(), provenance.training.to_string()),
+        ("sempart.backbone.config".to_string(), serde_json::to_string(vcfg)?),
+        ("sempart.heads.config".to_string(), serde_json::to_string(hcfg)?),
+    ];
+    let doc = "Sempart salient-object segmentation (arXiv 2309.10972): DINO backbone + Sempart heads. \
+               Input 'image' [N,3,H,W] normalised RGB; outputs 'fine' [N,1,H,W] and 'coarse' [N,1,H/p,W/p] probabilities of partition A.";
+    Ok(g.finish((image, [3, hh, ww]), &[(model_format::FINE_OUTPUT, [1, hh, ww]), (model_format::COARSE_OUTPUT, [1, gh, gw])], &metadata, doc))
+}

@@ -1,0 +1,9 @@
+//! The Sempart trainer: a frozen DINO backbone ([`backbone`]), the Sempart heads ([`heads`]),
+//! their self-supervised losses, the training loop, and the export of the whole graph to the
+//! ONNX file the SDK runs ([`export`]).
+
+pub mod backbone;
+pub mod export;
+pub mod fixtures;
+pub mod heads;
+pub mod onnx;
