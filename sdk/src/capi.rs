@@ -134,9 +134,8 @@ fn c_path(ptr: *const c_char, what: &str) -> Result<Option<PathBuf>> {
         return Ok(None);
     }
     // SAFETY: the caller promises a NUL-terminated string.
-    let text = unsafe { CStr::from_ptr(ptr) }
-        .to_str()
-        .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))?;
+    let text =
+        unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))?;
     Ok(Some(PathBuf::from(text)))
 }
 
@@ -164,6 +163,22 @@ fn frame_from_c(frame: &SempartFrame) -> Result<Frame<'_>> {
         .ok_or_else(|| Error::invalid(format!("unknown pixel format value {}", frame.pixel_format)))?;
     if frame.data.is_null() {
         return Err(Error::new(Status::NullArgument, "frame data is NULL"));
+    }
+    // A stride so large that the frame's byte count overflows usize is the caller's error, not
+    // an arithmetic overflow inside Frame::new.
+    let rows = match format {
+        PixelFormat::Nv12 => frame.height_px as usize * 3 / 2,
+        _ => frame.height_px as usize,
+    };
+    let row_bytes = frame.width_px as usize * format.bytes_per_pixel();
+    if rows.saturating_sub(1).checked_mul(frame.row_stride_bytes).and_then(|n| n.checked_add(row_bytes)).is_none() {
+        return Err(Error::invalid(format!(
+            "row stride {} bytes is too large: a {}x{} frame would span more than {} bytes",
+            frame.row_stride_bytes,
+            frame.width_px,
+            frame.height_px,
+            usize::MAX
+        )));
     }
     // SAFETY: the caller promises `data` points to `data_size_bytes` readable bytes that stay
     // valid during the call; Frame::new then checks that the size covers every row.
@@ -250,8 +265,8 @@ pub extern "C" fn sempart_model_free(model: *mut SempartModel) {
 pub extern "C" fn sempart_model_provider(model: *const SempartModel, out_provider: *mut Provider) -> Status {
     guard(|| {
         let model = non_null(model, "model")?;
-        let out = unsafe { out_provider.as_mut() }
-            .ok_or_else(|| Error::new(Status::NullArgument, "out_provider is NULL"))?;
+        let out =
+            unsafe { out_provider.as_mut() }.ok_or_else(|| Error::new(Status::NullArgument, "out_provider is NULL"))?;
         *out = model.inner.provider();
         Ok(())
     })
@@ -444,9 +459,7 @@ pub extern "C" fn sempart_result_coarse_mask(result: *const SempartResult) -> *c
 /// Foreground probability per grid cell (grid_width x grid_height floats).
 #[no_mangle]
 pub extern "C" fn sempart_result_coarse_probability(result: *const SempartResult) -> *const f32 {
-    guard_value(std::ptr::null(), || {
-        result_ref(result).map_or(std::ptr::null(), |r| r.coarse_probability.as_ptr())
-    })
+    guard_value(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.coarse_probability.as_ptr()))
 }
 
 /// Number of connected components of the fine mask (0 for a NULL result).
@@ -461,9 +474,10 @@ pub extern "C" fn sempart_result_box(result: *const SempartResult, index: usize,
     guard(|| {
         let r = result_ref(result).ok_or_else(|| Error::new(Status::NullArgument, "result is NULL"))?;
         let out = unsafe { out_box.as_mut() }.ok_or_else(|| Error::new(Status::NullArgument, "out_box is NULL"))?;
-        let c = r.components.get(index).ok_or_else(|| {
-            Error::invalid(format!("box index {index} out of range ({} boxes)", r.components.len()))
-        })?;
+        let c = r
+            .components
+            .get(index)
+            .ok_or_else(|| Error::invalid(format!("box index {index} out of range ({} boxes)", r.components.len())))?;
         *out = SempartBox { x0: c.x0, y0: c.y0, x1: c.x1, y1: c.y1, pixel_count: c.pixel_count };
         Ok(())
     })

@@ -164,11 +164,7 @@ impl<'a> Frame<'a> {
                 let v = self.data[uv + 1] as f32 - 128.0;
                 let c = 1.164_383 * (luma - 16.0);
                 let clamp = |f: f32| f.round().clamp(0.0, 255.0) as u8;
-                [
-                    clamp(c + 1.596_027 * v),
-                    clamp(c - 0.391_762 * u - 0.812_968 * v),
-                    clamp(c + 2.017_232 * u),
-                ]
+                [clamp(c + 1.596_027 * v), clamp(c - 0.391_762 * u - 0.812_968 * v), clamp(c + 2.017_232 * u)]
             }
         }
     }

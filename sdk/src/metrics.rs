@@ -71,16 +71,8 @@ pub fn threshold_value(k: usize) -> f32 {
 /// nothing is predicted, recall is 1 when the ground truth is empty, and F is 0 when
 /// `beta2 * P + R` is 0.
 pub fn f_measure(tp: u64, predicted: u64, positives: u64) -> f64 {
-    let p = if predicted == 0 {
-        1.0
-    } else {
-        tp as f64 / predicted as f64
-    };
-    let r = if positives == 0 {
-        1.0
-    } else {
-        tp as f64 / positives as f64
-    };
+    let p = if predicted == 0 { 1.0 } else { tp as f64 / predicted as f64 };
+    let r = if positives == 0 { 1.0 } else { tp as f64 / positives as f64 };
     let den = BETA2 * p + r;
     if den == 0.0 {
         0.0
@@ -177,12 +169,7 @@ impl Default for SaliencyMetrics {
 impl SaliencyMetrics {
     /// An empty accumulator.
     pub fn new() -> Self {
-        Self {
-            n: 0,
-            sum_iou: 0.0,
-            sum_acc: 0.0,
-            sum_f: [0.0; NUM_THRESHOLDS],
-        }
+        Self { n: 0, sum_iou: 0.0, sum_acc: 0.0, sum_f: [0.0; NUM_THRESHOLDS] }
     }
 
     /// Number of images added so far.
@@ -204,11 +191,7 @@ impl SaliencyMetrics {
     /// # Panics
     /// When the lengths differ.
     pub fn add(&mut self, prob: &[f32], gt: &[u8]) -> ImageScores {
-        assert_eq!(
-            prob.len(),
-            gt.len(),
-            "SaliencyMetrics::add: prediction and ground truth sizes differ"
-        );
+        assert_eq!(prob.len(), gt.len(), "SaliencyMetrics::add: prediction and ground truth sizes differ");
         // hist_all[b] / hist_fg[b]: scored pixels (all / ground-truth foreground) in
         // threshold bin b (see threshold_bin).
         let mut hist_all = [0u64; NUM_THRESHOLDS + 1];
@@ -235,16 +218,8 @@ impl SaliencyMetrics {
         let scored = tp + fp + fn_ + tn;
         let positives = tp + fn_;
         let union = tp + fp + fn_;
-        let iou = if union == 0 {
-            1.0
-        } else {
-            tp as f64 / union as f64
-        };
-        let acc = if scored == 0 {
-            1.0
-        } else {
-            (tp + tn) as f64 / scored as f64
-        };
+        let iou = if union == 0 { 1.0 } else { tp as f64 / union as f64 };
+        let acc = if scored == 0 { 1.0 } else { (tp + tn) as f64 / scored as f64 };
         let f_at_half = f_measure(tp, tp + fp, positives);
 
         // prob > k/255  <=>  bin > k: suffix sums over the bins.
@@ -257,12 +232,7 @@ impl SaliencyMetrics {
         self.n += 1;
         self.sum_iou += iou;
         self.sum_acc += acc;
-        ImageScores {
-            iou,
-            acc,
-            f_at_half,
-            scored_pixels: scored,
-        }
+        ImageScores { iou, acc, f_at_half, scored_pixels: scored }
     }
 
     /// Scores a prediction stored as an image file (8-bit probabilities, `v / 255`; a
@@ -277,11 +247,7 @@ impl SaliencyMetrics {
     ) -> Result<ImageScores, MetricsError> {
         let (prob, pw, ph) = load_probability_image(prediction)?;
         let (gt, gw, gh) = load_mask_image(mask)?;
-        let prob = if (pw, ph) == (gw, gh) {
-            prob
-        } else {
-            postprocess::resize_bilinear(&prob, pw, ph, gw, gh)
-        };
+        let prob = if (pw, ph) == (gw, gh) { prob } else { postprocess::resize_bilinear(&prob, pw, ph, gw, gh) };
         Ok(self.add(&prob, &gt))
     }
 
@@ -325,9 +291,7 @@ impl SaliencyMetrics {
 /// Loads a prediction image as probabilities `v / 255` (in `f32`; 16-bit images are
 /// reduced to 8 bits, colour images converted to luma). Returns `(values, width,
 /// height)`, row-major.
-pub fn load_probability_image(
-    path: impl AsRef<Path>,
-) -> Result<(Vec<f32>, usize, usize), MetricsError> {
+pub fn load_probability_image(path: impl AsRef<Path>) -> Result<(Vec<f32>, usize, usize), MetricsError> {
     let (v, w, h) = load_luma8(path.as_ref())?;
     Ok((v.into_iter().map(|v| v as f32 / 255.0).collect(), w, h))
 }
@@ -339,10 +303,7 @@ pub fn load_mask_image(path: impl AsRef<Path>) -> Result<(Vec<u8>, usize, usize)
 }
 
 fn load_luma8(path: &Path) -> Result<(Vec<u8>, usize, usize), MetricsError> {
-    let img = image::open(path).map_err(|source| MetricsError::Image {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let img = image::open(path).map_err(|source| MetricsError::Image { path: path.display().to_string(), source })?;
     let luma = img.to_luma8();
     let (w, h) = (luma.width() as usize, luma.height() as usize);
     Ok((luma.into_raw(), w, h))
@@ -389,9 +350,7 @@ pub const CORLOC_IOU: f64 = 0.5;
 /// Whether `prediction` localises one of `ground_truth`: IoU >= 0.5 (in `f64`) with
 /// any of the boxes.
 pub fn is_correct(prediction: BoxXyxy, ground_truth: &[BoxXyxy]) -> bool {
-    ground_truth
-        .iter()
-        .any(|&g| box_iou_f64(prediction, g) >= CORLOC_IOU)
+    ground_truth.iter().any(|&g| box_iou_f64(prediction, g) >= CORLOC_IOU)
 }
 
 /// A CorLoc result.
@@ -412,14 +371,8 @@ pub struct CorLocScore {
 /// Every image of `ground_truth` counts: it is correct when its predicted box has IoU
 /// (see [`box_iou`]) >= 0.5 with ANY of its ground-truth boxes; an image without a
 /// prediction is wrong. Predictions for images not in `ground_truth` are ignored.
-pub fn corloc(
-    predictions: &BTreeMap<String, BoxXyxy>,
-    ground_truth: &BTreeMap<String, Vec<BoxXyxy>>,
-) -> CorLocScore {
-    corloc_iter(
-        predictions,
-        ground_truth.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-    )
+pub fn corloc(predictions: &BTreeMap<String, BoxXyxy>, ground_truth: &BTreeMap<String, Vec<BoxXyxy>>) -> CorLocScore {
+    corloc_iter(predictions, ground_truth.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
 }
 
 fn corloc_iter<'a>(
@@ -437,11 +390,7 @@ fn corloc_iter<'a>(
     CorLocScore {
         correct,
         total,
-        corloc_percent: if total == 0 {
-            0.0
-        } else {
-            100.0 * correct as f64 / total as f64
-        },
+        corloc_percent: if total == 0 { 0.0 } else { 100.0 * correct as f64 / total as f64 },
         missing,
     }
 }
@@ -471,20 +420,12 @@ pub struct CorLocGroundTruth {
 impl CorLocGroundTruth {
     /// Scores `predictions` against this ground truth (see [`corloc`]).
     pub fn score(&self, predictions: &BoxPredictions) -> CorLocScore {
-        corloc_iter(
-            &predictions.boxes,
-            self.images
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.boxes.as_slice())),
-        )
+        corloc_iter(&predictions.boxes, self.images.iter().map(|(k, v)| (k.as_str(), v.boxes.as_slice())))
     }
 
     /// The ground-truth boxes per image, the form [`corloc`] takes.
     pub fn boxes(&self) -> BTreeMap<String, Vec<BoxXyxy>> {
-        self.images
-            .iter()
-            .map(|(k, v)| (k.clone(), v.boxes.clone()))
-            .collect()
+        self.images.iter().map(|(k, v)| (k.clone(), v.boxes.clone())).collect()
     }
 }
 
@@ -504,26 +445,15 @@ impl BoxPredictions {
     /// Writes the predictions as JSON (the format [`load_box_predictions`] reads).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), MetricsError> {
         let path = path.as_ref();
-        let json = serde_json::to_string(self).map_err(|source| MetricsError::Json {
-            path: path.display().to_string(),
-            source,
-        })?;
-        std::fs::write(path, json).map_err(|source| MetricsError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        let json = serde_json::to_string(self)
+            .map_err(|source| MetricsError::Json { path: path.display().to_string(), source })?;
+        std::fs::write(path, json).map_err(|source| MetricsError::Io { path: path.display().to_string(), source })
     }
 }
 
 fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, MetricsError> {
-    let bytes = std::fs::read(path).map_err(|source| MetricsError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| MetricsError::Json {
-        path: path.display().to_string(),
-        source,
-    })
+    let bytes = std::fs::read(path).map_err(|source| MetricsError::Io { path: path.display().to_string(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| MetricsError::Json { path: path.display().to_string(), source })
 }
 
 /// Reads a CorLoc ground-truth file (format: [`CorLocGroundTruth`]).

@@ -45,17 +45,8 @@ pub mod keys {
     /// Training provenance: a JSON object (data, steps, config, seed, commit, date).
     pub const TRAINING: &str = "sempart.training";
     /// Keys every model must have.
-    pub const REQUIRED: [&str; 9] = [
-        FORMAT_VERSION,
-        INPUT_WIDTH,
-        INPUT_HEIGHT,
-        PATCH_SIZE,
-        MEAN,
-        STD,
-        BACKBONE_NAME,
-        BACKBONE_ORIGIN,
-        TRAINING,
-    ];
+    pub const REQUIRED: [&str; 9] =
+        [FORMAT_VERSION, INPUT_WIDTH, INPUT_HEIGHT, PATCH_SIZE, MEAN, STD, BACKBONE_NAME, BACKBONE_ORIGIN, TRAINING];
 }
 
 /// Everything the file says about itself, validated.
@@ -137,8 +128,7 @@ impl ModelInfo {
                 .map(|p| p.trim().parse::<f32>())
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|_| foreign(format!("'{key}' is '{text}', expected three numbers")))?;
-            <[f32; 3]>::try_from(parts)
-                .map_err(|_| foreign(format!("'{key}' is '{text}', expected three numbers")))
+            <[f32; 3]>::try_from(parts).map_err(|_| foreign(format!("'{key}' is '{text}', expected three numbers")))
         };
         let input_width_px = positive(keys::INPUT_WIDTH)?;
         let input_height_px = positive(keys::INPUT_HEIGHT)?;
@@ -165,11 +155,29 @@ impl ModelInfo {
 
     /// The input the model expects.
     pub fn input_spec(&self) -> InputSpec {
-        InputSpec {
-            width_px: self.input_width_px,
-            height_px: self.input_height_px,
-            mean: self.mean,
-            std: self.std,
-        }
+        InputSpec { width_px: self.input_width_px, height_px: self.input_height_px, mean: self.mean, std: self.std }
     }
+}
+
+/// Environment variable naming the model used when none is given.
+pub const MODEL_ENV: &str = "SEMPART_MODEL";
+/// File name of the default model.
+pub const DEFAULT_MODEL_FILE: &str = "sempart-default.onnx";
+
+/// The model used when the caller names none: `$SEMPART_MODEL` if set; else
+/// `../share/sempart/sempart-default.onnx` from the running program (an installed SDK); else
+/// `models/sempart-default.onnx` of the source tree the SDK was built from (what
+/// `scripts/setup.sh` composes).
+pub fn default_model_path() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os(MODEL_ENV) {
+        return p.into();
+    }
+    if let Some(installed) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("../share/sempart").join(DEFAULT_MODEL_FILE)))
+        .filter(|p| p.is_file())
+    {
+        return installed;
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(DEFAULT_MODEL_FILE)
 }

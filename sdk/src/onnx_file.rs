@@ -74,9 +74,9 @@ fn next_field<'a>(r: &mut Reader<'a>) -> std::result::Result<Field<'a>, String> 
         2 => {
             let len = r.varint().ok_or_else(|| format!("field {number} at byte {at}: unreadable length"))?;
             let remaining = r.buf.len() - r.pos;
-            r.bytes(len).map(|b| Field::Bytes(number, b)).ok_or_else(|| {
-                format!("field {number} at byte {at} declares {len} bytes but only {remaining} remain")
-            })
+            r.bytes(len)
+                .map(|b| Field::Bytes(number, b))
+                .ok_or_else(|| format!("field {number} at byte {at} declares {len} bytes but only {remaining} remain"))
         }
         wire => Err(format!("field {number} at byte {at} has invalid wire type {wire}")),
     }
@@ -98,10 +98,7 @@ fn string_pair(bytes: &[u8]) -> std::result::Result<(String, String), String> {
 /// Reads the top level of an ONNX file held in memory.
 pub fn parse_header(path: &str, bytes: &[u8]) -> Result<OnnxHeader> {
     let corrupt = |why: String| {
-        Error::new(
-            Status::ModelCorrupt,
-            format!("{path}: not a valid ONNX file (truncated or corrupt: {why})"),
-        )
+        Error::new(Status::ModelCorrupt, format!("{path}: not a valid ONNX file (truncated or corrupt: {why})"))
     };
     if bytes.is_empty() {
         return Err(corrupt("the file is empty".into()));
@@ -138,9 +135,8 @@ pub fn parse_header(path: &str, bytes: &[u8]) -> Result<OnnxHeader> {
 /// [`Status::ModelNotFound`].
 pub fn read_model_file(path: &Path) -> Result<(Vec<u8>, OnnxHeader)> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::new(Status::ModelNotFound, format!("cannot read model file {shown}: {e}"))
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::new(Status::ModelNotFound, format!("cannot read model file {shown}: {e}")))?;
     let header = parse_header(&shown, &bytes)?;
     Ok((bytes, header))
 }

@@ -46,11 +46,7 @@ fn axis_taps(src: usize, dst: usize, taps: &mut Vec<Tap>) {
     if src == dst {
         // Same size: coord = d exactly, so the result is the identity. Computed
         // directly to avoid any float rounding on very large sizes.
-        taps.extend((0..dst).map(|d| Tap {
-            i0: d,
-            i1: d,
-            w1: 0.0,
-        }));
+        taps.extend((0..dst).map(|d| Tap { i0: d, i1: d, w1: 0.0 }));
         return;
     }
     let scale = src as f32 / dst as f32;
@@ -104,16 +100,7 @@ impl BilinearResizer {
             axis_taps(src_w, dst_w, &mut cols);
             axis_taps(src_h, dst_h, &mut rows);
         }
-        Self {
-            src_w,
-            src_h,
-            dst_w,
-            dst_h,
-            cols,
-            rows,
-            row_a: vec![0.0; dst_w],
-            row_b: vec![0.0; dst_w],
-        }
+        Self { src_w, src_h, dst_w, dst_h, cols, rows, row_a: vec![0.0; dst_w], row_b: vec![0.0; dst_w] }
     }
 
     /// The source size `(width, height)` this resizer was built for.
@@ -205,13 +192,7 @@ impl BilinearResizer {
 ///
 /// # Panics
 /// When `src.len() != src_w * src_h`, or the source is empty and the destination not.
-pub fn resize_bilinear(
-    src: &[f32],
-    src_w: usize,
-    src_h: usize,
-    dst_w: usize,
-    dst_h: usize,
-) -> Vec<f32> {
+pub fn resize_bilinear(src: &[f32], src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Vec<f32> {
     let mut dst = vec![0.0; dst_w * dst_h];
     resize_bilinear_into(src, src_w, src_h, &mut dst, dst_w, dst_h);
     dst
@@ -225,14 +206,7 @@ pub fn resize_bilinear(
 /// # Panics
 /// When `src.len() != src_w * src_h`, `dst.len() != dst_w * dst_h`, or the source is
 /// empty and the destination not.
-pub fn resize_bilinear_into(
-    src: &[f32],
-    src_w: usize,
-    src_h: usize,
-    dst: &mut [f32],
-    dst_w: usize,
-    dst_h: usize,
-) {
+pub fn resize_bilinear_into(src: &[f32], src_w: usize, src_h: usize, dst: &mut [f32], dst_w: usize, dst_h: usize) {
     BilinearResizer::new(src_w, src_h, dst_w, dst_h).resize_into(src, dst);
 }
 
@@ -379,12 +353,7 @@ impl Component {
     /// coordinates times `sy` (e.g. `sx = image_width / mask_width` for a box found on
     /// a mask smaller than the image).
     pub fn xyxy_scaled(&self, sx: f32, sy: f32) -> [f32; 4] {
-        [
-            self.x0 as f32 * sx,
-            self.y0 as f32 * sy,
-            self.x1 as f32 * sx,
-            self.y1 as f32 * sy,
-        ]
+        [self.x0 as f32 * sx, self.y0 as f32 * sy, self.x1 as f32 * sx, self.y1 as f32 * sy]
     }
 }
 
@@ -424,10 +393,7 @@ fn find(parent: &mut [u32], mut x: u32) -> u32 {
 /// When `mask.len() != w * h`, or a dimension does not fit in `u32`.
 pub fn connected_components(mask: &[bool], w: usize, h: usize) -> Vec<Component> {
     assert_eq!(mask.len(), w * h, "connected_components: mask length != w * h");
-    assert!(
-        u32::try_from(w).is_ok() && u32::try_from(h).is_ok(),
-        "connected_components: grid too large"
-    );
+    assert!(u32::try_from(w).is_ok() && u32::try_from(h).is_ok(), "connected_components: grid too large");
     let mut runs: Vec<Run> = Vec::new();
     let mut parent: Vec<u32> = Vec::new();
     let mut prev = 0..0;
@@ -443,11 +409,7 @@ pub fn connected_components(mask: &[bool], w: usize, h: usize) -> Vec<Component>
             let x0 = x;
             x += row[x..].iter().position(|&b| !b).unwrap_or(w - x);
             let idx = u32::try_from(runs.len()).expect("connected_components: too many runs");
-            runs.push(Run {
-                y: y as u32,
-                x0: x0 as u32,
-                x1: x as u32,
-            });
+            runs.push(Run { y: y as u32, x0: x0 as u32, x1: x as u32 });
             parent.push(idx);
         }
         // Merge with the overlapping runs of the previous row (two-pointer sweep; runs
@@ -482,13 +444,7 @@ pub fn connected_components(mask: &[bool], w: usize, h: usize) -> Vec<Component>
         let len = run.x1 - run.x0;
         if r == k {
             comp_of_root[k] = comps.len() as u32;
-            comps.push(Component {
-                x0: run.x0,
-                y0: run.y,
-                x1: run.x1,
-                y1: run.y + 1,
-                pixel_count: len,
-            });
+            comps.push(Component { x0: run.x0, y0: run.y, x1: run.x1, y1: run.y + 1, pixel_count: len });
         } else {
             let c = &mut comps[comp_of_root[r] as usize];
             c.x0 = c.x0.min(run.x0);

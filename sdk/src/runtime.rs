@@ -2,8 +2,8 @@
 //! opening sessions with the provider the caller asked for.
 
 use crate::error::{Error, Result, Status};
-use ort::ep::{self, ExecutionProvider};
 use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use std::path::{Path, PathBuf};

@@ -9,17 +9,13 @@ const GENERATED: &str = include_str!(concat!(env!("OUT_DIR"), "/sempart.h"));
 #[test]
 fn checked_in_header_is_up_to_date() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../include/sempart.h");
-    let checked_in = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     if checked_in != GENERATED {
         let line = checked_in
             .lines()
             .zip(GENERATED.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(
-                || checked_in.lines().count().min(GENERATED.lines().count()) + 1,
-                |i| i + 1,
-            );
+            .map_or_else(|| checked_in.lines().count().min(GENERATED.lines().count()) + 1, |i| i + 1);
         panic!(
             "include/sempart.h is out of date: run scripts/update-header.sh \
              (first difference at line {line})"

@@ -2,9 +2,8 @@
 //! selection, connected components and the object box.
 
 use sempart::postprocess::{
-    binarize, binarize_into, connected_components, corners_touched, foreground_is_a,
-    object_box, resize_bilinear, resize_bilinear_into, select_foreground, BilinearResizer,
-    Component, THRESHOLD,
+    binarize, binarize_into, connected_components, corners_touched, foreground_is_a, object_box, resize_bilinear,
+    resize_bilinear_into, select_foreground, BilinearResizer, Component, THRESHOLD,
 };
 
 // ---------------------------------------------------------------------------------
@@ -14,28 +13,15 @@ use sempart::postprocess::{
 /// Parses an ASCII mask: `#` is true, anything else false; rows separated by newlines,
 /// surrounding whitespace trimmed.
 fn mask(art: &str) -> (Vec<bool>, usize, usize) {
-    let rows: Vec<&str> = art
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let rows: Vec<&str> = art.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let w = rows[0].len();
     assert!(rows.iter().all(|r| r.len() == w), "ragged mask");
-    let m = rows
-        .iter()
-        .flat_map(|r| r.chars().map(|c| c == '#'))
-        .collect();
+    let m = rows.iter().flat_map(|r| r.chars().map(|c| c == '#')).collect();
     (m, w, rows.len())
 }
 
 fn comp(x0: u32, y0: u32, x1: u32, y1: u32, pixel_count: u32) -> Component {
-    Component {
-        x0,
-        y0,
-        x1,
-        y1,
-        pixel_count,
-    }
+    Component { x0, y0, x1, y1, pixel_count }
 }
 
 fn ccs(art: &str) -> Vec<Component> {
@@ -90,10 +76,7 @@ fn reference_components(m: &[bool], w: usize, h: usize) -> Vec<Component> {
 struct Lcg(u64);
 impl Lcg {
     fn next_f32(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 40) as f32 / (1u64 << 24) as f32
     }
 }
@@ -159,38 +142,22 @@ fn resize_downscale_without_antialias() {
     // 4x4 arange -> 2x2: source coords 0.5 and 2.5, each output is the mean of a 2x2
     // block.
     let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
-    assert_close(
-        &resize_bilinear(&src, 4, 4, 2, 2),
-        &[2.5, 4.5, 10.5, 12.5],
-        1e-6,
-    );
+    assert_close(&resize_bilinear(&src, 4, 4, 2, 2), &[2.5, 4.5, 10.5, 12.5], 1e-6);
     // 8 -> 2 along x: coords 1.5 and 5.5, no antialias (only two taps).
     let src: Vec<f32> = (0..8).map(|v| v as f32).collect();
     assert_close(&resize_bilinear(&src, 8, 1, 2, 1), &[1.5, 5.5], 1e-6);
     // 3 -> 2: coords 0.25, 1.75.
-    assert_close(
-        &resize_bilinear(&[0.0, 10.0, 20.0], 3, 1, 2, 1),
-        &[2.5, 17.5],
-        1e-5,
-    );
+    assert_close(&resize_bilinear(&[0.0, 10.0, 20.0], 3, 1, 2, 1), &[2.5, 17.5], 1e-5);
 }
 
 #[test]
 fn resize_non_integer_upscale_and_border_clamp() {
     // 2 -> 3: coords -1/6 (clamped to 0), 0.5, 7/6 (both taps clamped to index 1).
-    assert_close(
-        &resize_bilinear(&[0.0, 10.0], 2, 1, 3, 1),
-        &[0.0, 5.0, 10.0],
-        1e-5,
-    );
+    assert_close(&resize_bilinear(&[0.0, 10.0], 2, 1, 3, 1), &[0.0, 5.0, 10.0], 1e-5);
     // 1x1 -> 3x2: constant.
     assert_close(&resize_bilinear(&[0.7], 1, 1, 3, 2), &[0.7; 6], 0.0);
     // Vertical only: 1x2 -> 1x4.
-    assert_close(
-        &resize_bilinear(&[0.0, 1.0], 1, 2, 1, 4),
-        &[0.0, 0.25, 0.75, 1.0],
-        1e-6,
-    );
+    assert_close(&resize_bilinear(&[0.0, 1.0], 1, 2, 1, 4), &[0.0, 0.25, 0.75, 1.0], 1e-6);
 }
 
 #[test]
@@ -438,22 +405,12 @@ fn components_are_ordered_by_first_pixel() {
         ..#.
         #...
         ##.#");
-    assert_eq!(
-        c,
-        vec![
-            comp(2, 0, 3, 1, 1),
-            comp(0, 1, 2, 3, 3),
-            comp(3, 2, 4, 3, 1)
-        ]
-    );
+    assert_eq!(c, vec![comp(2, 0, 3, 1, 1), comp(0, 1, 2, 3, 3), comp(3, 2, 4, 3, 1)]);
 }
 
 #[test]
 fn components_full_and_empty() {
-    assert_eq!(
-        connected_components(&[true; 6], 3, 2),
-        vec![comp(0, 0, 3, 2, 6)]
-    );
+    assert_eq!(connected_components(&[true; 6], 3, 2), vec![comp(0, 0, 3, 2, 6)]);
     assert!(connected_components(&[false; 6], 3, 2).is_empty());
     assert!(connected_components(&[], 0, 0).is_empty());
     assert!(connected_components(&[], 4, 0).is_empty());
@@ -499,11 +456,7 @@ fn components_match_flood_fill_on_random_masks() {
         (333, 211, 0.6),
     ] {
         let m: Vec<bool> = (0..w * h).map(|_| rng.next_f32() < density).collect();
-        assert_eq!(
-            connected_components(&m, w, h),
-            reference_components(&m, w, h),
-            "{w}x{h} density {density}"
-        );
+        assert_eq!(connected_components(&m, w, h), reference_components(&m, w, h), "{w}x{h} density {density}");
     }
 }
 

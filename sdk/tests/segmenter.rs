@@ -109,7 +109,8 @@ fn unavailable_provider_without_fallback_is_an_error() {
         Err(e) => assert_eq!(e.status(), Status::ProviderUnavailable, "{e}"),
         Ok(m) => assert_eq!(m.provider(), Provider::Cuda, "a GPU machine must really run CUDA"),
     }
-    let options = Options { providers: vec![Provider::TensorRt, Provider::Cuda], allow_fallback: true, ..Options::default() };
+    let options =
+        Options { providers: vec![Provider::TensorRt, Provider::Cuda], allow_fallback: true, ..Options::default() };
     let m = Segmenter::open(fixture("tiny.onnx"), &options).unwrap();
     assert!(matches!(m.provider(), Provider::Cpu | Provider::Cuda | Provider::TensorRt));
 }

@@ -778,10 +778,9 @@ static void test_frame_errors(sempart_model *m, const test_frame *rgb) {
         CHECK(r == sentinel, "%s: *out_result untouched", what);    \
     } while (0)
 
-    BAD_FRAME((void)0, SEMPART_STATUS_OK, NULL, "the reference frame works");
-    if (r != sentinel) {
-        sempart_result_free(r);
-    }
+    r = NULL;
+    EXPECT(sempart_segment(m, &rgb->frame, &r), SEMPART_STATUS_OK, NULL, "the reference frame works");
+    sempart_result_free(r);
     r = NULL;
     EXPECT(sempart_segment(m, NULL, &r), SEMPART_STATUS_NULL_ARGUMENT, "frame", "segment(frame NULL)");
     EXPECT(sempart_segment(m, &rgb->frame, NULL), SEMPART_STATUS_NULL_ARGUMENT, "out_result", "segment(out_result NULL)");
@@ -806,10 +805,14 @@ static void test_frame_errors(sempart_model *m, const test_frame *rgb) {
     BAD_FRAME((f.pixel_format = SEMPART_PIXEL_FORMAT_NV12, f.row_stride_bytes = W, f.data_size_bytes = (size_t)W * H),
               SEMPART_STATUS_INVALID_ARGUMENT, "buffer", "NV12 without its UV plane");
     /* Sizes whose byte count overflows size_t must be refused, not wrapped around. */
-    BAD_FRAME((f.row_stride_bytes = SIZE_MAX / 2, f.height_px = 3), SEMPART_STATUS_INVALID_ARGUMENT, NULL,
+    BAD_FRAME((f.row_stride_bytes = SIZE_MAX / 2, f.height_px = 3), SEMPART_STATUS_INVALID_ARGUMENT, "stride",
               "stride SIZE_MAX/2 (byte count overflows)");
-    BAD_FRAME((f.row_stride_bytes = SIZE_MAX, f.height_px = 2), SEMPART_STATUS_INVALID_ARGUMENT, NULL,
+    BAD_FRAME((f.row_stride_bytes = SIZE_MAX, f.height_px = 2), SEMPART_STATUS_INVALID_ARGUMENT, "stride",
               "stride SIZE_MAX (byte count overflows)");
+    BAD_FRAME((f.row_stride_bytes = SIZE_MAX / 2, f.height_px = 2), SEMPART_STATUS_INVALID_ARGUMENT, "buffer",
+              "stride SIZE_MAX/2, 2 rows (fits, buffer too small)");
+    BAD_FRAME((f.pixel_format = SEMPART_PIXEL_FORMAT_NV12, f.row_stride_bytes = SIZE_MAX / 2, f.height_px = 2),
+              SEMPART_STATUS_INVALID_ARGUMENT, "stride", "NV12 stride SIZE_MAX/2, 2 rows (3 with UV: overflows)");
 
     /* Boundary sizes that are valid. */
     {

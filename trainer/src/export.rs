@@ -101,8 +101,18 @@ pub fn export_onnx(
     let _guard = tch::no_grad_guard();
     let vcfg = vit.config();
     let hcfg: &HeadsConfig = heads.config();
-    ensure!(vcfg.patch_size == hcfg.patch_size, "backbone patch {} != heads patch {}", vcfg.patch_size, hcfg.patch_size);
-    ensure!(vcfg.embed_dim == hcfg.feature_dim, "backbone width {} != heads feature_dim {}", vcfg.embed_dim, hcfg.feature_dim);
+    ensure!(
+        vcfg.patch_size == hcfg.patch_size,
+        "backbone patch {} != heads patch {}",
+        vcfg.patch_size,
+        hcfg.patch_size
+    );
+    ensure!(
+        vcfg.embed_dim == hcfg.feature_dim,
+        "backbone width {} != heads feature_dim {}",
+        vcfg.embed_dim,
+        hcfg.feature_dim
+    );
     let (hh, ww) = (hcfg.input_height, hcfg.input_width);
     let (gh, gw) = hcfg.grid();
     let bw = Vars(backbone_vs.variables());
@@ -136,7 +146,12 @@ pub fn export_onnx(
 
     // Encoder.
     let e = hcfg.encoder_dim;
-    let y = g.linear(&patches, "encoder.input_proj", hw.get("encoder.input_proj.weight")?, hw.get("encoder.input_proj.bias")?)?;
+    let y = g.linear(
+        &patches,
+        "encoder.input_proj",
+        hw.get("encoder.input_proj.weight")?,
+        hw.get("encoder.input_proj.bias")?,
+    )?;
     let ecls = g.weight("encoder.cls_token", hw.get("encoder.cls_token")?)?;
     let mut y = g.prepend_token(&y, &ecls, e);
     if hcfg.encoder_pos_embed {
@@ -148,7 +163,14 @@ pub fn export_onnx(
     let encoded = g.tokens_to_map(&y, e, gh, gw);
 
     // Coarse branch.
-    let c = g.conv(&encoded, "coarse", &heads.coarse.ws, heads.coarse.bs.as_ref().ok_or_else(|| anyhow!("coarse conv without bias"))?, 1, 0)?;
+    let c = g.conv(
+        &encoded,
+        "coarse",
+        &heads.coarse.ws,
+        heads.coarse.bs.as_ref().ok_or_else(|| anyhow!("coarse conv without bias"))?,
+        1,
+        0,
+    )?;
     g.node_named("Sigmoid", &[&c], vec![], model_format::COARSE_OUTPUT);
 
     // Fine branch.
@@ -196,5 +218,10 @@ pub fn export_onnx(
     ];
     let doc = "Sempart salient-object segmentation (arXiv 2309.10972): DINO backbone + Sempart heads. \
                Input 'image' [N,3,H,W] normalised RGB; outputs 'fine' [N,1,H,W] and 'coarse' [N,1,H/p,W/p] probabilities of partition A.";
-    Ok(g.finish((image, [3, hh, ww]), &[(model_format::FINE_OUTPUT, [1, hh, ww]), (model_format::COARSE_OUTPUT, [1, gh, gw])], &metadata, doc))
+    Ok(g.finish(
+        (image, [3, hh, ww]),
+        &[(model_format::FINE_OUTPUT, [1, hh, ww]), (model_format::COARSE_OUTPUT, [1, gh, gw])],
+        &metadata,
+        doc,
+    ))
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use trainer::fixtures;
 
 #[derive(Parser)]
-#[command(name = "trainer", version, about = "Train the Sempart heads over a frozen DINO backbone and export the SDK's ONNX model")]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train the Sempart heads over a frozen DINO backbone and export the SDK's ONNX model"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

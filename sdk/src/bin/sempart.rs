@@ -1,1 +1,459 @@
-fn main() {}
+//! The `sempart` command: a thin layer over the SDK's Rust API.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sempart::metrics::{self, BoxPredictions, SaliencyMetrics};
+use sempart::model_format::default_model_path;
+use sempart::postprocess;
+use sempart::{Frame, Options, PixelFormat, Provider, Segmentation, Segmenter};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "sempart", version, about = "Unsupervised salient-object segmentation (Sempart)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Model file (default: $SEMPART_MODEL, else the default model installed by scripts/setup.sh).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Execution providers in order of preference, comma-separated: tensorrt, cuda, cpu.
+    #[arg(long, default_value = "cpu", value_delimiter = ',')]
+    provider: Vec<String>,
+    /// Fail instead of falling back to the next provider (and finally the CPU).
+    #[arg(long)]
+    no_fallback: bool,
+    /// CPU threads for inference (0: let ONNX Runtime choose).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Segment images: writes <stem>.mask.png (and <stem>.overlay.png) per image and boxes.json.
+    ///
+    /// Example: sempart segment --out out/ --overlay examples/images
+    Segment {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write an overlay picture per image (mask tinted, boxes drawn).
+        #[arg(long)]
+        overlay: bool,
+        /// Image files or folders.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Show a model's metadata and the execution providers available and in use.
+    ///
+    /// Example: sempart info --model models/sempart-default.onnx
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate on a labelled folder: Acc, IoU, maxF (fine and coarse), CorLoc of the mask boxes,
+    /// median latency.
+    ///
+    /// Example: sempart eval --images data/davis16/images --masks data/davis16/masks --json
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Folder of images.
+        #[arg(long)]
+        images: PathBuf,
+        /// Folder of masks (PNG, same stem as the image; >127 foreground, 128 ignored).
+        #[arg(long)]
+        masks: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Evaluate only the first N images (sorted by name).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also write the predicted object boxes in the CorLoc box-file format.
+        #[arg(long)]
+        boxes_out: Option<PathBuf>,
+    },
+    /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
+    ///
+    /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
+    Corloc {
+        /// Ground-truth file.
+        #[arg(long)]
+        gt: PathBuf,
+        /// Prediction file (one box per image).
+        #[arg(long)]
+        pred: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn open_model(args: &ModelArgs) -> Result<Segmenter> {
+    let providers = args
+        .provider
+        .iter()
+        .map(|p| Provider::parse(p).ok_or_else(|| anyhow!("unknown provider '{p}' (tensorrt, cuda, cpu)")))
+        .collect::<Result<Vec<_>>>()?;
+    let options =
+        Options { providers, allow_fallback: !args.no_fallback, cpu_threads: args.threads, ..Options::default() };
+    let path = args.model.clone().unwrap_or_else(default_model_path);
+    if args.model.is_none() && !path.is_file() {
+        bail!(
+            "no default model at {} (run scripts/setup.sh, or pass --model PATH or set SEMPART_MODEL)",
+            path.display()
+        );
+    }
+    Ok(Segmenter::open(&path, &options)?)
+}
+
+const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "ppm"];
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Files named on the command line, and the images inside named folders (sorted).
+fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .with_context(|| format!("reading folder {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_image(p))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(input.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes an image file to RGB8 (any colour type and bit depth).
+fn load_rgb(path: &Path) -> Result<image::RgbImage> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .decode()
+        .with_context(|| format!("cannot decode {}", path.display()))?;
+    Ok(img.to_rgb8())
+}
+
+fn segment_file(model: &Segmenter, path: &Path) -> Result<(image::RgbImage, Segmentation)> {
+    let rgb = load_rgb(path)?;
+    let (w, h) = rgb.dimensions();
+    let frame = Frame::new(rgb.as_raw(), w, h, w as usize * 3, PixelFormat::Rgb8)?;
+    let seg = model.segment(&frame)?;
+    Ok((rgb, seg))
+}
+
+fn draw_rect(img: &mut image::RgbImage, c: &sempart::Component, colour: [u8; 3], thickness: u32) {
+    let (w, h) = img.dimensions();
+    for t in 0..thickness {
+        let (x0, y0) = (c.x0.saturating_sub(t), c.y0.saturating_sub(t));
+        let (x1, y1) = ((c.x1 + t).min(w) - 1, (c.y1 + t).min(h) - 1);
+        for x in x0..=x1 {
+            img.put_pixel(x, y0, image::Rgb(colour));
+            img.put_pixel(x, y1, image::Rgb(colour));
+        }
+        for y in y0..=y1 {
+            img.put_pixel(x0, y, image::Rgb(colour));
+            img.put_pixel(x1, y, image::Rgb(colour));
+        }
+    }
+}
+
+/// The image with the background dimmed, the foreground tinted, the components' boxes in
+/// yellow and the object box in red.
+fn overlay(rgb: &image::RgbImage, seg: &Segmentation) -> image::RgbImage {
+    let mut out = rgb.clone();
+    for (px, &m) in out.pixels_mut().zip(&seg.fine_mask) {
+        for (c, tint) in px.0.iter_mut().zip([255u16, 40, 40]) {
+            *c = if m == 255 { ((*c as u16 * 3 + tint * 2) / 5) as u8 } else { (*c as u16 * 2 / 5) as u8 };
+        }
+    }
+    let thick = (rgb.width().max(rgb.height()) / 300).max(1);
+    for (i, c) in seg.components.iter().enumerate() {
+        if Some(i) != seg.object && c.pixel_count >= 16 {
+            draw_rect(&mut out, c, [255, 220, 0], thick);
+        }
+    }
+    if let Some(o) = seg.object {
+        draw_rect(&mut out, &seg.components[o], [255, 0, 0], thick * 2);
+    }
+    out
+}
+
+fn boxes_json(seg: &Segmentation) -> serde_json::Value {
+    let boxes: Vec<_> = seg
+        .components
+        .iter()
+        .map(|c| json!({"x0": c.x0, "y0": c.y0, "x1": c.x1, "y1": c.y1, "pixels": c.pixel_count}))
+        .collect();
+    json!({
+        "width": seg.width_px,
+        "height": seg.height_px,
+        "object": seg.object.map(|i| { let c = &seg.components[i]; [c.x0, c.y0, c.x1, c.y1] }),
+        "boxes": boxes,
+        "timing_ms": seg.timing,
+    })
+}
+
+fn progress(n: usize) -> ProgressBar {
+    let bar = if n > 1 { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .expect("valid progress template"),
+    );
+    bar
+}
+
+fn cmd_segment(args: &ModelArgs, out: &Path, with_overlay: bool, inputs: &[PathBuf]) -> Result<bool> {
+    let files = collect_inputs(inputs)?;
+    if files.is_empty() {
+        bail!("no images found in the inputs");
+    }
+    let model = open_model(args)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let bar = progress(files.len());
+    let mut results = BTreeMap::new();
+    let mut used_stems = std::collections::HashSet::new();
+    let mut failed = 0usize;
+    for path in &files {
+        bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let outcome = segment_file(&model, path).and_then(|(rgb, seg)| {
+            let base = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+            let mut stem = base.clone();
+            let mut k = 1;
+            while !used_stems.insert(stem.clone()) {
+                k += 1;
+                stem = format!("{base}-{k}");
+            }
+            let mask = image::GrayImage::from_raw(seg.width_px, seg.height_px, seg.fine_mask.clone())
+                .ok_or_else(|| anyhow!("mask size mismatch"))?;
+            let mask_path = out.join(format!("{stem}.mask.png"));
+            mask.save(&mask_path).with_context(|| format!("cannot write {}", mask_path.display()))?;
+            if with_overlay {
+                let p = out.join(format!("{stem}.overlay.png"));
+                overlay(&rgb, &seg).save(&p).with_context(|| format!("cannot write {}", p.display()))?;
+            }
+            let mut entry = boxes_json(&seg);
+            entry["mask"] = json!(format!("{stem}.mask.png"));
+            results.insert(path.display().to_string(), entry);
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            failed += 1;
+            bar.suspend(|| eprintln!("sempart: skipped {}: {e:#}", path.display()));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let info = model.info();
+    let doc = json!({
+        "model": {"backbone": info.backbone_name, "backbone_origin": info.backbone_origin},
+        "provider": model.provider().name(),
+        "images": results,
+    });
+    let boxes_path = out.join("boxes.json");
+    std::fs::write(&boxes_path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("cannot write {}", boxes_path.display()))?;
+    println!("segmented {} of {} images into {} ({} failed)", files.len() - failed, files.len(), out.display(), failed);
+    Ok(failed == 0)
+}
+
+fn cmd_info(args: &ModelArgs, as_json: bool) -> Result<()> {
+    let model = open_model(args)?;
+    let options = Options::default();
+    let available: Vec<&str> = sempart::runtime::available_providers(&options)?.iter().map(|p| p.name()).collect();
+    let info = model.info();
+    if as_json {
+        let doc = json!({"sdk_version": sempart::VERSION, "info": info, "providers_available": available, "provider_in_use": model.provider().name()});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("sempart SDK {}", sempart::VERSION);
+    println!("format version   {}", info.format_version);
+    println!(
+        "input            {}x{} px, patch {} px, grid {}x{}",
+        info.input_width_px, info.input_height_px, info.patch_size_px, info.grid_width, info.grid_height
+    );
+    println!("normalisation    mean {:?} std {:?}", info.mean, info.std);
+    println!("backbone         {}", info.backbone_name);
+    println!("backbone origin  {}", info.backbone_origin);
+    println!("training         {}", info.training);
+    println!("providers        available: {}; in use: {}", available.join(", "), model.provider().name());
+    Ok(())
+}
+
+/// Bounding box of all foreground pixels of a ground-truth mask (`xyxy`, exclusive ends).
+fn mask_box(mask: &[u8], w: usize) -> Option<[f32; 4]> {
+    let mut b: Option<[usize; 4]> = None;
+    for (i, &v) in mask.iter().enumerate() {
+        if v > 127 && v != 128 {
+            let (x, y) = (i % w, i / w);
+            let e = b.get_or_insert([x, y, x + 1, y + 1]);
+            e[0] = e[0].min(x);
+            e[1] = e[1].min(y);
+            e[2] = e[2].max(x + 1);
+            e[3] = e[3].max(y + 1);
+        }
+    }
+    b.map(|b| b.map(|v| v as f32))
+}
+
+fn find_mask(masks: &Path, stem: &str) -> Option<PathBuf> {
+    ["png", "PNG", "bmp", "jpg"].iter().map(|e| masks.join(format!("{stem}.{e}"))).find(|p| p.is_file())
+}
+
+fn cmd_eval(
+    args: &ModelArgs,
+    images: &Path,
+    masks: &Path,
+    as_json: bool,
+    limit: Option<usize>,
+    boxes_out: Option<&Path>,
+) -> Result<bool> {
+    let mut files = collect_inputs(&[images.to_path_buf()])?;
+    if let Some(n) = limit {
+        files.truncate(n);
+    }
+    if files.is_empty() {
+        bail!("no images in {}", images.display());
+    }
+    let model = open_model(args)?;
+    let (mut fine, mut coarse) = (SaliencyMetrics::new(), SaliencyMetrics::new());
+    let mut latencies = Vec::new();
+    let mut predicted =
+        BoxPredictions { source: Some("sempart eval: object box of the fine mask".into()), ..Default::default() };
+    let mut gt_boxes = BTreeMap::new();
+    let mut failed = 0;
+    let bar = progress(files.len());
+    for path in &files {
+        let outcome = (|| -> Result<()> {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let mask_path =
+                find_mask(masks, &stem).ok_or_else(|| anyhow!("no mask for {stem} in {}", masks.display()))?;
+            let (gt, gw, gh) = metrics::load_mask_image(&mask_path)?;
+            let (_, seg) = segment_file(&model, path)?;
+            let t = seg.timing;
+            latencies.push(t.preprocess_ms + t.inference_ms + t.postprocess_ms);
+            let (w, h) = (seg.width_px as usize, seg.height_px as usize);
+            let fine_prob = if (w, h) == (gw, gh) {
+                seg.fine_probability.clone()
+            } else {
+                postprocess::resize_bilinear(&seg.fine_probability, w, h, gw, gh)
+            };
+            let coarse_prob = postprocess::resize_bilinear(
+                &seg.coarse_probability,
+                seg.grid_width as usize,
+                seg.grid_height as usize,
+                gw,
+                gh,
+            );
+            fine.add(&fine_prob, &gt);
+            coarse.add(&coarse_prob, &gt);
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(b) = mask_box(&gt, gw) {
+                gt_boxes.insert(name.clone(), vec![b]);
+            }
+            if let Some(o) = seg.object {
+                let c = &seg.components[o];
+                let (sx, sy) = (gw as f32 / w as f32, gh as f32 / h as f32);
+                predicted.boxes.insert(name, c.xyxy_scaled(sx, sy));
+            }
+            Ok(())
+        })();
+        if let Err(e) = outcome {
+            failed += 1;
+            bar.suspend(|| eprintln!("sempart: skipped {}: {e:#}", path.display()));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if fine.is_empty() {
+        bail!("no image could be evaluated");
+    }
+    let (f, c) = (fine.finish(), coarse.finish());
+    let loc = metrics::corloc(&predicted.boxes, &gt_boxes);
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let median = latencies[latencies.len() / 2];
+    if let Some(p) = boxes_out {
+        predicted.save(p)?;
+    }
+    if as_json {
+        let doc = json!({
+            "n": f.n,
+            "fine.acc": f.acc, "fine.iou": f.iou, "fine.maxf": f.maxf,
+            "coarse.acc": c.acc, "coarse.iou": c.iou, "coarse.maxf": c.maxf,
+            "corloc": loc.corloc_percent,
+            "latency_ms_median": median,
+            "failed": failed,
+            "provider": model.provider().name(),
+            "backbone": model.info().backbone_name,
+        });
+        println!("{}", serde_json::to_string(&doc)?);
+    } else {
+        println!("images           {} ({} failed)", f.n, failed);
+        println!("fine             Acc {:.3}  IoU {:.3}  maxF {:.3}", f.acc, f.iou, f.maxf);
+        println!("coarse           Acc {:.3}  IoU {:.3}  maxF {:.3}", c.acc, c.iou, c.maxf);
+        println!("CorLoc (masks)   {:.2} ({}/{})", loc.corloc_percent, loc.correct, loc.total);
+        println!("latency median   {median:.1} ms ({})", model.provider().name());
+    }
+    Ok(failed == 0)
+}
+
+fn cmd_corloc(gt: &Path, pred: &Path, as_json: bool) -> Result<()> {
+    let gt = metrics::load_corloc_gt(gt)?;
+    let pred = metrics::load_box_predictions(pred)?;
+    let score = gt.score(&pred);
+    if as_json {
+        println!("{}", serde_json::to_string(&score)?);
+    } else {
+        println!(
+            "CorLoc {:.2} ({}/{}, {} images without a prediction)",
+            score.corloc_percent, score.correct, score.total, score.missing
+        );
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match &cli.command {
+        Command::Segment { model, out, overlay, inputs } => cmd_segment(model, out, *overlay, inputs),
+        Command::Info { model, json } => cmd_info(model, *json).map(|_| true),
+        Command::Eval { model, images, masks, json, limit, boxes_out } => {
+            cmd_eval(model, images, masks, *json, *limit, boxes_out.as_deref())
+        }
+        Command::Corloc { gt, pred, json } => cmd_corloc(gt, pred, *json).map(|_| true),
+    }
+}
+
+fn main() {
+    match run(Cli::parse()) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("sempart: error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -29,10 +29,7 @@ use super::{infer_config, safetensor_to_tensor, PosInterpolation, VitConfig, Wei
 /// Loads Hugging Face `Dinov2Model` safetensors. The heads come from `num_heads_hint`, else
 /// from a `config.json` next to the file (`num_attention_heads`, `layer_norm_eps`), else
 /// `dim / 64`.
-pub fn load_hf_safetensors(
-    path: &Path,
-    num_heads_hint: Option<i64>,
-) -> anyhow::Result<(VitConfig, Weights)> {
+pub fn load_hf_safetensors(path: &Path, num_heads_hint: Option<i64>) -> anyhow::Result<(VitConfig, Weights)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
@@ -42,12 +39,7 @@ pub fn load_hf_safetensors(
         .map(|(name, view)| Ok((name.clone(), safetensor_to_tensor(&name, &view)?)))
         .collect::<anyhow::Result<Weights>>()?;
     let (cfg_heads, cfg_eps) = read_config_json(path);
-    hf_to_canonical(
-        hf,
-        num_heads_hint.or(cfg_heads),
-        PosInterpolation::HuggingFace,
-        cfg_eps.unwrap_or(1e-6),
-    )
+    hf_to_canonical(hf, num_heads_hint.or(cfg_heads), PosInterpolation::HuggingFace, cfg_eps.unwrap_or(1e-6))
 }
 
 /// `num_attention_heads` and `layer_norm_eps` of a `config.json` beside `path`, if any.
@@ -64,10 +56,7 @@ fn read_config_json(path: &Path) -> (Option<i64>, Option<f64>) {
     if v.get("model_type").and_then(|m| m.as_str()) != Some("dinov2") {
         return (None, None);
     }
-    (
-        v.get("num_attention_heads").and_then(|h| h.as_i64()),
-        v.get("layer_norm_eps").and_then(|e| e.as_f64()),
-    )
+    (v.get("num_attention_heads").and_then(|h| h.as_i64()), v.get("layer_norm_eps").and_then(|e| e.as_f64()))
 }
 
 /// Maps weights in Hugging Face `Dinov2Model` names (an optional `dinov2.` / `backbone.`
@@ -90,18 +79,13 @@ pub fn hf_to_canonical(
         let canonical = match name {
             "embeddings.cls_token" => "cls_token".to_string(),
             "embeddings.position_embeddings" => "pos_embed".to_string(),
-            "embeddings.patch_embeddings.projection.weight" => {
-                "patch_embed.proj.weight".to_string()
-            }
+            "embeddings.patch_embeddings.projection.weight" => "patch_embed.proj.weight".to_string(),
             "embeddings.patch_embeddings.projection.bias" => "patch_embed.proj.bias".to_string(),
             "embeddings.mask_token" => continue,
             "layernorm.weight" => "norm.weight".to_string(),
             "layernorm.bias" => "norm.bias".to_string(),
             _ => {
-                let Some((idx, field)) = name
-                    .strip_prefix("encoder.layer.")
-                    .and_then(|r| r.split_once('.'))
-                else {
+                let Some((idx, field)) = name.strip_prefix("encoder.layer.").and_then(|r| r.split_once('.')) else {
                     unknown.push(key);
                     continue;
                 };
@@ -125,10 +109,8 @@ pub fn hf_to_canonical(
                     continue;
                 }
                 let mapped = match field {
-                    "norm1.weight" | "norm1.bias" | "norm2.weight" | "norm2.bias"
-                    | "mlp.fc1.weight" | "mlp.fc1.bias" | "mlp.fc2.weight" | "mlp.fc2.bias" => {
-                        field.to_string()
-                    }
+                    "norm1.weight" | "norm1.bias" | "norm2.weight" | "norm2.bias" | "mlp.fc1.weight"
+                    | "mlp.fc1.bias" | "mlp.fc2.weight" | "mlp.fc2.bias" => field.to_string(),
                     "attention.output.dense.weight" => "attn.proj.weight".to_string(),
                     "attention.output.dense.bias" => "attn.proj.bias".to_string(),
                     "layer_scale1.lambda1" => "ls1.gamma".to_string(),
@@ -141,26 +123,16 @@ pub fn hf_to_canonical(
                 format!("blocks.{i}.{mapped}")
             }
         };
-        ensure!(
-            out.insert(canonical.clone(), t).is_none(),
-            "duplicate weight {canonical} (from {key})"
-        );
+        ensure!(out.insert(canonical.clone(), t).is_none(), "duplicate weight {canonical} (from {key})");
     }
-    ensure!(
-        unknown.is_empty(),
-        "unsupported Hugging Face keys: {}",
-        unknown.join(", ")
-    );
+    ensure!(unknown.is_empty(), "unsupported Hugging Face keys: {}", unknown.join(", "));
     for ((i, is_weight), parts) in qkv {
         let wb = if is_weight { "weight" } else { "bias" };
         let parts: Vec<Tensor> = match parts {
             [Some(q), Some(k), Some(v)] => vec![q, k, v],
             _ => bail!("layer {i}: query/key/value {wb} incomplete"),
         };
-        out.insert(
-            format!("blocks.{i}.attn.qkv.{wb}"),
-            Tensor::cat(&parts, 0).contiguous(),
-        );
+        out.insert(format!("blocks.{i}.attn.qkv.{wb}"), Tensor::cat(&parts, 0).contiguous());
     }
     let cfg = infer_config(&out, num_heads, pos_interpolation, ln_eps)?;
     Ok((cfg, out))

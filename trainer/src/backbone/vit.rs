@@ -170,19 +170,9 @@ impl VitConfig {
 fn param(vs: &nn::Path, name: &str, dims: &[i64]) -> anyhow::Result<Tensor> {
     let t = match vs.get(name) {
         Some(t) => t,
-        None => vs.add(
-            name,
-            Tensor::zeros(dims, (tch::Kind::Float, vs.device())),
-            false,
-        ),
+        None => vs.add(name, Tensor::zeros(dims, (tch::Kind::Float, vs.device())), false),
     };
-    ensure!(
-        t.size() == dims,
-        "variable {} has shape {:?}, expected {:?}",
-        vs.path(name),
-        t.size(),
-        dims
-    );
+    ensure!(t.size() == dims, "variable {} has shape {:?}, expected {:?}", vs.path(name), t.size(), dims);
     Ok(t)
 }
 
@@ -197,19 +187,12 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Reads `weight` and `bias` of width `dim` under `vs`.
     pub fn new(vs: &nn::Path, dim: i64, eps: f64) -> anyhow::Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: param(vs, "weight", &[dim])?,
-            bias: param(vs, "bias", &[dim])?,
-            eps,
-        })
+        Ok(LayerNorm { weight: param(vs, "weight", &[dim])?, bias: param(vs, "bias", &[dim])?, eps })
     }
 
     /// Normalises over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let d = *x
-            .size()
-            .last()
-            .expect("LayerNorm input has at least one dimension");
+        let d = *x.size().last().expect("LayerNorm input has at least one dimension");
         x.layer_norm([d], Some(&self.weight), Some(&self.bias), self.eps, false)
     }
 }
@@ -224,10 +207,7 @@ pub struct Linear {
 impl Linear {
     /// Reads `weight` and `bias` under `vs`.
     pub fn new(vs: &nn::Path, in_dim: i64, out_dim: i64) -> anyhow::Result<Linear> {
-        Ok(Linear {
-            weight: param(vs, "weight", &[out_dim, in_dim])?,
-            bias: param(vs, "bias", &[out_dim])?,
-        })
+        Ok(Linear { weight: param(vs, "weight", &[out_dim, in_dim])?, bias: param(vs, "bias", &[out_dim])? })
     }
 
     /// `x W^T + b`.
@@ -258,14 +238,7 @@ impl PatchEmbed {
 
     /// `[N, 3, H, W]` -> `[N, D, H // p, W // p]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(
-            &self.weight,
-            Some(&self.bias),
-            [self.patch, self.patch],
-            [0, 0],
-            [1, 1],
-            1,
-        )
+        x.conv2d(&self.weight, Some(&self.bias), [self.patch, self.patch], [0, 0], [1, 1], 1)
     }
 }
 
@@ -292,10 +265,7 @@ pub struct Attention {
 impl Attention {
     /// Reads `qkv.*` `[3D, D]` and `proj.*` `[D, D]` under `vs` (= `blocks.{i}.attn`).
     pub fn new(vs: &nn::Path, dim: i64, num_heads: i64) -> anyhow::Result<Attention> {
-        ensure!(
-            num_heads > 0 && dim % num_heads == 0,
-            "width {dim} is not a multiple of {num_heads} heads"
-        );
+        ensure!(num_heads > 0 && dim % num_heads == 0, "width {dim} is not a multiple of {num_heads} heads");
         Ok(Attention {
             qkv: Linear::new(&(vs / "qkv"), dim, 3 * dim)?,
             proj: Linear::new(&(vs / "proj"), dim, dim)?,
@@ -318,24 +288,11 @@ impl Attention {
             let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, q.kind());
             (attn.matmul(&v), Some(attn))
         } else {
-            let ctx = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                None::<Tensor>,
-                0.0,
-                false,
-                self.scale,
-                false,
-            );
+            let ctx = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, self.scale, false);
             (ctx, None)
         };
         let out = self.proj.forward(&ctx.transpose(1, 2).reshape([n, t, d]));
-        AttentionOutput {
-            out,
-            keys,
-            attention,
-        }
+        AttentionOutput { out, keys, attention }
     }
 }
 
@@ -349,10 +306,7 @@ pub struct Mlp {
 impl Mlp {
     /// Reads `fc1.*` `[hidden, D]` and `fc2.*` `[D, hidden]` under `vs` (= `blocks.{i}.mlp`).
     pub fn new(vs: &nn::Path, dim: i64, hidden: i64) -> anyhow::Result<Mlp> {
-        Ok(Mlp {
-            fc1: Linear::new(&(vs / "fc1"), dim, hidden)?,
-            fc2: Linear::new(&(vs / "fc2"), hidden, dim)?,
-        })
+        Ok(Mlp { fc1: Linear::new(&(vs / "fc1"), dim, hidden)?, fc2: Linear::new(&(vs / "fc2"), hidden, dim)? })
     }
 
     /// `fc2(gelu(fc1(x)))`.
@@ -414,7 +368,7 @@ impl Block {
 /// Everything the forward pass exposes.
 #[derive(Debug)]
 pub struct VitOutput {
-    /// Final tokens after the last LayerNorm, `[N, 1 + h0 * w0, D]` ([CLS] first, then the
+    /// Final tokens after the last LayerNorm, `[N, 1 + h0 * w0, D]` (\[CLS\] first, then the
     /// patches row-major over `(h0, w0)`).
     pub tokens: Tensor,
     /// Tokens before the final LayerNorm, same shape.
@@ -429,21 +383,13 @@ pub struct VitOutput {
 }
 
 impl VitOutput {
-    /// Drops the [CLS] row of a `[N, 1 + h0 * w0, C]` tensor of this output (tokens, prenorm
+    /// Drops the \[CLS\] row of a `[N, 1 + h0 * w0, C]` tensor of this output (tokens, prenorm
     /// or keys) and lays the patches out as a feature map `[N, C, h0, w0]`.
     pub fn patch_map(&self, t: &Tensor) -> Tensor {
         let (n, tt, c) = t.size3().expect("expected [N, T, C]");
         let (h0, w0) = self.grid;
-        assert_eq!(
-            tt,
-            1 + h0 * w0,
-            "token count does not match the grid {:?}",
-            self.grid
-        );
-        t.narrow(1, 1, h0 * w0)
-            .reshape([n, h0, w0, c])
-            .permute([0, 3, 1, 2])
-            .contiguous()
+        assert_eq!(tt, 1 + h0 * w0, "token count does not match the grid {:?}", self.grid);
+        t.narrow(1, 1, h0 * w0).reshape([n, h0, w0, c]).permute([0, 3, 1, 2]).contiguous()
     }
 }
 
@@ -494,7 +440,7 @@ impl Vit {
 
     /// The positional embedding actually added for a `(h0, w0)` token grid and an input of
     /// `height_px x width_px` pixels: `[1, 1 + h0 * w0, D]`, resampled from the trained
-    /// `M x M` grid by the configuration's [`PosInterpolation`] rule (the [CLS] row is never
+    /// `M x M` grid by the configuration's [`PosInterpolation`] rule (the \[CLS\] row is never
     /// resampled). Computed in float32 whatever the parameters' kind.
     pub fn pos_embed_for(&self, h0: i64, w0: i64, height_px: i64, width_px: i64) -> Tensor {
         let m = self.cfg.pos_grid;
@@ -505,19 +451,13 @@ impl Vit {
         let kind = self.pos_embed.kind();
         let pos = self.pos_embed.to_kind(tch::Kind::Float);
         let cls = pos.narrow(1, 0, 1);
-        let grid = pos
-            .narrow(1, 1, m * m)
-            .reshape([1, m, m, d])
-            .permute([0, 3, 1, 2]);
+        let grid = pos.narrow(1, 1, m * m).reshape([1, m, m, d]).permute([0, 3, 1, 2]);
         let resized = match self.cfg.pos_interpolation {
             // PyTorch's `scale_factor` path: the kernel uses 1 / scale_factor as the
             // source step, i.e. M / (n0 + 0.1).
-            PosInterpolation::Official => grid.upsample_bicubic2d(
-                [h0, w0],
-                false,
-                (h0 as f64 + 0.1) / m as f64,
-                (w0 as f64 + 0.1) / m as f64,
-            ),
+            PosInterpolation::Official => {
+                grid.upsample_bicubic2d([h0, w0], false, (h0 as f64 + 0.1) / m as f64, (w0 as f64 + 0.1) / m as f64)
+            }
             // Exact size: the kernel uses input / output = M / n0 as the source step.
             PosInterpolation::HuggingFace => grid.upsample_bicubic2d([h0, w0], false, None, None),
         };
@@ -534,10 +474,7 @@ impl Vit {
         let d = self.cfg.embed_dim;
         let feat = self.patch_embed.forward(x);
         let (h0, w0) = (feat.size()[2], feat.size()[3]);
-        assert!(
-            h0 > 0 && w0 > 0,
-            "input {height}x{width} is smaller than one patch"
-        );
+        assert!(h0 > 0 && w0 > 0, "input {height}x{width} is smaller than one patch");
         let patches = feat.flatten(2, 3).transpose(1, 2);
         let cls = self.cls_token.expand([n, 1, d], true);
         let mut h = Tensor::cat(&[cls, patches], 1) + self.pos_embed_for(h0, w0, height, width);

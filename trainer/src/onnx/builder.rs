@@ -40,7 +40,13 @@ fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     for v in values {
         raw.extend_from_slice(&v.to_le_bytes());
     }
-    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: data_type::FLOAT, raw_data: raw, ..Default::default() }
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: data_type::FLOAT,
+        raw_data: raw,
+        ..Default::default()
+    }
 }
 
 impl GraphBuilder {
@@ -160,7 +166,15 @@ impl GraphBuilder {
     }
 
     /// Conv2d with optional bias, square kernel, padding and stride.
-    pub fn conv(&mut self, x: &str, name: &str, weight: &Tensor, bias: &Tensor, stride: i64, pad: i64) -> Result<String> {
+    pub fn conv(
+        &mut self,
+        x: &str,
+        name: &str,
+        weight: &Tensor,
+        bias: &Tensor,
+        stride: i64,
+        pad: i64,
+    ) -> Result<String> {
         let k = weight.size();
         ensure!(k.len() == 4, "{name}: conv weight must be 4-D");
         let w = self.weight(&format!("{name}.weight"), weight)?;
@@ -185,10 +199,7 @@ impl GraphBuilder {
         self.node(
             "Resize",
             &[x, "", "", &sizes],
-            vec![
-                ("mode", Attr::Str("linear")),
-                ("coordinate_transformation_mode", Attr::Str("half_pixel")),
-            ],
+            vec![("mode", Attr::Str("linear")), ("coordinate_transformation_mode", Attr::Str("half_pixel"))],
         )
     }
 

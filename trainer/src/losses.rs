@@ -1,0 +1,381 @@
+//! The self-supervised Sempart losses (spec section 2), on batches.
+//!
+//! Every function works on any float kind (the gradient checks run in `f64`) and returns
+//! per-image values `[N]` or batch means (scalars), as documented.
+//!
+//! - [`affinity`]: the patch affinity `W` (binary with a floor `eps`, no self-loops by default).
+//! - [`ncut_loss`]: the expected normalised cut of eq. 6, both partitions.
+//! - [`gtv`]: the graph total variation `sum over unordered 4-neighbour pairs A_ij (s_i - s_j)^2`
+//!   (= 1/2 the sum over ordered pairs), with [`grid_affinity_from_features`] (GTV coarse:
+//!   the affinity at `tau = 0`) or [`grid_affinity_from_image`] (GTV fine:
+//!   `exp(-||X_i - X_j||^2 / sigma)`).
+//! - [`sr_loss`]: super-resolution agreement `|| avgpool_p(S_fine) - S_coarse ||^2`.
+//! - [`sempart_loss`]: the weighted total, averaged over the batch.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Which backbone features define the affinity `W` (spec section 1, OPEN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinityFeatures {
+    /// The last layer's output tokens (after the final LayerNorm).
+    Tokens,
+    /// The output tokens minus their mean over the image's patches (the working choice with
+    /// DINOv2: raw tokens give a nearly complete graph).
+    CenteredTokens,
+    /// The last attention layer's keys, heads concatenated (TokenCut's choice).
+    Keys,
+    /// The keys minus their mean over the image's patches (raw DINOv2 keys share a large bias).
+    CenteredKeys,
+}
+
+impl AffinityFeatures {
+    /// Whether the backbone's keys (rather than its tokens) are needed.
+    pub fn uses_keys(self) -> bool {
+        matches!(self, AffinityFeatures::Keys | AffinityFeatures::CenteredKeys)
+    }
+
+    /// Whether the features are centred per image before normalisation.
+    pub fn centered(self) -> bool {
+        matches!(self, AffinityFeatures::CenteredTokens | AffinityFeatures::CenteredKeys)
+    }
+}
+
+/// How a squared norm or a total variation is reduced over its pixels (spec: OPEN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduction {
+    /// Sum over the grid's elements (pairs for GTV, cells for SR).
+    Sum,
+    /// Mean over the grid's elements.
+    Mean,
+}
+
+/// Every hyper-parameter of the losses. Defaults: the paper's values, with the choices the
+/// measurements in the spec support for the OPEN points (centred tokens, SR as a mean, GTV as
+/// sums, colours in [0, 1]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    /// Features of the affinity `W` (and of the GTV-coarse affinity).
+    pub features: AffinityFeatures,
+    /// Cosine threshold of `W` (paper: 0.2).
+    pub tau: f64,
+    /// Value of `W` below the threshold (paper: 1e-6).
+    pub eps: f64,
+    /// Keep `W_ii` (the ablation shows self-loops hurt; default false: `W_ii = 0`).
+    pub self_loops: bool,
+    /// Cosine threshold of the GTV-coarse affinity (paper: 0).
+    pub gtv_coarse_tau: f64,
+    /// Floor of the GTV-coarse affinity (paper: 1e-6).
+    pub gtv_coarse_eps: f64,
+    /// `sigma` of the GTV-fine colour affinity `exp(-||X_i - X_j||^2 / sigma)` (paper: 1).
+    pub gtv_fine_sigma: f64,
+    /// Scale of the colours X in GTV fine: X = RGB in [0, 1] times this (1: [0, 1]; 255:
+    /// [0, 255]).
+    pub gtv_fine_color_scale: f64,
+    /// Weight of the normalised cut (1).
+    pub w_ncut: f64,
+    /// Weight of GTV coarse (0.0006).
+    pub w_gtv_coarse: f64,
+    /// Weight of GTV fine (0.0002).
+    pub w_gtv_fine: f64,
+    /// Weight of the SR agreement (20).
+    pub w_sr: f64,
+    /// Reduction of the SR squared norm over the coarse grid (default mean: a sum stalls
+    /// training, spec section 2).
+    pub sr_reduction: Reduction,
+    /// Reduction of GTV coarse over the grid's neighbour pairs (default sum).
+    pub gtv_coarse_reduction: Reduction,
+    /// Reduction of GTV fine over the pixel grid's neighbour pairs (default sum).
+    pub gtv_fine_reduction: Reduction,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            features: AffinityFeatures::CenteredTokens,
+            tau: 0.2,
+            eps: 1e-6,
+            self_loops: false,
+            gtv_coarse_tau: 0.0,
+            gtv_coarse_eps: 1e-6,
+            gtv_fine_sigma: 1.0,
+            gtv_fine_color_scale: 1.0,
+            w_ncut: 1.0,
+            w_gtv_coarse: 0.0006,
+            w_gtv_fine: 0.0002,
+            w_sr: 20.0,
+            sr_reduction: Reduction::Mean,
+            gtv_coarse_reduction: Reduction::Sum,
+            gtv_fine_reduction: Reduction::Sum,
+        }
+    }
+}
+
+impl LossConfig {
+    /// Checks the values; errors name the offending field.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.tau.is_finite() && (-1.0..1.0).contains(&self.tau), "loss.tau = {} must be in [-1, 1)", self.tau);
+        ensure!(
+            self.gtv_coarse_tau.is_finite() && (-1.0..1.0).contains(&self.gtv_coarse_tau),
+            "loss.gtv_coarse_tau = {} must be in [-1, 1)",
+            self.gtv_coarse_tau
+        );
+        for (name, v) in [("loss.eps", self.eps), ("loss.gtv_coarse_eps", self.gtv_coarse_eps)] {
+            ensure!(v.is_finite() && v > 0.0 && v < 1.0, "{name} = {v} must be in (0, 1)");
+        }
+        ensure!(
+            self.gtv_fine_sigma.is_finite() && self.gtv_fine_sigma > 0.0,
+            "loss.gtv_fine_sigma = {} must be positive",
+            self.gtv_fine_sigma
+        );
+        ensure!(
+            self.gtv_fine_color_scale.is_finite() && self.gtv_fine_color_scale > 0.0,
+            "loss.gtv_fine_color_scale = {} must be positive",
+            self.gtv_fine_color_scale
+        );
+        for (name, v) in [
+            ("loss.w_ncut", self.w_ncut),
+            ("loss.w_gtv_coarse", self.w_gtv_coarse),
+            ("loss.w_gtv_fine", self.w_gtv_fine),
+            ("loss.w_sr", self.w_sr),
+        ] {
+            ensure!(v.is_finite() && v >= 0.0, "{name} = {v} must be a finite number >= 0");
+        }
+        Ok(())
+    }
+}
+
+/// Prepares patch features `[N, T, C]` for cosine similarities: optionally subtracts the
+/// per-image mean token, then L2-normalises each token (a zero token stays zero).
+pub fn normalize_features(features: &Tensor, center: bool) -> Tensor {
+    let f = if center { features - features.mean_dim(1, true, features.kind()) } else { features.shallow_clone() };
+    let norm = f.square().sum_dim_intlist(-1, true, f.kind()).sqrt().clamp_min(1e-12);
+    f / norm
+}
+
+/// Cosine similarities `[N, T, T]` of features prepared by [`normalize_features`].
+pub fn cosine_matrix(normalized: &Tensor) -> Tensor {
+    normalized.matmul(&normalized.transpose(1, 2))
+}
+
+/// The affinity of spec section 2 from patch features `[N, T, C]`:
+/// `W_ij = 1` where `cos(f_i, f_j) > tau`, else `eps`; `W_ii = 0` unless `self_loops`
+/// (then `W_ii = 1`, as cos = 1 > tau). `center` subtracts the mean token first.
+/// Returns `[N, T, T]`, of the features' kind, without gradient.
+pub fn affinity(features: &Tensor, center: bool, tau: f64, eps: f64, self_loops: bool) -> Tensor {
+    tch::no_grad(|| {
+        let f = normalize_features(features, center);
+        let cos = cosine_matrix(&f);
+        let w = cos.gt(tau).to_kind(f.kind()) * (1.0 - eps) + eps;
+        let t = w.size()[1];
+        let eye = Tensor::eye(t, (f.kind(), f.device()));
+        if self_loops {
+            w * (eye.ones_like() - &eye) + eye
+        } else {
+            w * (eye.ones_like() - eye)
+        }
+    })
+}
+
+/// The affinity of a [`LossConfig`] from the backbone's patch features (the tokens or the keys,
+/// as `cfg.features` says).
+pub fn affinity_for(cfg: &LossConfig, features: &Tensor) -> Tensor {
+    affinity(features, cfg.features.centered(), cfg.tau, cfg.eps, cfg.self_loops)
+}
+
+/// Expected normalised cut of eq. 6 per image: with `S_A = s`, `S_B = 1 - s`,
+/// `sum_{i in {A, B}} S_i^T W (1 - S_i) / (S_i^T W 1)`. `s` is `[N, T]` (or any shape
+/// `[N, ...]` with `T` elements per image), `w` is `[N, T, T]`. Returns `[N]`.
+/// Denominators are clamped at 1e-12.
+pub fn ncut_per_image(s: &Tensor, w: &Tensor) -> Tensor {
+    let n = s.size()[0];
+    let s = s.reshape([n, -1, 1]);
+    let ones = s.ones_like();
+    let one_minus = &ones - &s;
+    let term = |a: &Tensor, not_a: &Tensor| {
+        let wa = w.matmul(not_a);
+        let cut = (a * wa).sum_dim_intlist(&[1i64, 2][..], false, a.kind());
+        let assoc = (a * w.matmul(&ones)).sum_dim_intlist(&[1i64, 2][..], false, a.kind());
+        cut / assoc.clamp_min(1e-12)
+    };
+    term(&s, &one_minus) + term(&one_minus, &s)
+}
+
+/// Mean over the batch of [`ncut_per_image`] (a scalar).
+pub fn ncut_loss(s: &Tensor, w: &Tensor) -> Tensor {
+    ncut_per_image(s, w).mean(s.kind())
+}
+
+/// Affinities of the 4-neighbour pairs of an `h x w` grid: `horizontal[n, y, x]` links
+/// `(y, x)` and `(y, x + 1)` (`[N, h, w - 1]`), `vertical[n, y, x]` links `(y, x)` and
+/// `(y + 1, x)` (`[N, h - 1, w]`).
+#[derive(Debug)]
+pub struct GridAffinity {
+    /// Pairs along rows, `[N, h, w - 1]`.
+    pub horizontal: Tensor,
+    /// Pairs along columns, `[N, h - 1, w]`.
+    pub vertical: Tensor,
+}
+
+impl GridAffinity {
+    /// Number of unordered neighbour pairs per image.
+    pub fn pairs(&self) -> i64 {
+        let h = self.horizontal.size();
+        let v = self.vertical.size();
+        h[1] * h[2] + v[1] * v[2]
+    }
+}
+
+/// GTV-coarse affinities from patch features `[N, h * w, C]` (row-major patches): the
+/// binary affinity of [`affinity`] (`1` where cos > `tau`, else `eps`) on neighbour pairs only.
+pub fn grid_affinity_from_features(features: &Tensor, grid: (i64, i64), center: bool, tau: f64, eps: f64) -> GridAffinity {
+    tch::no_grad(|| {
+        let (n, t, c) = features.size3().expect("features must be [N, T, C]");
+        let (gh, gw) = grid;
+        assert_eq!(t, gh * gw, "{t} tokens do not fill a {gh}x{gw} grid");
+        let f = normalize_features(features, center).reshape([n, gh, gw, c]);
+        let bin = |cos: Tensor| cos.gt(tau).to_kind(f.kind()) * (1.0 - eps) + eps;
+        let horizontal = bin((f.narrow(2, 1, gw - 1) * f.narrow(2, 0, gw - 1)).sum_dim_intlist(-1, false, f.kind()));
+        let vertical = bin((f.narrow(1, 1, gh - 1) * f.narrow(1, 0, gh - 1)).sum_dim_intlist(-1, false, f.kind()));
+        GridAffinity { horizontal, vertical }
+    })
+}
+
+/// GTV-fine affinities from an image `[N, 3, H, W]` (colours as the loss sees them):
+/// `exp(-||X_i - X_j||^2 / sigma)` on neighbour pairs.
+pub fn grid_affinity_from_image(image: &Tensor, sigma: f64) -> GridAffinity {
+    tch::no_grad(|| {
+        let (_, _, h, w) = image.size4().expect("image must be [N, 3, H, W]");
+        let d2 = |a: Tensor, b: Tensor| (a - b).square().sum_dim_intlist(1, false, image.kind());
+        let horizontal = (d2(image.narrow(3, 1, w - 1), image.narrow(3, 0, w - 1)) / -sigma).exp();
+        let vertical = (d2(image.narrow(2, 1, h - 1), image.narrow(2, 0, h - 1)) / -sigma).exp();
+        GridAffinity { horizontal, vertical }
+    })
+}
+
+/// Graph total variation per image: `sum over unordered 4-neighbour pairs A_ij (s_i - s_j)^2`
+/// (divided by the number of pairs for [`Reduction::Mean`]). `s` is `[N, 1, h, w]` or
+/// `[N, h, w]`. Returns `[N]`.
+pub fn gtv(s: &Tensor, a: &GridAffinity, reduction: Reduction) -> Tensor {
+    let size = s.size();
+    let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
+    let s = s.reshape([n, h, w]);
+    let dh = (s.narrow(2, 1, w - 1) - s.narrow(2, 0, w - 1)).square();
+    let dv = (s.narrow(1, 1, h - 1) - s.narrow(1, 0, h - 1)).square();
+    let dims = &[1i64, 2][..];
+    let total = (dh * &a.horizontal).sum_dim_intlist(dims, false, s.kind())
+        + (dv * &a.vertical).sum_dim_intlist(dims, false, s.kind());
+    match reduction {
+        Reduction::Sum => total,
+        Reduction::Mean => total / a.pairs().max(1) as f64,
+    }
+}
+
+/// Super-resolution agreement per image: `|| avgpool_p(fine) - coarse ||^2` with `p x p`
+/// average pooling (`p` = patch size), summed or averaged over the coarse grid's cells.
+/// `fine` is `[N, 1, H, W]`, `coarse` `[N, 1, H / p, W / p]`. Returns `[N]`.
+pub fn sr_per_image(fine: &Tensor, coarse: &Tensor, patch: i64, reduction: Reduction) -> Tensor {
+    let pooled = fine.avg_pool2d([patch, patch], [patch, patch], [0, 0], false, true, None::<i64>);
+    assert_eq!(pooled.size(), coarse.size(), "avgpool{patch}(fine) does not match the coarse grid");
+    let sq = (pooled - coarse).square();
+    let dims = &[1i64, 2, 3][..];
+    match reduction {
+        Reduction::Sum => sq.sum_dim_intlist(dims, false, coarse.kind()),
+        Reduction::Mean => sq.mean_dim(dims, false, coarse.kind()),
+    }
+}
+
+/// The loss terms of one batch, each a batch mean (a scalar tensor); the fine terms are absent
+/// in coarse-only steps. The terms are unweighted; `total` is the weighted sum.
+#[derive(Debug)]
+pub struct LossTerms {
+    /// Expected normalised cut.
+    pub ncut: Tensor,
+    /// GTV on the coarse grid.
+    pub gtv_coarse: Tensor,
+    /// SR agreement (joint steps only).
+    pub sr: Option<Tensor>,
+    /// GTV on the fine pixel grid (joint steps only).
+    pub gtv_fine: Option<Tensor>,
+    /// `w_ncut Ncut + w_gtv_coarse GTVc + w_gtv_fine GTVf + w_sr SR`.
+    pub total: Tensor,
+}
+
+/// Plain numbers of a [`LossTerms`], for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossValues {
+    /// Expected normalised cut.
+    pub ncut: f64,
+    /// GTV coarse.
+    pub gtv_coarse: f64,
+    /// SR agreement, when computed.
+    pub sr: Option<f64>,
+    /// GTV fine, when computed.
+    pub gtv_fine: Option<f64>,
+    /// The weighted total.
+    pub total: f64,
+}
+
+impl LossTerms {
+    /// The values as numbers.
+    pub fn values(&self) -> LossValues {
+        LossValues {
+            ncut: self.ncut.double_value(&[]),
+            gtv_coarse: self.gtv_coarse.double_value(&[]),
+            sr: self.sr.as_ref().map(|t| t.double_value(&[])),
+            gtv_fine: self.gtv_fine.as_ref().map(|t| t.double_value(&[])),
+            total: self.total.double_value(&[]),
+        }
+    }
+}
+
+/// What the fine terms need.
+#[derive(Debug)]
+pub struct FineInputs<'a> {
+    /// Fine probabilities `[N, 1, H, W]`.
+    pub fine: &'a Tensor,
+    /// The coarse map the SR term compares with (the coarse output itself, or a detached copy
+    /// when the fine branch must not train the encoder).
+    pub coarse_for_sr: &'a Tensor,
+    /// GTV-fine affinities ([`grid_affinity_from_image`]).
+    pub image_affinity: &'a GridAffinity,
+    /// Patch size (the SR pooling window).
+    pub patch: i64,
+}
+
+/// The total Sempart loss of a batch (spec section 2), every term averaged over the batch.
+/// `coarse` is `[N, 1, h, w]`, `w` the affinity `[N, h*w, h*w]` ([`affinity_for`]),
+/// `coarse_affinity` the GTV-coarse pairs ([`grid_affinity_from_features`]); `fine` is `None`
+/// in coarse-only steps (then only Ncut and GTV coarse count).
+pub fn sempart_loss(cfg: &LossConfig, coarse: &Tensor, w: &Tensor, coarse_affinity: &GridAffinity, fine: Option<FineInputs<'_>>) -> LossTerms {
+    let kind = coarse.kind();
+    let ncut = ncut_loss(coarse, w);
+    let gtv_coarse = gtv(coarse, coarse_affinity, cfg.gtv_coarse_reduction).mean(kind);
+    let mut total = &ncut * cfg.w_ncut + &gtv_coarse * cfg.w_gtv_coarse;
+    let (mut sr, mut gtv_fine) = (None, None);
+    if let Some(f) = fine {
+        let s = sr_per_image(f.fine, f.coarse_for_sr, f.patch, cfg.sr_reduction).mean(kind);
+        let g = gtv(f.fine, f.image_affinity, cfg.gtv_fine_reduction).mean(kind);
+        total = total + &s * cfg.w_sr + &g * cfg.w_gtv_fine;
+        sr = Some(s);
+        gtv_fine = Some(g);
+    }
+    LossTerms { ncut, gtv_coarse, sr, gtv_fine, total }
+}
+
+/// Mean-token-centred, L2-normalised features in `f64` for analysis (the fraction of pairs
+/// above `tau` shows whether the graph is informative). Returns the density of `W` (off the
+/// diagonal) per image, `[N]`.
+pub fn affinity_density(features: &Tensor, center: bool, tau: f64) -> Tensor {
+    tch::no_grad(|| {
+        let f = normalize_features(&features.to_kind(Kind::Double), center);
+        let cos = cosine_matrix(&f);
+        let t = cos.size()[1];
+        let above = cos.gt(tau).to_kind(Kind::Double).sum_dim_intlist(&[1i64, 2][..], false, Kind::Double) - t as f64;
+        above / ((t * (t - 1)).max(1) as f64)
+    })
+}
