@@ -92,7 +92,7 @@ impl<'a> Frame<'a> {
         }
         let rows = match format {
             PixelFormat::Nv12 => {
-                if width_px % 2 != 0 || height_px % 2 != 0 {
+                if !width_px.is_multiple_of(2) || !height_px.is_multiple_of(2) {
                     return Err(Error::invalid(format!(
                         "NV12 frame size {width_px}x{height_px}: width and height must be even"
                     )));

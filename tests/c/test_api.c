@@ -3,12 +3,13 @@
  * path, and prints one line per check ("ok" or "FAIL"). Exit status 0 only when every check
  * passed.
  *
- *   test_api [--quick] [--allow-missing-model] FIXTURES_DIR TMP_DIR
+ *   test_api [--quick] [--allow-missing-model] [--ort-missing] FIXTURES_DIR TMP_DIR
  *
  * FIXTURES_DIR holds tiny.onnx (and optionally foreign.onnx and future-version.onnx); TMP_DIR
  * is a writable folder for derived model files. --quick lowers the iteration counts (for
  * valgrind). Without tiny.onnx the checks that need a model fail, unless
- * --allow-missing-model is given, which skips them.
+ * --allow-missing-model is given, which skips them. --ort-missing runs only the checks of a
+ * process whose first open names a missing ONNX Runtime library.
  *
  * Built and run by sdk/tests/c_api.rs:
  *   cc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude tests/c/test_api.c \
@@ -679,6 +680,10 @@ static void test_options(const char *tiny) {
     sempart_options_init(&o);
     o.ort_library = bad_utf8;
     EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "ort_library", "ort_library not UTF-8");
+    sempart_options_init(&o);
+    o.tensorrt_engine_cache_dir = bad_utf8;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "tensorrt_engine_cache_dir",
+           "tensorrt_engine_cache_dir not UTF-8");
 
     /* GPUs on a machine without them (or an ONNX Runtime without them). */
     sempart_options_init(&o);
@@ -1038,17 +1043,34 @@ static void test_threads(const sempart_model *m, const test_frame *fr, sempart_r
           sempart_last_error_message());
 }
 
+/* ---- ONNX Runtime missing (a process of its own: the runtime is loaded once per process) -- */
+
+static void test_runtime_missing(const char *tiny) {
+    sempart_options o;
+    sempart_model *m = NULL;
+    sempart_options_init(&o);
+    o.ort_library = "/nonexistent/libonnxruntime.so.1.31.1";
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_RUNTIME_UNAVAILABLE, "/nonexistent/libonnxruntime.so.1.31.1",
+           "ort_library names a missing file");
+    CHECK(m == NULL, "out_model stays untouched");
+    EXPECT(sempart_model_open(tiny, NULL, &m), SEMPART_STATUS_OK, NULL,
+           "after a failed load, opening with the default search works");
+    sempart_model_free(m);
+}
+
 /* ---- main --------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
     const char *fixtures = NULL, *tmp = NULL;
-    int quick = 0, allow_missing = 0, i;
+    int quick = 0, allow_missing = 0, ort_missing = 0, i;
     char tiny[4096];
     sempart_model *m = NULL;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--ort-missing") == 0) {
+            ort_missing = 1;
         } else if (strcmp(argv[i], "--allow-missing-model") == 0) {
             allow_missing = 1;
         } else if (fixtures == NULL) {
@@ -1061,11 +1083,17 @@ int main(int argc, char **argv) {
         }
     }
     if (fixtures == NULL || tmp == NULL) {
-        fprintf(stderr, "usage: %s [--quick] [--allow-missing-model] FIXTURES_DIR TMP_DIR\n", argv[0]);
+        fprintf(stderr, "usage: %s [--quick] [--allow-missing-model] [--ort-missing] FIXTURES_DIR TMP_DIR\n", argv[0]);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     make_picture();
+    if (ort_missing) {
+        snprintf(tiny, sizeof tiny, "%s/tiny.onnx", fixtures);
+        test_runtime_missing(tiny);
+        printf("%d checks, %d failed\n", g_checks, g_failures);
+        return g_failures == 0 ? 0 : 1;
+    }
 
     test_static_functions();
     test_null_arguments_without_model();
@@ -1093,7 +1121,7 @@ int main(int argc, char **argv) {
             test_result_errors(m, &fr[F_RGB]);
             test_formats_and_batch(m, fr, single, gw, gh);
             if (single[F_COUNT - 1] != NULL) {
-                test_threads(m, fr, single, quick ? 2 : 6);
+                test_threads(m, fr, single, quick ? 1 : 6);
             }
             for (i = 0; i < F_COUNT; i++) {
                 sempart_result_free(single[i]);

@@ -3,7 +3,13 @@
 //! ONNX file the SDK runs ([`export`]).
 
 pub mod backbone;
+pub mod config;
+pub mod data;
 pub mod export;
+pub mod feature_cache;
 pub mod fixtures;
 pub mod heads;
+pub mod losses;
 pub mod onnx;
+pub mod tokencut;
+pub mod train;

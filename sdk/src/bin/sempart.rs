@@ -85,6 +85,28 @@ enum Command {
         #[arg(long)]
         boxes_out: Option<PathBuf>,
     },
+    /// Time `segment` on one frame: median and mean of preprocess / inference / postprocess.
+    ///
+    /// Example: sempart bench --width 640 --height 480 --iterations 30
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Image to use (resized to --width x --height); default: a synthetic frame.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Frame width in pixels.
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        /// Frame height in pixels.
+        #[arg(long, default_value_t = 480)]
+        height: u32,
+        /// Timed calls (after 3 warm-up calls).
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
     ///
     /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
@@ -436,12 +458,81 @@ fn cmd_corloc(gt: &Path, pred: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+fn cmd_bench(
+    args: &ModelArgs,
+    image: Option<&Path>,
+    width: u32,
+    height: u32,
+    iterations: usize,
+    as_json: bool,
+) -> Result<()> {
+    if width == 0 || height == 0 || iterations == 0 {
+        bail!("--width, --height and --iterations must be positive");
+    }
+    let rgb = match image {
+        Some(p) => image::imageops::resize(&load_rgb(p)?, width, height, image::imageops::FilterType::Triangle),
+        None => image::RgbImage::from_fn(width, height, |x, y| {
+            let inside = (x as i64 - width as i64 / 2).pow(2) + (y as i64 - height as i64 / 2).pow(2)
+                < (height as i64 / 4).pow(2);
+            if inside {
+                image::Rgb([220, 60, 40])
+            } else {
+                image::Rgb([(x % 256) as u8, (y % 256) as u8, 120])
+            }
+        }),
+    };
+    let model = open_model(args)?;
+    let frame = Frame::new(rgb.as_raw(), width, height, width as usize * 3, PixelFormat::Rgb8)?;
+    for _ in 0..3 {
+        model.segment(&frame)?;
+    }
+    let mut runs = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        runs.push(model.segment(&frame)?.timing);
+    }
+    let stat = |f: &dyn Fn(&sempart::Timing) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v[v.len() / 2], v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let pre = stat(&|t| t.preprocess_ms);
+    let inf = stat(&|t| t.inference_ms);
+    let post = stat(&|t| t.postprocess_ms);
+    let total = stat(&|t| t.preprocess_ms + t.inference_ms + t.postprocess_ms);
+    let info = model.info();
+    if as_json {
+        let doc = json!({
+            "frame": [width, height], "input": [info.input_width_px, info.input_height_px], "iterations": iterations,
+            "provider": model.provider().name(), "threads": args.threads,
+            "median_ms": {"preprocess": pre.0, "inference": inf.0, "postprocess": post.0, "total": total.0},
+            "mean_ms": {"preprocess": pre.1, "inference": inf.1, "postprocess": post.1, "total": total.1},
+        });
+        println!("{}", serde_json::to_string(&doc)?);
+    } else {
+        println!(
+            "sempart_segment on a {width}x{height} frame, model input {}x{}, {} on {}, {iterations} calls",
+            info.input_width_px,
+            info.input_height_px,
+            info.backbone_name,
+            model.provider().name()
+        );
+        println!("             median    mean");
+        for (name, (m, a)) in [("preprocess", pre), ("inference", inf), ("postprocess", post), ("total", total)] {
+            println!("{name:<12} {m:7.1} ms {a:7.1} ms");
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<bool> {
     match &cli.command {
         Command::Segment { model, out, overlay, inputs } => cmd_segment(model, out, *overlay, inputs),
         Command::Info { model, json } => cmd_info(model, *json).map(|_| true),
         Command::Eval { model, images, masks, json, limit, boxes_out } => {
             cmd_eval(model, images, masks, *json, *limit, boxes_out.as_deref())
+        }
+        Command::Bench { model, image, width, height, iterations, json } => {
+            cmd_bench(model, image.as_deref(), *width, *height, *iterations, *json).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => cmd_corloc(gt, pred, *json).map(|_| true),
     }

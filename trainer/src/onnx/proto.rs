@@ -153,7 +153,7 @@ impl TensorProto {
         );
         if !self.raw_data.is_empty() {
             anyhow::ensure!(
-                self.raw_data.len() % 4 == 0,
+                self.raw_data.len().is_multiple_of(4),
                 "initializer {}: raw data is not a whole number of floats",
                 self.name
             );

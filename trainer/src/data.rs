@@ -1,0 +1,225 @@
+//! Image folders: listing, decoding to RGB8 (any size, colour type and bit depth the `image`
+//! crate reads), content hashing, and the SDK's own preprocessing.
+//!
+//! Unreadable files are reported with one `eprintln!` line and skipped; they never stop a run.
+//! Every listing is sorted by path, so the order is deterministic.
+
+use anyhow::{bail, Context, Result};
+use sempart::preprocess::{frame_to_input, InputSpec};
+use sempart::{Frame, PixelFormat};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+
+/// File extensions (lowercase) taken as images.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"];
+
+/// Whether `path` has one of [`IMAGE_EXTENSIONS`] (case-insensitive).
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The image files directly inside `dir` (not recursive), sorted by path.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let path = entry.path();
+        if path.is_file() && is_image_path(&path) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The image files of several folders, each folder's files sorted, folders in the given order.
+pub fn list_images_in(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        out.extend(list_images(d)?);
+    }
+    Ok(out)
+}
+
+/// A decoded image: interleaved RGB8, rows packed (`stride = 3 * width`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `3 * width * height` bytes.
+    pub data: Vec<u8>,
+}
+
+impl RgbImage {
+    /// The image as an SDK frame.
+    pub fn frame(&self) -> Result<Frame<'_>> {
+        Frame::new(&self.data, self.width, self.height, 3 * self.width as usize, PixelFormat::Rgb8)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The mirror image (left-right).
+    pub fn hflip(&self) -> RgbImage {
+        let w = self.width as usize;
+        let mut data = Vec::with_capacity(self.data.len());
+        for row in self.data.chunks_exact(3 * w) {
+            for px in row.chunks_exact(3).rev() {
+                data.extend_from_slice(px);
+            }
+        }
+        RgbImage { width: self.width, height: self.height, data }
+    }
+}
+
+/// Decodes image bytes (format guessed from the content) to RGB8: grayscale is replicated,
+/// alpha dropped, 16-bit and float samples scaled to 8 bits.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .context("reading the image header")?
+        .decode()
+        .context("decoding")?;
+    let rgb = img.to_rgb8();
+    let (width, height) = rgb.dimensions();
+    if width == 0 || height == 0 {
+        bail!("empty image ({width}x{height})");
+    }
+    Ok(RgbImage { width, height, data: rgb.into_raw() })
+}
+
+/// Reads and decodes an image file to RGB8 (see [`decode_rgb`]).
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    decode_rgb(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// Lowercase hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An image file and the SHA-256 of its content (the feature cache's key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// The file.
+    pub path: PathBuf,
+    /// Lowercase hex SHA-256 of the file's bytes.
+    pub content_hash: String,
+}
+
+impl ImageRecord {
+    /// Hashes a file. Errors when it cannot be read.
+    pub fn from_path(path: &Path) -> Result<ImageRecord> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(ImageRecord { path: path.to_path_buf(), content_hash: sha256_hex(&bytes) })
+    }
+
+    /// Reads and decodes the image.
+    pub fn load(&self) -> Result<RgbImage> {
+        load_rgb(&self.path)
+    }
+}
+
+/// Hashes every file, reporting (one line on stderr) and skipping those that cannot be read.
+/// Order is kept.
+pub fn records_for(paths: &[PathBuf]) -> Vec<ImageRecord> {
+    paths
+        .iter()
+        .filter_map(|p| match ImageRecord::from_path(p) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("skipping unreadable image: {e:#}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The model input for an image, exactly as the SDK prepares it
+/// ([`sempart::preprocess::frame_to_input`]): planar normalised RGB, `3 * H * W` floats.
+/// With `hflip` the image is mirrored first.
+pub fn preprocess(img: &RgbImage, spec: &InputSpec, hflip: bool) -> Result<Vec<f32>> {
+    let flipped;
+    let img = if hflip {
+        flipped = img.hflip();
+        &flipped
+    } else {
+        img
+    };
+    let mut out = vec![0f32; 3 * spec.width_px * spec.height_px];
+    frame_to_input(&img.frame()?, spec, &mut out);
+    Ok(out)
+}
+
+/// An evaluation image with its ground-truth mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledImage {
+    /// The image.
+    pub image: ImageRecord,
+    /// The mask file (0..255, foreground > 127, 128 ignored).
+    pub mask: PathBuf,
+}
+
+/// A labelled folder: `dir/images/<stem>.<ext>` paired with `dir/masks/<stem>.png` (or any
+/// image extension). Images without a mask are reported and skipped; so are unreadable files.
+/// Sorted by image path; at most `limit` pairs (the first ones) when given.
+pub fn list_labelled(dir: &Path, limit: Option<usize>) -> Result<Vec<LabelledImage>> {
+    let images = list_images(&dir.join("images"))?;
+    let masks = list_images(&dir.join("masks"))?;
+    let mut by_stem = std::collections::BTreeMap::new();
+    for m in masks {
+        if let Some(stem) = m.file_stem().and_then(|s| s.to_str()) {
+            let png = m.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+            // Prefer a PNG mask when several share a stem.
+            if png || !by_stem.contains_key(stem) {
+                by_stem.insert(stem.to_string(), m.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for img in images {
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+        let stem = img.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let Some(mask) = by_stem.get(&stem) else {
+            eprintln!("skipping {}: no mask {stem}.* in {}", img.display(), dir.join("masks").display());
+            continue;
+        };
+        match ImageRecord::from_path(&img) {
+            Ok(image) => out.push(LabelledImage { image, mask: mask.clone() }),
+            Err(e) => eprintln!("skipping unreadable image: {e:#}"),
+        }
+    }
+    Ok(out)
+}
+
+/// The temporary file [`write_atomic`] writes before renaming: `<path>.<pid>.tmp` in the same
+/// folder (same file system, so the rename is atomic).
+pub fn tmp_path_for(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` atomically: to [`tmp_path_for`] first, flushed to disk, then
+/// renamed over `path`. A crash or an error at any point leaves `path` either as it was or
+/// complete; on error the temporary file is removed (when it is a file).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = tmp_path_for(path);
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("flushing {}", tmp.display()))?;
+        drop(f);
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() && tmp.is_file() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,550 @@
+//! The frozen backbone's outputs, computed once per image and kept on disk.
+//!
+//! One safetensors file per (image, flip) in the cache folder, named by a SHA-256 key over
+//! everything the content depends on:
+//!
+//! - [`CACHE_FORMAT_VERSION`];
+//! - the backbone's identity ([`backbone_identity`]: SHA-256 of its `VitConfig` and of every
+//!   weight, so the same weights loaded from any file format share entries, and a changed
+//!   loader or positional-interpolation rule invalidates them);
+//! - the model input: width, height, mean, std;
+//! - what is stored (keys or not) and the dtypes;
+//! - the horizontal-flip flag;
+//! - the SHA-256 of the image file's bytes.
+//!
+//! A changed component gives another key, hence another file: stale entries are never read
+//! (they can be deleted at any time). The file's metadata repeats the key, checked on load.
+//!
+//! Each file holds:
+//!
+//! | tensor | shape | content |
+//! | --- | --- | --- |
+//! | `tokens` | `[T, C]` | the patch tokens after the final LayerNorm (the encoder's input), row-major over the `h x w` grid, [CLS] dropped |
+//! | `keys` | `[T, C]` | (only when the affinity uses keys) the last block's keys of the patches |
+//! | `image` | `[3, H, W]` | the normalised model input exactly as [`sempart::preprocess::frame_to_input`] made it (planar RGB, `(v / 255 - mean) / std`), mirrored for a flipped entry |
+//!
+//! stored as `f32` by default (then training from the cache is bit-identical to training
+//! without it) or `f16` (half the disk). Files are written atomically (tmp + rename), so a
+//! killed run leaves either no entry or a complete one.
+
+use crate::backbone::Backbone;
+use crate::data::{self, ImageRecord, RgbImage};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use rayon::prelude::*;
+use sempart::preprocess::InputSpec;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Version of the cache's file layout; part of every key.
+pub const CACHE_FORMAT_VERSION: u32 = 1;
+
+/// Metadata key holding the entry's key.
+const META_KEY: &str = "sempart.cache.key";
+
+/// Storage type of cached tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheDtype {
+    /// 32-bit floats: exact.
+    F32,
+    /// 16-bit floats: half the size, about 3 significant digits.
+    F16,
+}
+
+impl CacheDtype {
+    fn kind(self) -> Kind {
+        match self {
+            CacheDtype::F32 => Kind::Float,
+            CacheDtype::F16 => Kind::Half,
+        }
+    }
+
+    fn st(self) -> safetensors::Dtype {
+        match self {
+            CacheDtype::F32 => safetensors::Dtype::F32,
+            CacheDtype::F16 => safetensors::Dtype::F16,
+        }
+    }
+}
+
+/// The backbone outputs of one image (all `f32`, CPU).
+#[derive(Debug)]
+pub struct Features {
+    /// Patch tokens after the final LayerNorm, `[T, C]`, row-major over the grid.
+    pub tokens: Tensor,
+    /// Last-block keys of the patches, `[T, C]`, when requested.
+    pub keys: Option<Tensor>,
+    /// The normalised model input `[3, H, W]`.
+    pub image: Tensor,
+}
+
+/// SHA-256 (hex) of a backbone's configuration (JSON) and of every variable (name, shape,
+/// `f32` little-endian bytes, sorted by name): the backbone part of the cache key.
+pub fn backbone_identity(backbone: &Backbone) -> Result<String> {
+    let mut h = sha2::Sha256::new();
+    h.update(serde_json::to_string(backbone.config())?.as_bytes());
+    let vars: BTreeMap<String, Tensor> = backbone.vs.variables().into_iter().collect();
+    for (name, t) in vars {
+        h.update(name.as_bytes());
+        h.update(format!("{:?}", t.size()).as_bytes());
+        h.update(tensor_bytes(&t, Kind::Float));
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Raw little-endian bytes of a tensor converted to `kind` (CPU, contiguous).
+fn tensor_bytes(t: &Tensor, kind: Kind) -> Vec<u8> {
+    let t = t.to_device(tch::Device::Cpu).to_kind(kind).contiguous();
+    let numel = t.numel();
+    let mut buf = vec![0u8; numel * kind.elt_size_in_bytes()];
+    t.copy_data_u8(&mut buf, numel);
+    buf
+}
+
+/// Runs the frozen backbone on images.
+#[derive(Debug)]
+pub struct Extractor<'a> {
+    backbone: &'a Backbone,
+    spec: InputSpec,
+    with_keys: bool,
+}
+
+impl<'a> Extractor<'a> {
+    /// An extractor for inputs of `spec`; `with_keys` also returns the last block's keys.
+    pub fn new(backbone: &'a Backbone, spec: InputSpec, with_keys: bool) -> Result<Extractor<'a>> {
+        let p = backbone.config().patch_size as usize;
+        ensure!(
+            spec.width_px % p == 0 && spec.height_px % p == 0,
+            "input size {}x{} is not a multiple of the backbone's patch size {p}",
+            spec.width_px,
+            spec.height_px
+        );
+        Ok(Extractor { backbone, spec, with_keys })
+    }
+
+    /// The input specification.
+    pub fn spec(&self) -> &InputSpec {
+        &self.spec
+    }
+
+    /// The backbone.
+    pub fn backbone(&self) -> &Backbone {
+        self.backbone
+    }
+
+    /// Whether keys are extracted.
+    pub fn with_keys(&self) -> bool {
+        self.with_keys
+    }
+
+    /// Token grid `(h, w)`.
+    pub fn grid(&self) -> (i64, i64) {
+        let p = self.backbone.config().patch_size;
+        (self.spec.height_px as i64 / p, self.spec.width_px as i64 / p)
+    }
+
+    /// The model input `[3, H, W]` of an image (the SDK's preprocessing), mirrored with `hflip`.
+    pub fn input_tensor(&self, img: &RgbImage, hflip: bool) -> Result<Tensor> {
+        let v = data::preprocess(img, &self.spec, hflip)?;
+        Ok(Tensor::from_slice(&v).reshape([3, self.spec.height_px as i64, self.spec.width_px as i64]))
+    }
+
+    /// Runs the backbone (no gradient) on a normalised batch `[N, 3, H, W]`: patch tokens
+    /// `[N, T, C]` and, when configured, patch keys `[N, T, C]`.
+    pub fn run(&self, inputs: &Tensor) -> (Tensor, Option<Tensor>) {
+        tch::no_grad(|| {
+            let out = self.backbone.vit.forward(&inputs.to_device(self.backbone.vs.device()));
+            let (h, w) = out.grid;
+            let tokens = out.tokens.narrow(1, 1, h * w).to_device(tch::Device::Cpu).contiguous();
+            let keys = self.with_keys.then(|| out.keys.narrow(1, 1, h * w).to_device(tch::Device::Cpu).contiguous());
+            (tokens, keys)
+        })
+    }
+
+    /// Features of already-prepared inputs `[3, H, W]` each, run in batches of `chunk`.
+    pub fn compute_inputs(&self, inputs: Vec<Tensor>, chunk: usize) -> Vec<Features> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for group in inputs.chunks(chunk.max(1)) {
+            let batch = Tensor::stack(group, 0);
+            let (tokens, keys) = self.run(&batch);
+            for (i, image) in group.iter().enumerate() {
+                let i = i as i64;
+                out.push(Features {
+                    tokens: tokens.get(i),
+                    keys: keys.as_ref().map(|k| k.get(i)),
+                    image: image.shallow_clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The parts of a cache key that are the same for every entry of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheSpec {
+    /// [`backbone_identity`].
+    pub backbone: String,
+    /// Input width.
+    pub width: usize,
+    /// Input height.
+    pub height: usize,
+    /// Normalisation mean.
+    pub mean: [f32; 3],
+    /// Normalisation std.
+    pub std: [f32; 3],
+    /// Whether entries hold keys.
+    pub with_keys: bool,
+    /// Dtype of tokens and keys.
+    pub feature_dtype: CacheDtype,
+    /// Dtype of the stored input image.
+    pub image_dtype: CacheDtype,
+}
+
+/// A cache folder for one [`CacheSpec`].
+#[derive(Debug, Clone)]
+pub struct FeatureCache {
+    dir: PathBuf,
+    spec: CacheSpec,
+}
+
+#[derive(Serialize)]
+struct KeyMaterial<'a> {
+    version: u32,
+    spec: &'a CacheSpec,
+    hflip: bool,
+    content_sha256: &'a str,
+}
+
+impl FeatureCache {
+    /// Opens (creating it if needed) a cache folder.
+    pub fn new(dir: &Path, spec: CacheSpec) -> Result<FeatureCache> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the cache folder {}", dir.display()))?;
+        Ok(FeatureCache { dir: dir.to_path_buf(), spec })
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &CacheSpec {
+        &self.spec
+    }
+
+    /// The key (hex SHA-256) of an entry.
+    pub fn key(&self, content_hash: &str, hflip: bool) -> String {
+        let m = KeyMaterial { version: CACHE_FORMAT_VERSION, spec: &self.spec, hflip, content_sha256: content_hash };
+        data::sha256_hex(serde_json::to_string(&m).expect("serialisable").as_bytes())
+    }
+
+    /// The file of an entry.
+    pub fn path(&self, content_hash: &str, hflip: bool) -> PathBuf {
+        self.dir.join(format!("{}.safetensors", self.key(content_hash, hflip)))
+    }
+
+    /// Whether an entry's file exists (its content is checked only by [`FeatureCache::load`]).
+    pub fn contains(&self, content_hash: &str, hflip: bool) -> bool {
+        self.path(content_hash, hflip).is_file()
+    }
+
+    /// Reads an entry. `Ok(None)` when there is none; an unreadable or inconsistent file is
+    /// reported (one line on stderr) and treated as missing (it will be overwritten).
+    pub fn load(&self, content_hash: &str, hflip: bool) -> Option<Features> {
+        let path = self.path(content_hash, hflip);
+        if !path.is_file() {
+            return None;
+        }
+        match self.read(&path, &self.key(content_hash, hflip)) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("feature cache: ignoring bad entry {}: {e:#}", path.display());
+                None
+            }
+        }
+    }
+
+    fn read(&self, path: &Path, key: &str) -> Result<Features> {
+        let bytes = std::fs::read(path)?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("{e}"))?;
+        let stored = meta.metadata().as_ref().and_then(|m| m.get(META_KEY)).cloned().unwrap_or_default();
+        ensure!(stored == key, "key mismatch (file says {stored:?})");
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{e}"))?;
+        let get = |name: &str| -> Result<Tensor> {
+            let v = st.tensor(name).map_err(|e| anyhow!("{name}: {e}"))?;
+            crate::backbone::safetensor_to_tensor(name, &v)
+        };
+        let tokens = get("tokens")?;
+        let keys = if self.spec.with_keys { Some(get("keys")?) } else { None };
+        let image = get("image")?;
+        ensure!(
+            image.size() == [3, self.spec.height as i64, self.spec.width as i64],
+            "image has shape {:?}",
+            image.size()
+        );
+        Ok(Features { tokens, keys, image })
+    }
+
+    /// Writes an entry atomically.
+    pub fn store(&self, content_hash: &str, hflip: bool, f: &Features) -> Result<()> {
+        let key = self.key(content_hash, hflip);
+        let fd = self.spec.feature_dtype;
+        let mut tensors: Vec<(&str, Vec<i64>, Vec<u8>, safetensors::Dtype)> =
+            vec![("tokens", f.tokens.size(), tensor_bytes(&f.tokens, fd.kind()), fd.st())];
+        if self.spec.with_keys {
+            let k = f.keys.as_ref().context("the features have no keys but the cache stores keys")?;
+            tensors.push(("keys", k.size(), tensor_bytes(k, fd.kind()), fd.st()));
+        }
+        let idt = self.spec.image_dtype;
+        tensors.push(("image", f.image.size(), tensor_bytes(&f.image, idt.kind()), idt.st()));
+        let views = tensors
+            .iter()
+            .map(|(n, shape, data, dt)| {
+                let shape: Vec<usize> = shape.iter().map(|&s| s as usize).collect();
+                Ok((*n, safetensors::tensor::TensorView::new(*dt, shape, data)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let meta = HashMap::from([(META_KEY.to_string(), key)]);
+        let bytes = safetensors::serialize(views, Some(meta))?;
+        data::write_atomic(&self.path(content_hash, hflip), &bytes)
+    }
+}
+
+/// What [`FeatureStore::prepare`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrepareStats {
+    /// Images kept.
+    pub images: usize,
+    /// Entries found in the cache.
+    pub hits: usize,
+    /// Entries computed (backbone runs).
+    pub computed: usize,
+    /// Images skipped (unreadable).
+    pub skipped: usize,
+    /// Wall time of decoding, preprocessing, the backbone and writing, in seconds.
+    pub compute_seconds: f64,
+}
+
+impl PrepareStats {
+    /// Backbone entries computed per second (0 when none).
+    pub fn computed_per_second(&self) -> f64 {
+        if self.computed == 0 || self.compute_seconds <= 0.0 {
+            0.0
+        } else {
+            self.computed as f64 / self.compute_seconds
+        }
+    }
+}
+
+/// Features on demand: from the cache when there is one and it holds the entry, else decoded
+/// and computed (and stored when there is a cache).
+#[derive(Debug)]
+pub struct FeatureStore<'a> {
+    extractor: Extractor<'a>,
+    cache: Option<FeatureCache>,
+    chunk: usize,
+}
+
+impl<'a> FeatureStore<'a> {
+    /// A store over an extractor; `cache` is optional; `chunk` images go through the backbone
+    /// at once.
+    pub fn new(extractor: Extractor<'a>, cache: Option<FeatureCache>, chunk: usize) -> FeatureStore<'a> {
+        FeatureStore { extractor, cache, chunk: chunk.max(1) }
+    }
+
+    /// Opens the cache for `dir` (`None`: no cache) with a spec derived from the extractor.
+    pub fn with_cache_dir(
+        extractor: Extractor<'a>,
+        dir: Option<&Path>,
+        feature_dtype: CacheDtype,
+        image_dtype: CacheDtype,
+        chunk: usize,
+    ) -> Result<FeatureStore<'a>> {
+        let cache = match dir {
+            None => None,
+            Some(dir) => {
+                let s = extractor.spec();
+                let spec = CacheSpec {
+                    backbone: backbone_identity(extractor.backbone())?,
+                    width: s.width_px,
+                    height: s.height_px,
+                    mean: s.mean,
+                    std: s.std,
+                    with_keys: extractor.with_keys(),
+                    feature_dtype,
+                    image_dtype,
+                };
+                Some(FeatureCache::new(dir, spec)?)
+            }
+        };
+        Ok(FeatureStore::new(extractor, cache, chunk))
+    }
+
+    /// The extractor.
+    pub fn extractor(&self) -> &Extractor<'a> {
+        &self.extractor
+    }
+
+    /// The cache, if any.
+    pub fn cache(&self) -> Option<&FeatureCache> {
+        self.cache.as_ref()
+    }
+
+    /// Features of `(image, hflip)` items, in order. `None` for an image that cannot be read or
+    /// decoded (reported on stderr). Misses are decoded in parallel, run through the backbone
+    /// in chunks and, with a cache, stored (a failed write is reported, not fatal).
+    pub fn get_many(&self, items: &[(&ImageRecord, bool)]) -> Vec<Option<Features>> {
+        let mut out: Vec<Option<Features>> = items
+            .iter()
+            .map(|(r, flip)| self.cache.as_ref().and_then(|c| c.load(&r.content_hash, *flip)))
+            .collect();
+        let missing: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        if missing.is_empty() {
+            return out;
+        }
+        // Decode each distinct file once.
+        let mut paths: Vec<&Path> = missing.iter().map(|&i| items[i].0.path.as_path()).collect();
+        paths.sort();
+        paths.dedup();
+        let decoded: HashMap<&Path, Option<RgbImage>> = paths
+            .par_iter()
+            .map(|p| {
+                let img = match data::load_rgb(p) {
+                    Ok(img) => Some(img),
+                    Err(e) => {
+                        eprintln!("skipping unreadable image: {e:#}");
+                        None
+                    }
+                };
+                (*p, img)
+            })
+            .collect();
+        let spec = self.extractor.spec().clone();
+        let inputs: Vec<(usize, Result<Vec<f32>>)> = missing
+            .par_iter()
+            .filter_map(|&i| {
+                let (r, flip) = items[i];
+                decoded[r.path.as_path()].as_ref().map(|img| (i, data::preprocess(img, &spec, flip)))
+            })
+            .collect();
+        let shape = [3, spec.height_px as i64, spec.width_px as i64];
+        let mut ok_idx = Vec::new();
+        let mut ok_inputs = Vec::new();
+        for (i, t) in inputs {
+            match t {
+                Ok(v) => {
+                    ok_idx.push(i);
+                    ok_inputs.push(Tensor::from_slice(&v).reshape(shape));
+                }
+                Err(e) => eprintln!("skipping {}: {e:#}", items[i].0.path.display()),
+            }
+        }
+        let feats = self.extractor.compute_inputs(ok_inputs, self.chunk);
+        for (i, f) in ok_idx.into_iter().zip(feats) {
+            if let Some(c) = &self.cache {
+                let (r, flip) = items[i];
+                if let Err(e) = c.store(&r.content_hash, flip, &f) {
+                    eprintln!("feature cache: cannot store {}: {e:#}", r.path.display());
+                }
+            }
+            out[i] = Some(f);
+        }
+        out
+    }
+
+    /// Features of one image.
+    pub fn get(&self, record: &ImageRecord, hflip: bool) -> Result<Features> {
+        self.get_many(&[(record, hflip)])
+            .pop()
+            .flatten()
+            .with_context(|| format!("no features for {}", record.path.display()))
+    }
+
+    /// Makes sure every `(record, flip)` for `flip` in `flips` is cached (computing the missing
+    /// ones, `chunk` images at a time, with a progress bar when `progress`), and returns the
+    /// records that could be read, in order. Without a cache, only checks that every image
+    /// decodes.
+    pub fn prepare(&self, records: &[ImageRecord], flips: &[bool], progress: bool) -> Result<(Vec<ImageRecord>, PrepareStats)> {
+        if flips.is_empty() {
+            bail!("prepare: no flip setting given");
+        }
+        let mut stats = PrepareStats::default();
+        let mut kept = Vec::with_capacity(records.len());
+        let bar = progress_bar(records.len() as u64, progress, "features");
+        let Some(cache) = &self.cache else {
+            for r in records {
+                match r.load() {
+                    Ok(_) => kept.push(r.clone()),
+                    Err(e) => {
+                        eprintln!("skipping unreadable image: {e:#}");
+                        stats.skipped += 1;
+                    }
+                }
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            stats.images = kept.len();
+            return Ok((kept, stats));
+        };
+        let per_group = (self.chunk * 2).max(8);
+        for group in records.chunks(per_group) {
+            let mut todo: Vec<(&ImageRecord, bool)> = Vec::new();
+            for r in group {
+                for &f in flips {
+                    if cache.contains(&r.content_hash, f) {
+                        stats.hits += 1;
+                    } else {
+                        todo.push((r, f));
+                    }
+                }
+            }
+            let mut failed = std::collections::HashSet::new();
+            if !todo.is_empty() {
+                let t0 = Instant::now();
+                let got = self.get_many(&todo);
+                stats.compute_seconds += t0.elapsed().as_secs_f64();
+                for ((r, _), f) in todo.iter().zip(got) {
+                    match f {
+                        Some(_) => stats.computed += 1,
+                        None => {
+                            failed.insert(r.path.clone());
+                        }
+                    }
+                }
+                if stats.compute_seconds > 0.0 {
+                    bar.set_message(format!("{:.2} img/s", stats.computed_per_second()));
+                }
+            }
+            for r in group {
+                if failed.contains(&r.path) {
+                    stats.skipped += 1;
+                } else {
+                    kept.push(r.clone());
+                }
+            }
+            bar.inc(group.len() as u64);
+        }
+        bar.finish_and_clear();
+        stats.images = kept.len();
+        Ok((kept, stats))
+    }
+}
+
+/// A progress bar (hidden when `visible` is false).
+pub(crate) fn progress_bar(len: u64, visible: bool, what: &str) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}"
+    ))
+    .expect("valid template");
+    bar.set_style(style);
+    bar
+}

@@ -1,0 +1,212 @@
+//! TokenCut (Wang et al. 2022), the training-free baseline: a normalised-cut bipartition of the
+//! patch graph from the second smallest generalised eigenvector, per image.
+//!
+//! Per image, from the same backbone features as Sempart:
+//!
+//! 1. `W_ij = 1` where `cos(f_i, f_j) > tau`, else `eps` (TokenCut: `tau = 0.2`,
+//!    `eps = 1e-5`). TokenCut keeps the diagonal (`A = F F^T > tau` includes `cos(f_i, f_i) =
+//!    1`), so [`TokenCutConfig::self_loops`] defaults to `true` here, unlike Sempart's loss.
+//! 2. `D = diag(W 1)`; the second smallest eigenvector `x` of `(D - W) x = lambda D x`, solved
+//!    through the symmetric normalised form `D^-1/2 (D - W) D^-1/2 y = lambda y`,
+//!    `x = D^-1/2 y`, with `torch.linalg.eigh` in `f64`.
+//! 3. Bipartition by the mean of `x` (TokenCut's rule): partition A is `x > mean(x)`.
+//! 4. Foreground: by default the same corner rule as Sempart
+//!    ([`sempart::postprocess::foreground_is_a`]); TokenCut's own rule (the side holding the
+//!    entry of largest `|x|`) is [`TokenCutForeground::Seed`].
+//!
+//! The result is a 0/1 foreground map on the patch grid; evaluation resizes it bilinearly to the
+//! ground-truth size like any probability map. TokenCut's post-processing (largest connected
+//! component around the seed, bilateral solver) is not applied.
+
+use crate::data::LabelledImage;
+use crate::feature_cache::{Features, FeatureStore};
+use crate::losses::{normalize_features, AffinityFeatures};
+use anyhow::{ensure, Context, Result};
+use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
+use sempart::postprocess::{foreground_is_a, resize_bilinear};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// How TokenCut picks the foreground side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenCutForeground {
+    /// Sempart's corner rule ([`sempart::postprocess::foreground_is_a`]).
+    Corners,
+    /// TokenCut's rule: the side that holds the largest `|x|`.
+    Seed,
+}
+
+/// TokenCut's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenCutConfig {
+    /// Features of the graph. Default: centred tokens, as the Sempart loss default (TokenCut
+    /// itself uses the keys, which are degenerate for DINOv2 without centring).
+    pub features: AffinityFeatures,
+    /// Cosine threshold (0.2).
+    pub tau: f64,
+    /// Weight below the threshold (TokenCut: 1e-5).
+    pub eps: f64,
+    /// Keep `W_ii = 1` (TokenCut does).
+    pub self_loops: bool,
+    /// Foreground rule.
+    pub foreground: TokenCutForeground,
+}
+
+impl Default for TokenCutConfig {
+    fn default() -> Self {
+        TokenCutConfig {
+            features: AffinityFeatures::CenteredTokens,
+            tau: 0.2,
+            eps: 1e-5,
+            self_loops: true,
+            foreground: TokenCutForeground::Corners,
+        }
+    }
+}
+
+/// TokenCut's result for one image, on the `h x w` patch grid (row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCutResult {
+    /// The second smallest generalised eigenvalue.
+    pub eigenvalue: f64,
+    /// Its eigenvector `x` (sign arbitrary).
+    pub eigenvector: Vec<f64>,
+    /// Partition A: `x > mean(x)`.
+    pub partition_a: Vec<bool>,
+    /// The foreground.
+    pub foreground: Vec<bool>,
+}
+
+impl TokenCutResult {
+    /// The foreground as a 0/1 probability map.
+    pub fn probability(&self) -> Vec<f32> {
+        self.foreground.iter().map(|&f| if f { 1.0 } else { 0.0 }).collect()
+    }
+}
+
+/// TokenCut on one image's patch features `[T, C]` (`T = h * w`, row-major).
+pub fn tokencut(features: &Tensor, grid: (i64, i64), cfg: &TokenCutConfig) -> Result<TokenCutResult> {
+    let (t, _) = features.size2().context("TokenCut features must be [T, C]")?;
+    let (gh, gw) = grid;
+    ensure!(t == gh * gw, "{t} tokens do not fill a {gh}x{gw} grid");
+    ensure!(t >= 2, "TokenCut needs at least two patches");
+    let (eigenvalue, x) = tch::no_grad(|| -> Result<(f64, Vec<f64>)> {
+        let f = normalize_features(&features.to_kind(Kind::Double).unsqueeze(0), cfg.features.centered()).squeeze_dim(0);
+        let cos = f.matmul(&f.transpose(0, 1));
+        let mut w = cos.gt(cfg.tau).to_kind(Kind::Double) * (1.0 - cfg.eps) + cfg.eps;
+        let eye = Tensor::eye(t, (Kind::Double, f.device()));
+        w = if cfg.self_loops { &w * (eye.ones_like() - &eye) + &eye } else { &w * (eye.ones_like() - &eye) };
+        let d = w.sum_dim_intlist(1, false, Kind::Double);
+        let dinv = d.rsqrt();
+        let l = &eye - &w * dinv.unsqueeze(1) * dinv.unsqueeze(0);
+        let (vals, vecs) = l.f_linalg_eigh("L")?;
+        let y = vecs.select(1, 1);
+        let x = y * &dinv;
+        Ok((vals.double_value(&[1]), Vec::<f64>::try_from(&x.contiguous())?))
+    })?;
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let partition_a: Vec<bool> = x.iter().map(|&v| v > mean).collect();
+    let a_is_fg = match cfg.foreground {
+        TokenCutForeground::Corners => foreground_is_a(&partition_a, gw as usize, gh as usize),
+        TokenCutForeground::Seed => {
+            let seed = x
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            partition_a[seed]
+        }
+    };
+    let foreground = partition_a.iter().map(|&a| a == a_is_fg).collect();
+    Ok(TokenCutResult { eigenvalue, eigenvector: x, partition_a, foreground })
+}
+
+/// The features TokenCut uses from cached backbone outputs.
+pub fn tokencut_features<'f>(f: &'f Features, which: AffinityFeatures) -> Result<&'f Tensor> {
+    if which.uses_keys() {
+        f.keys.as_ref().context("TokenCut is configured on keys but the features hold none (extract with keys)")
+    } else {
+        Ok(&f.tokens)
+    }
+}
+
+/// Scores TokenCut on a labelled set (spec section 6 protocol): the 0/1 grid map is resized
+/// bilinearly to each mask's size and scored with [`SaliencyMetrics`]. Images whose features
+/// or mask cannot be read are reported and skipped.
+pub fn evaluate_tokencut(store: &FeatureStore<'_>, set: &[LabelledImage], cfg: &TokenCutConfig) -> Result<SaliencyScores> {
+    ensure!(
+        !cfg.features.uses_keys() || store.extractor().with_keys(),
+        "TokenCut on keys needs a feature store that extracts keys"
+    );
+    let grid = store.extractor().grid();
+    let mut metrics = SaliencyMetrics::new();
+    for chunk in set.chunks(8) {
+        let items: Vec<_> = chunk.iter().map(|l| (&l.image, false)).collect();
+        let feats = store.get_many(&items);
+        for (l, f) in chunk.iter().zip(feats) {
+            let Some(f) = f else { continue };
+            let (gt, mw, mh) = match load_mask_image(&l.mask) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("skipping {}: {e}", l.mask.display());
+                    continue;
+                }
+            };
+            let r = tokencut(tokencut_features(&f, cfg.features)?, grid, cfg)?;
+            let prob = resize_bilinear(&r.probability(), grid.1 as usize, grid.0 as usize, mw, mh);
+            metrics.add(&prob, &gt);
+        }
+    }
+    Ok(metrics.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4x4 grid whose centre 2x2 patches point one way and the rest another (with noise).
+    fn two_regions() -> Tensor {
+        tch::manual_seed(3);
+        let mut rows = Vec::new();
+        for y in 0..4 {
+            for x in 0..4 {
+                let centre = (1..3).contains(&y) && (1..3).contains(&x);
+                rows.push(if centre { [1.0f32, 0.1, 0.0] } else { [0.0, 0.2, 1.0] });
+            }
+        }
+        let flat: Vec<f32> = rows.into_iter().flatten().collect();
+        Tensor::from_slice(&flat).reshape([16, 3]) + Tensor::randn([16, 3], (Kind::Float, tch::Device::Cpu)) * 0.05
+    }
+
+    #[test]
+    fn tokencut_separates_two_regions_and_finds_the_centre() {
+        let f = two_regions();
+        for foreground in [TokenCutForeground::Corners, TokenCutForeground::Seed] {
+            for features in [AffinityFeatures::Tokens, AffinityFeatures::CenteredTokens] {
+                let cfg = TokenCutConfig { foreground, features, ..TokenCutConfig::default() };
+                let r = tokencut(&f, (4, 4), &cfg).unwrap();
+                let want: Vec<bool> = (0..16).map(|i| (1..3).contains(&(i / 4)) && (1..3).contains(&(i % 4))).collect();
+                // The seed rule picks the side with the largest |x|: for this graph the smaller,
+                // centre side.
+                assert_eq!(r.foreground, want, "{foreground:?} {features:?}");
+                assert!(r.eigenvalue >= -1e-9 && r.eigenvalue < 0.5, "{}", r.eigenvalue);
+                assert_eq!(r.probability().iter().sum::<f32>(), 4.0);
+            }
+        }
+        // Generalised eigenvector check: (D - W) x = lambda D x.
+        let cfg = TokenCutConfig::default();
+        let r = tokencut(&f, (4, 4), &cfg).unwrap();
+        let fd = normalize_features(&f.to_kind(Kind::Double).unsqueeze(0), true).squeeze_dim(0);
+        let mut w = fd.matmul(&fd.transpose(0, 1)).gt(cfg.tau).to_kind(Kind::Double) * (1.0 - cfg.eps) + cfg.eps;
+        let eye = Tensor::eye(16, (Kind::Double, tch::Device::Cpu));
+        w = &w * (eye.ones_like() - &eye) + &eye;
+        let d = w.sum_dim_intlist(1, false, Kind::Double);
+        let x = Tensor::from_slice(&r.eigenvector);
+        let lhs = d.diag(0).matmul(&x) - w.matmul(&x);
+        let rhs = (&d * &x) * r.eigenvalue;
+        assert!((lhs - rhs).abs().max().double_value(&[]) < 1e-9);
+    }
+}

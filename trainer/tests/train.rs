@@ -1,0 +1,413 @@
+//! Data loading, the feature cache, the training loop (determinism, resume, atomic
+//! checkpoints) and the evaluations, on a tiny random backbone and generated images.
+
+use std::path::Path;
+use tch::{nn, Device, Tensor};
+use trainer::backbone::Backbone;
+use trainer::config::*;
+use trainer::data::{self, ImageRecord};
+use trainer::feature_cache::*;
+use trainer::fixtures;
+use trainer::tokencut::{evaluate_tokencut, TokenCutConfig};
+use trainer::train::*;
+
+/// The tiny random ViT of the fixtures (patch 8, width 48, 2 blocks, 3 heads, pos grid 4).
+fn tiny_backbone(seed: i64) -> Backbone {
+    let m = with_seeded_torch(seed, || fixtures::tiny_model(seed).unwrap());
+    Backbone { vs: m.backbone_vs, vit: m.vit }
+}
+
+/// A tiny deterministic generator for the synthetic images.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+}
+
+/// A bright square on a dark textured background; returns the image and its mask.
+fn square_image(seed: u64, w: u32, h: u32) -> (image::RgbImage, image::GrayImage) {
+    let mut r = Lcg(seed);
+    let side = (w.min(h) / 3 + r.next() % (w.min(h) / 4)).max(4);
+    let x0 = r.next() % (w - side);
+    let y0 = r.next() % (h - side);
+    let mut img = image::RgbImage::new(w, h);
+    let mut mask = image::GrayImage::new(w, h);
+    for y in 0..h {
+        for x in 0..w {
+            let inside = x >= x0 && x < x0 + side && y >= y0 && y < y0 + side;
+            let noise = (r.next() % 40) as u8;
+            let stripe = if (x / 3 + y / 5) % 2 == 0 { 30 } else { 0 };
+            let px = if inside { [220 - noise, 200 - noise, 40 + noise] } else { [20 + noise + stripe, 60 + noise, 90 + stripe] };
+            img.put_pixel(x, y, image::Rgb(px));
+            mask.put_pixel(x, y, image::Luma([if inside { 255 } else { 0 }]));
+        }
+    }
+    (img, mask)
+}
+
+/// `dir/train`: 8 images of various sizes and colour types plus a broken file and a text file;
+/// `dir/val/{images,masks}`: 4 labelled images.
+fn make_data(dir: &Path) {
+    let train = dir.join("train");
+    std::fs::create_dir_all(&train).unwrap();
+    let sizes = [(64, 64), (80, 64), (96, 72), (64, 96), (72, 72), (100, 80), (64, 64), (88, 66)];
+    for (i, &(w, h)) in sizes.iter().enumerate() {
+        let (img, _) = square_image(100 + i as u64, w, h);
+        let p = train.join(format!("img_{i}.png"));
+        match i {
+            // Grayscale, RGBA and 16-bit files: decoded to RGB8.
+            1 => image::DynamicImage::ImageRgb8(img).to_luma8().save(&p).unwrap(),
+            2 => image::DynamicImage::ImageRgb8(img).to_rgba8().save(&p).unwrap(),
+            3 => image::DynamicImage::ImageRgb8(img).to_rgb16().save(&p).unwrap(),
+            4 => image::DynamicImage::ImageRgb8(img).save(train.join(format!("img_{i}.jpg"))).unwrap(),
+            _ => img.save(&p).unwrap(),
+        }
+    }
+    std::fs::write(train.join("zz_broken.jpg"), b"this is not a jpeg").unwrap();
+    std::fs::write(train.join("notes.txt"), b"not an image").unwrap();
+    let val = dir.join("val");
+    std::fs::create_dir_all(val.join("images")).unwrap();
+    std::fs::create_dir_all(val.join("masks")).unwrap();
+    for i in 0..4 {
+        let (img, mask) = square_image(500 + i, 72, 60);
+        img.save(val.join("images").join(format!("v{i}.jpg"))).unwrap();
+        mask.save(val.join("masks").join(format!("v{i}.png"))).unwrap();
+    }
+}
+
+fn tiny_config(dir: &Path, out: &str, cache: bool) -> TrainConfig {
+    let text = format!(
+        r#"
+out_dir = "{out}"
+[backbone]
+path = "in-memory tiny random ViT"
+[data]
+train_dirs = ["{train}"]
+hflip = true
+{cache}
+extract_batch = 4
+[optim]
+lr = 3e-3
+[schedule]
+epochs = 8
+batch_size = 2
+seed = 5
+coarse_only_epochs = 0
+[heads]
+feature_dim = 48
+encoder_dim = 16
+encoder_heads = 2
+encoder_mlp_ratio = 4
+encoder_pos_embed = true
+fine_widths = [8, 8, 8, 8]
+fine_image = "raw"
+input_height = 64
+input_width = 64
+patch_size = 8
+"#,
+        out = dir.join(out).display(),
+        train = dir.join("train").display(),
+        cache = if cache { format!("cache_dir = \"{}\"", dir.join("cache").display()) } else { String::new() },
+    );
+    let cfg = TrainConfig::from_toml(&text).unwrap();
+    cfg.validate().unwrap();
+    cfg
+}
+
+fn quiet() -> TrainOptions {
+    TrainOptions { progress: false, ..TrainOptions::default() }
+}
+
+/// Every variable of a store, sorted by name.
+fn weights(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<_> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn assert_same_weights(a: &nn::VarStore, b: &nn::VarStore) {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs (max |diff| {})", (ta - tb).abs().max().double_value(&[]));
+    }
+}
+
+fn read_log(path: &Path) -> Vec<StepRecord> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn data_listing_decoding_and_skipping() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let paths = data::list_images(&dir.path().join("train")).unwrap();
+    let names: Vec<String> = paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted: {names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".txt")));
+    for p in &paths[..8] {
+        let img = data::load_rgb(p).unwrap();
+        assert_eq!(img.data.len(), 3 * (img.width * img.height) as usize, "{}", p.display());
+    }
+    // The grayscale file decodes to R = G = B.
+    let gray = data::load_rgb(&dir.path().join("train/img_1.png")).unwrap();
+    assert!(gray.data.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+    assert!(data::load_rgb(&dir.path().join("train/zz_broken.jpg")).is_err());
+    // Flipping twice is the identity; preprocess of a flipped image mirrors the input.
+    let img = data::load_rgb(&paths[0]).unwrap();
+    assert_eq!(img.hflip().hflip(), img);
+    let spec = TrainConfig::from_toml(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml")).unwrap())
+        .unwrap()
+        .input_spec();
+    let a = Tensor::from_slice(&data::preprocess(&img, &spec, false).unwrap()).reshape([3, 224, 224]);
+    let b = Tensor::from_slice(&data::preprocess(&img, &spec, true).unwrap()).reshape([3, 224, 224]);
+    assert!((a.flip([2]) - b).abs().max().double_value(&[]) < 1e-3);
+    let labelled = data::list_labelled(&dir.path().join("val"), None).unwrap();
+    assert_eq!(labelled.len(), 4);
+    assert_eq!(data::list_labelled(&dir.path().join("val"), Some(2)).unwrap().len(), 2);
+}
+
+#[test]
+fn training_reduces_the_loss_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(7);
+    let mut cfg = tiny_config(dir.path(), "run_a", true);
+    cfg.data.val_dir = Some(dir.path().join("val"));
+    cfg.schedule.validate_every_epochs = 4;
+    let a = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    // 8 readable images (the broken one skipped), both flips cached.
+    assert_eq!(a.prepare.images, 8);
+    assert_eq!(a.prepare.skipped, 1);
+    assert_eq!(a.prepare.computed, 16);
+    assert_eq!(a.state.global_step, 32);
+    assert_eq!(a.steps.len(), 32);
+    let totals: Vec<f64> = a.steps.iter().map(|s| s.losses.total).collect();
+    let first: f64 = totals[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = totals[totals.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(last < first, "loss did not fall: first-5 mean {first}, last-5 mean {last}");
+    // The log holds every step; validation ran after epochs 4 and 8.
+    let log = read_log(&cfg.out_dir.join(LOG_FILE));
+    assert_eq!(log, a.steps);
+    assert_eq!(a.validation.len(), 2);
+    assert_eq!(a.validation[0].scores.fine.n, 4);
+    let val_lines = std::fs::read_to_string(cfg.out_dir.join(VAL_LOG_FILE)).unwrap();
+    assert_eq!(val_lines.lines().count(), 2);
+
+    // Same seed again (warm cache): identical weights and losses.
+    cfg.out_dir = dir.path().join("run_b");
+    let b = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    assert_eq!(b.prepare.hits, 16);
+    assert_eq!(b.prepare.computed, 0);
+    assert_same_weights(&a.vs, &b.vs);
+    let tb: Vec<f64> = b.steps.iter().map(|s| s.losses.total).collect();
+    assert_eq!(totals, tb);
+
+    // An existing run is not overwritten by accident.
+    assert!(train_with_backbone(&cfg, &backbone, &quiet()).is_err());
+}
+
+#[test]
+fn cached_and_uncached_training_agree_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(8);
+    let opts = TrainOptions { max_steps: Some(6), ..quiet() };
+    let with = train_with_backbone(&tiny_config(dir.path(), "with", true), &backbone, &opts).unwrap();
+    let without = train_with_backbone(&tiny_config(dir.path(), "without", false), &backbone, &opts).unwrap();
+    assert_eq!(with.state.global_step, 6);
+    assert_same_weights(&with.vs, &without.vs);
+}
+
+#[test]
+fn resume_continues_the_schedule_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(9);
+    let mut cfg = tiny_config(dir.path(), "straight", true);
+    cfg.schedule.epochs = 4;
+    cfg.schedule.coarse_only_epochs = 1;
+    let straight = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    assert_eq!(straight.state.global_step, 16);
+    assert_eq!(straight.steps[0].phase, Phase::Coarse);
+    assert!(straight.steps[0].losses.sr.is_none());
+    assert_eq!(straight.steps[4].phase, Phase::Joint);
+    assert!(straight.steps[4].losses.sr.is_some());
+
+    // Interrupted mid-epoch (after step 6 of 16, 4 steps per epoch), then resumed.
+    cfg.out_dir = dir.path().join("interrupted");
+    let first = train_with_backbone(&cfg, &backbone, &TrainOptions { max_steps: Some(6), ..quiet() }).unwrap();
+    assert_eq!((first.state.global_step, first.state.epoch, first.state.batch_in_epoch), (6, 1, 2));
+    let ck = read_checkpoint(&first.checkpoint).unwrap();
+    assert_eq!(ck.state, first.state);
+    // The checkpoint is a plain VarStore file for the heads.
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let _heads = trainer::heads::Heads::new(&vs.root(), &cfg.heads, cfg.input.mean, cfg.input.std).unwrap();
+    vs.load(&first.checkpoint).unwrap();
+    assert_same_weights(&vs, &first.vs);
+    let (_, vs2, _) = load_heads_checkpoint(&first.checkpoint).unwrap();
+    assert_same_weights(&vs2, &first.vs);
+
+    // A changed configuration is refused.
+    let mut other = cfg.clone();
+    other.optim.lr = 1e-2;
+    let e = train_with_backbone(&other, &backbone, &TrainOptions { resume: true, ..quiet() }).unwrap_err();
+    assert!(format!("{e:#}").contains("optim"), "{e:#}");
+
+    let resumed = train_with_backbone(&cfg, &backbone, &TrainOptions { resume: true, ..quiet() }).unwrap();
+    assert_eq!(resumed.steps.first().unwrap().step, 7);
+    assert_eq!(resumed.state.global_step, 16);
+    assert_same_weights(&resumed.vs, &straight.vs);
+    // The log is continuous: steps 1..=16 once each, equal to the straight run's.
+    let log = read_log(&cfg.out_dir.join(LOG_FILE));
+    let steps: Vec<u64> = log.iter().map(|r| r.step).collect();
+    assert_eq!(steps, (1..=16).collect::<Vec<_>>());
+    let straight_totals: Vec<f64> = straight.steps.iter().map(|s| s.losses.total).collect();
+    assert_eq!(log.iter().map(|s| s.losses.total).collect::<Vec<_>>(), straight_totals);
+
+    // More epochs on a finished run continue from epoch 4.
+    cfg.schedule.epochs = 5;
+    let more = train_with_backbone(&cfg, &backbone, &TrainOptions { resume: true, ..quiet() }).unwrap();
+    assert_eq!(more.steps.first().unwrap().step, 17);
+    assert_eq!(more.state.global_step, 20);
+}
+
+#[test]
+fn a_failed_checkpoint_write_keeps_the_previous_file() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(10);
+    let cfg = tiny_config(dir.path(), "atomic", true);
+    let run = train_with_backbone(&cfg, &backbone, &TrainOptions { max_steps: Some(2), ..quiet() }).unwrap();
+    let path = run.checkpoint.clone();
+    let before = std::fs::read(&path).unwrap();
+    // Make the temporary path a directory: creating the temporary file fails.
+    let tmp = data::tmp_path_for(&path);
+    std::fs::create_dir(&tmp).unwrap();
+    let adam = Adam::new(&run.vs, &cfg.optim);
+    let state = TrainState { global_step: 99, ..run.state.clone() };
+    assert!(save_checkpoint(&path, &cfg, &run.vs, &adam, &state, "x").is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(read_checkpoint(&path).unwrap().state.global_step, 2);
+    std::fs::remove_dir(&tmp).unwrap();
+    // The helper itself: the old content stays until the new one is complete.
+    let f = dir.path().join("file.bin");
+    data::write_atomic(&f, b"old").unwrap();
+    std::fs::create_dir(data::tmp_path_for(&f)).unwrap();
+    assert!(data::write_atomic(&f, b"new").is_err());
+    assert_eq!(std::fs::read(&f).unwrap(), b"old");
+    std::fs::remove_dir(data::tmp_path_for(&f)).unwrap();
+    data::write_atomic(&f, b"new").unwrap();
+    assert_eq!(std::fs::read(&f).unwrap(), b"new");
+    assert!(!data::tmp_path_for(&f).exists());
+}
+
+#[test]
+fn cache_keys_cover_every_component_and_bad_entries_are_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(11);
+    let cfg = tiny_config(dir.path(), "unused", true);
+    let spec = cfg.input_spec();
+    let id = backbone_identity(&backbone).unwrap();
+    assert_eq!(id, backbone_identity(&tiny_backbone(11)).unwrap());
+    assert_ne!(id, backbone_identity(&tiny_backbone(12)).unwrap());
+    let cache_spec = CacheSpec {
+        backbone: id.clone(),
+        width: 64,
+        height: 64,
+        mean: spec.mean,
+        std: spec.std,
+        with_keys: false,
+        feature_dtype: CacheDtype::F32,
+        image_dtype: CacheDtype::F32,
+    };
+    let cache = FeatureCache::new(&dir.path().join("c"), cache_spec.clone()).unwrap();
+    let k = cache.key("abc", false);
+    assert_ne!(k, cache.key("abd", false));
+    assert_ne!(k, cache.key("abc", true));
+    let variants = [
+        CacheSpec { backbone: "other".into(), ..cache_spec.clone() },
+        CacheSpec { width: 72, ..cache_spec.clone() },
+        CacheSpec { height: 72, ..cache_spec.clone() },
+        CacheSpec { mean: [0.5; 3], ..cache_spec.clone() },
+        CacheSpec { std: [0.5; 3], ..cache_spec.clone() },
+        CacheSpec { with_keys: true, ..cache_spec.clone() },
+        CacheSpec { feature_dtype: CacheDtype::F16, ..cache_spec.clone() },
+        CacheSpec { image_dtype: CacheDtype::F16, ..cache_spec.clone() },
+    ];
+    for v in variants {
+        assert_ne!(FeatureCache::new(&dir.path().join("c"), v).unwrap().key("abc", false), k);
+    }
+
+    // A store with keys, f16 features: entries round-trip within f16 precision.
+    let ex = Extractor::new(&backbone, spec.clone(), true).unwrap();
+    let store = FeatureStore::with_cache_dir(ex, Some(&dir.path().join("c16")), CacheDtype::F16, CacheDtype::F32, 4).unwrap();
+    let rec = ImageRecord::from_path(&dir.path().join("train/img_0.png")).unwrap();
+    let fresh = store.get(&rec, false).unwrap();
+    let cached = store.get(&rec, false).unwrap();
+    assert_eq!(fresh.tokens.size(), vec![64, 48]);
+    assert_eq!(cached.keys.as_ref().unwrap().size(), vec![64, 48]);
+    assert!((&fresh.tokens - &cached.tokens).abs().max().double_value(&[]) < 1e-2);
+    assert!(fresh.image.equal(&cached.image));
+    // A corrupt entry is reported, ignored and rewritten.
+    let path = store.cache().unwrap().path(&rec.content_hash, false);
+    std::fs::write(&path, b"garbage").unwrap();
+    assert!(store.cache().unwrap().load(&rec.content_hash, false).is_none());
+    let again = store.get(&rec, false).unwrap();
+    assert!(again.tokens.equal(&fresh.tokens));
+    assert!(store.cache().unwrap().load(&rec.content_hash, false).is_some());
+    // Changed image content: another entry.
+    let copy = dir.path().join("copy.png");
+    let (img, _) = square_image(999, 64, 64);
+    img.save(&copy).unwrap();
+    let rec2 = ImageRecord::from_path(&copy).unwrap();
+    assert_ne!(store.cache().unwrap().path(&rec2.content_hash, false), path);
+}
+
+#[test]
+fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(13);
+    let cfg = tiny_config(dir.path(), "eval", true);
+    let set = data::list_labelled(&dir.path().join("val"), None).unwrap();
+    let ex = Extractor::new(&backbone, cfg.input_spec(), false).unwrap();
+    let store = FeatureStore::with_cache_dir(ex, cfg.data.cache_dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let heads = trainer::heads::Heads::new(&vs.root(), &cfg.heads, cfg.input.mean, cfg.input.std).unwrap();
+    let s = evaluate_heads(&heads, &store, &set, 3).unwrap();
+    for sc in [s.fine, s.coarse] {
+        assert_eq!(sc.n, 4);
+        assert!((0.0..=1.0).contains(&sc.iou) && (0.0..=1.0).contains(&sc.acc) && (0.0..=1.0).contains(&sc.maxf));
+    }
+    let t = evaluate_tokencut(&store, &set, &TokenCutConfig::default()).unwrap();
+    assert_eq!(t.n, 4);
+    assert!((0.0..=1.0).contains(&t.iou));
+
+    // The shared post-processing: a coarse map whose partition A touches all corners is the
+    // background, so both maps are inverted.
+    let coarse = vec![0.9, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9];
+    let fine = vec![0.8f32; 36];
+    let (f, c) = foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 6, 6);
+    assert!(f.iter().all(|&p| (p - 0.2).abs() < 1e-6));
+    assert!((c[2 * 6 + 2] - 0.9).abs() < 1e-6 && (c[0] - 0.1).abs() < 1e-6);
+}
+
+#[test]
+fn epoch_plans_are_permutations_fixed_by_seed_and_epoch() {
+    let a = epoch_plan(1, 0, 10, true);
+    assert_eq!(a, epoch_plan(1, 0, 10, true));
+    assert_ne!(a, epoch_plan(1, 1, 10, true));
+    assert_ne!(a, epoch_plan(2, 0, 10, true));
+    let mut idx: Vec<usize> = a.iter().map(|p| p.0).collect();
+    idx.sort();
+    assert_eq!(idx, (0..10).collect::<Vec<_>>());
+    assert!(epoch_plan(1, 0, 10, false).iter().all(|p| !p.1));
+    let flips = (0..50).flat_map(|e| epoch_plan(3, e, 10, true)).filter(|p| p.1).count();
+    assert!((150..350).contains(&flips), "{flips}");
+}
