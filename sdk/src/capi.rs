@@ -169,22 +169,6 @@ fn frame_from_c(frame: &SempartFrame) -> Result<Frame<'_>> {
     if frame.data.is_null() {
         return Err(Error::new(Status::NullArgument, "frame data is NULL"));
     }
-    // A stride so large that the frame's byte count overflows usize is the caller's error, not
-    // an arithmetic overflow inside Frame::new.
-    let rows = match format {
-        PixelFormat::Nv12 => frame.height_px as usize * 3 / 2,
-        _ => frame.height_px as usize,
-    };
-    let row_bytes = frame.width_px as usize * format.bytes_per_pixel();
-    if rows.saturating_sub(1).checked_mul(frame.row_stride_bytes).and_then(|n| n.checked_add(row_bytes)).is_none() {
-        return Err(Error::invalid(format!(
-            "row stride {} bytes is too large: a {}x{} frame would span more than {} bytes",
-            frame.row_stride_bytes,
-            frame.width_px,
-            frame.height_px,
-            usize::MAX
-        )));
-    }
     // SAFETY: the caller promises `data` points to `data_size_bytes` readable bytes that stay
     // valid during the call; Frame::new then checks that the size covers every row.
     let data = unsafe { std::slice::from_raw_parts(frame.data, frame.data_size_bytes) };

@@ -101,7 +101,12 @@ impl<'a> Frame<'a> {
             }
             _ => height_px as usize,
         };
-        let needed = (rows - 1) * row_stride_bytes + row_bytes;
+        let Some(needed) = (rows - 1).checked_mul(row_stride_bytes).and_then(|n| n.checked_add(row_bytes)) else {
+            return Err(Error::invalid(format!(
+                "row stride {row_stride_bytes} bytes is too large: a {width_px}x{height_px} frame would span more than {} bytes",
+                usize::MAX
+            )));
+        };
         if data.len() < needed {
             return Err(Error::invalid(format!(
                 "frame buffer holds {} bytes, a {width_px}x{height_px} {format:?} frame with row stride {row_stride_bytes} needs {needed}",

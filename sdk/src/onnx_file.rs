@@ -165,13 +165,14 @@ mod tests {
 
     fn tiny_model() -> Vec<u8> {
         let mut m = Vec::new();
+        // The exporter's layout: header fields and metadata first, the graph last.
         varint(1 << 3, &mut m);
         varint(9, &mut m);
-        bytes_field(7, b"graph-bytes-not-parsed-here", &mut m);
         let mut kv = Vec::new();
         bytes_field(1, b"sempart.format_version", &mut kv);
         bytes_field(2, b"1", &mut kv);
         bytes_field(14, &kv, &mut m);
+        bytes_field(7, b"graph-bytes-not-parsed-here", &mut m);
         m
     }
 

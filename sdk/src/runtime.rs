@@ -7,7 +7,7 @@ use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// File name of the ONNX Runtime library the SDK is built for.
 pub const ORT_LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
@@ -90,17 +90,25 @@ impl Default for Options {
 /// Where the SDK looks for the ONNX Runtime library, in order: `$SEMPART_ORT_LIBRARY`; next to
 /// the binary or shared library that contains the SDK (and in `../lib` from there); the
 /// `.deps/onnxruntime/` folder of the source tree this SDK was built from.
-pub fn ort_library_candidates() -> Vec<PathBuf> {
-    let mut out = Vec::new();
+pub fn ort_library_candidates() -> Result<Vec<PathBuf>> {
     if let Some(p) = std::env::var_os(ORT_LIBRARY_ENV) {
-        out.push(PathBuf::from(p));
+        // An explicit choice is never silently skipped.
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(Error::new(
+                Status::RuntimeUnavailable,
+                format!("{ORT_LIBRARY_ENV} names {}, which does not exist", p.display()),
+            ));
+        }
+        return Ok(vec![p]);
     }
+    let mut out = Vec::new();
     if let Some(dir) = own_object_dir() {
         out.push(dir.join(ORT_LIBRARY_NAME));
         out.push(dir.join("../lib").join(ORT_LIBRARY_NAME));
     }
     out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/onnxruntime").join(ORT_LIBRARY_NAME));
-    out
+    Ok(out)
 }
 
 /// The folder of the binary or shared object this code is linked into.
@@ -119,53 +127,62 @@ fn own_object_dir() -> Option<PathBuf> {
     path.parent().map(Path::to_path_buf)
 }
 
-static ENVIRONMENT: OnceLock<std::result::Result<(PathBuf, Environment), Error>> = OnceLock::new();
+static ENVIRONMENT: Mutex<Option<(PathBuf, &'static Environment)>> = Mutex::new(None);
 
-/// Loads ONNX Runtime (once per process) and returns the path it was loaded from.
+/// Loads ONNX Runtime (once per process; a failed attempt is not remembered, so a later call
+/// with a correct path succeeds) and returns its environment.
 pub fn environment(requested: Option<&Path>) -> Result<&'static Environment> {
-    let loaded = ENVIRONMENT.get_or_init(|| {
-        let candidates = match requested {
-            Some(p) => vec![p.to_path_buf()],
-            None => ort_library_candidates(),
-        };
-        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-            return Err(Error::new(
-                Status::RuntimeUnavailable,
-                format!(
-                    "ONNX Runtime ({ORT_LIBRARY_NAME}) not found; looked at: {}; run scripts/setup.sh or set {ORT_LIBRARY_ENV}",
-                    tried.join(", ")
-                ),
-            ));
-        };
-        let builder = ort::init_from(path).map_err(|e| {
-            Error::new(Status::RuntimeUnavailable, format!("cannot load ONNX Runtime from {}: {e}", path.display()))
-        })?;
-        let env = builder
-            .with_name("sempart")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| Error::new(Status::RuntimeUnavailable, format!("cannot start ONNX Runtime: {e}")))?;
-        Ok((path.clone(), env))
-    });
-    match loaded {
-        Ok((path, env)) => {
-            if let Some(req) = requested {
-                if std::fs::canonicalize(req).ok() != std::fs::canonicalize(path).ok() {
-                    return Err(Error::new(
-                        Status::RuntimeUnavailable,
-                        format!(
-                            "ONNX Runtime is already loaded from {} in this process; cannot load {} too",
-                            path.display(),
-                            req.display()
-                        ),
-                    ));
-                }
+    let mut loaded = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((path, env)) = loaded.as_ref() {
+        if let Some(req) = requested {
+            if std::fs::canonicalize(req).ok() != std::fs::canonicalize(path).ok() {
+                return Err(Error::new(
+                    Status::RuntimeUnavailable,
+                    format!(
+                        "ONNX Runtime is already loaded from {} in this process; cannot load {} too",
+                        path.display(),
+                        req.display()
+                    ),
+                ));
             }
-            Ok(env)
         }
-        Err(e) => Err(e.clone()),
+        return Ok(env);
     }
+    let path = match requested {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let candidates = ort_library_candidates()?;
+            let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+                let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+                return Err(Error::new(
+                    Status::RuntimeUnavailable,
+                    format!(
+                        "ONNX Runtime ({ORT_LIBRARY_NAME}) not found; looked at: {}; run scripts/setup.sh or set {ORT_LIBRARY_ENV}",
+                        tried.join(", ")
+                    ),
+                ));
+            };
+            found.clone()
+        }
+    };
+    if !path.is_file() {
+        return Err(Error::new(
+            Status::RuntimeUnavailable,
+            format!("ONNX Runtime library {} does not exist", path.display()),
+        ));
+    }
+    let builder = ort::init_from(&path).map_err(|e| {
+        Error::new(Status::RuntimeUnavailable, format!("cannot load ONNX Runtime from {}: {e}", path.display()))
+    })?;
+    let env = builder
+        .with_name("sempart")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| Error::new(Status::RuntimeUnavailable, format!("cannot start ONNX Runtime: {e}")))?;
+    // The environment lives as long as the process, like the library it came from.
+    let env: &'static Environment = Box::leak(Box::new(env));
+    *loaded = Some((path, env));
+    Ok(env)
 }
 
 /// Providers the loaded ONNX Runtime library was built with (CPU always).

@@ -161,7 +161,6 @@ fn missing_onnx_runtime_is_runtime_unavailable() {
 
 /// A failed load must not poison the process: a later open with a good library works.
 #[test]
-#[ignore = "known bug: runtime::environment caches a failed ONNX Runtime load for the whole process"]
 fn failed_onnx_runtime_load_is_not_permanent() {
     let out = run_ort_missing();
     assert!(out.status.success(), "{}", failed_lines(&out));

@@ -233,9 +233,7 @@ impl TrainConfig {
                 obj.insert(part.to_string(), value);
                 break;
             }
-            node = obj
-                .entry(part.to_string())
-                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            node = obj.entry(part.to_string()).or_insert_with(|| serde_json::Value::Object(Default::default()));
         }
         *self = serde_json::from_value(root).with_context(|| format!("override {spec:?}"))?;
         Ok(())
@@ -292,7 +290,10 @@ impl TrainConfig {
             s.coarse_only_epochs,
             s.epochs
         );
-        ensure!(s.checkpoint_every_steps != Some(0), "schedule.checkpoint_every_steps = 0: leave it out to checkpoint per epoch only");
+        ensure!(
+            s.checkpoint_every_steps != Some(0),
+            "schedule.checkpoint_every_steps = 0: leave it out to checkpoint per epoch only"
+        );
         ensure!(s.validate_every_epochs >= 1, "schedule.validate_every_epochs must be at least 1");
         self.heads.validate().context("heads")?;
         Ok(())

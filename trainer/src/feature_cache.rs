@@ -399,10 +399,8 @@ impl<'a> FeatureStore<'a> {
     /// decoded (reported on stderr). Misses are decoded in parallel, run through the backbone
     /// in chunks and, with a cache, stored (a failed write is reported, not fatal).
     pub fn get_many(&self, items: &[(&ImageRecord, bool)]) -> Vec<Option<Features>> {
-        let mut out: Vec<Option<Features>> = items
-            .iter()
-            .map(|(r, flip)| self.cache.as_ref().and_then(|c| c.load(&r.content_hash, *flip)))
-            .collect();
+        let mut out: Vec<Option<Features>> =
+            items.iter().map(|(r, flip)| self.cache.as_ref().and_then(|c| c.load(&r.content_hash, *flip))).collect();
         let missing: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
         if missing.is_empty() {
             return out;
@@ -469,7 +467,12 @@ impl<'a> FeatureStore<'a> {
     /// ones, `chunk` images at a time, with a progress bar when `progress`), and returns the
     /// records that could be read, in order. Without a cache, only checks that every image
     /// decodes.
-    pub fn prepare(&self, records: &[ImageRecord], flips: &[bool], progress: bool) -> Result<(Vec<ImageRecord>, PrepareStats)> {
+    pub fn prepare(
+        &self,
+        records: &[ImageRecord],
+        flips: &[bool],
+        progress: bool,
+    ) -> Result<(Vec<ImageRecord>, PrepareStats)> {
         if flips.is_empty() {
             bail!("prepare: no flip setting given");
         }

@@ -232,7 +232,13 @@ impl GridAffinity {
 
 /// GTV-coarse affinities from patch features `[N, h * w, C]` (row-major patches): the
 /// binary affinity of [`affinity`] (`1` where cos > `tau`, else `eps`) on neighbour pairs only.
-pub fn grid_affinity_from_features(features: &Tensor, grid: (i64, i64), center: bool, tau: f64, eps: f64) -> GridAffinity {
+pub fn grid_affinity_from_features(
+    features: &Tensor,
+    grid: (i64, i64),
+    center: bool,
+    tau: f64,
+    eps: f64,
+) -> GridAffinity {
     tch::no_grad(|| {
         let (n, t, c) = features.size3().expect("features must be [N, T, C]");
         let (gh, gw) = grid;
@@ -351,7 +357,13 @@ pub struct FineInputs<'a> {
 /// `coarse` is `[N, 1, h, w]`, `w` the affinity `[N, h*w, h*w]` ([`affinity_for`]),
 /// `coarse_affinity` the GTV-coarse pairs ([`grid_affinity_from_features`]); `fine` is `None`
 /// in coarse-only steps (then only Ncut and GTV coarse count).
-pub fn sempart_loss(cfg: &LossConfig, coarse: &Tensor, w: &Tensor, coarse_affinity: &GridAffinity, fine: Option<FineInputs<'_>>) -> LossTerms {
+pub fn sempart_loss(
+    cfg: &LossConfig,
+    coarse: &Tensor,
+    w: &Tensor,
+    coarse_affinity: &GridAffinity,
+    fine: Option<FineInputs<'_>>,
+) -> LossTerms {
     let kind = coarse.kind();
     let ncut = ncut_loss(coarse, w);
     let gtv_coarse = gtv(coarse, coarse_affinity, cfg.gtv_coarse_reduction).mean(kind);

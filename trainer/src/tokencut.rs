@@ -19,7 +19,7 @@
 //! component around the seed, bilateral solver) is not applied.
 
 use crate::data::LabelledImage;
-use crate::feature_cache::{Features, FeatureStore};
+use crate::feature_cache::{FeatureStore, Features};
 use crate::losses::{normalize_features, AffinityFeatures};
 use anyhow::{ensure, Context, Result};
 use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
@@ -93,7 +93,8 @@ pub fn tokencut(features: &Tensor, grid: (i64, i64), cfg: &TokenCutConfig) -> Re
     ensure!(t == gh * gw, "{t} tokens do not fill a {gh}x{gw} grid");
     ensure!(t >= 2, "TokenCut needs at least two patches");
     let (eigenvalue, x) = tch::no_grad(|| -> Result<(f64, Vec<f64>)> {
-        let f = normalize_features(&features.to_kind(Kind::Double).unsqueeze(0), cfg.features.centered()).squeeze_dim(0);
+        let f =
+            normalize_features(&features.to_kind(Kind::Double).unsqueeze(0), cfg.features.centered()).squeeze_dim(0);
         let cos = f.matmul(&f.transpose(0, 1));
         let mut w = cos.gt(cfg.tau).to_kind(Kind::Double) * (1.0 - cfg.eps) + cfg.eps;
         let eye = Tensor::eye(t, (Kind::Double, f.device()));
@@ -111,12 +112,7 @@ pub fn tokencut(features: &Tensor, grid: (i64, i64), cfg: &TokenCutConfig) -> Re
     let a_is_fg = match cfg.foreground {
         TokenCutForeground::Corners => foreground_is_a(&partition_a, gw as usize, gh as usize),
         TokenCutForeground::Seed => {
-            let seed = x
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-                .map(|(i, _)| i)
-                .unwrap_or(0);
+            let seed = x.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|(i, _)| i).unwrap_or(0);
             partition_a[seed]
         }
     };
@@ -136,7 +132,11 @@ pub fn tokencut_features<'f>(f: &'f Features, which: AffinityFeatures) -> Result
 /// Scores TokenCut on a labelled set (spec section 6 protocol): the 0/1 grid map is resized
 /// bilinearly to each mask's size and scored with [`SaliencyMetrics`]. Images whose features
 /// or mask cannot be read are reported and skipped.
-pub fn evaluate_tokencut(store: &FeatureStore<'_>, set: &[LabelledImage], cfg: &TokenCutConfig) -> Result<SaliencyScores> {
+pub fn evaluate_tokencut(
+    store: &FeatureStore<'_>,
+    set: &[LabelledImage],
+    cfg: &TokenCutConfig,
+) -> Result<SaliencyScores> {
     ensure!(
         !cfg.features.uses_keys() || store.extractor().with_keys(),
         "TokenCut on keys needs a feature store that extracts keys"

@@ -195,11 +195,16 @@ impl Adam {
     fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, steps: &BTreeMap<String, u64>) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
             for (i, (name, _)) in self.params.iter().enumerate() {
-                let m = tensors.get(&format!("{ADAM_M}{name}")).with_context(|| format!("checkpoint has no Adam state for {name}"))?;
-                let v = tensors.get(&format!("{ADAM_V}{name}")).with_context(|| format!("checkpoint has no Adam state for {name}"))?;
+                let m = tensors
+                    .get(&format!("{ADAM_M}{name}"))
+                    .with_context(|| format!("checkpoint has no Adam state for {name}"))?;
+                let v = tensors
+                    .get(&format!("{ADAM_V}{name}"))
+                    .with_context(|| format!("checkpoint has no Adam state for {name}"))?;
                 self.m[i].f_copy_(m)?;
                 self.v[i].f_copy_(v)?;
-                self.steps[i] = *steps.get(name).with_context(|| format!("checkpoint has no Adam step count for {name}"))?;
+                self.steps[i] =
+                    *steps.get(name).with_context(|| format!("checkpoint has no Adam step count for {name}"))?;
             }
             Ok(())
         })
@@ -268,7 +273,9 @@ pub fn save_checkpoint(
         .collect();
     let views = raw
         .iter()
-        .map(|(n, shape, data)| Ok((n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?)))
+        .map(|(n, shape, data)| {
+            Ok((n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?))
+        })
         .collect::<Result<Vec<_>>>()?;
     let meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
@@ -291,7 +298,8 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
     let get = |k: &str| meta.get(k).with_context(|| format!("{}: not a training checkpoint (no {k})", path.display()));
     let config: TrainConfig = serde_json::from_str(get(META_CONFIG)?).context("checkpoint configuration")?;
     let state: TrainState = serde_json::from_str(get(META_STATE)?).context("checkpoint state")?;
-    let adam_steps: BTreeMap<String, u64> = serde_json::from_str(get(META_ADAM_STEPS)?).context("checkpoint Adam steps")?;
+    let adam_steps: BTreeMap<String, u64> =
+        serde_json::from_str(get(META_ADAM_STEPS)?).context("checkpoint Adam steps")?;
     let backbone_identity = get(META_BACKBONE)?.clone();
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(bad)?;
     let tensors = st
@@ -307,7 +315,12 @@ pub fn restore_variables(vs: &nn::VarStore, tensors: &BTreeMap<String, Tensor>) 
     tch::no_grad(|| -> Result<()> {
         for (name, mut var) in vs.variables() {
             let src = tensors.get(&name).with_context(|| format!("the checkpoint has no variable {name}"))?;
-            ensure!(src.size() == var.size(), "variable {name}: checkpoint shape {:?}, model {:?}", src.size(), var.size());
+            ensure!(
+                src.size() == var.size(),
+                "variable {name}: checkpoint shape {:?}, model {:?}",
+                src.size(),
+                var.size()
+            );
             var.f_copy_(src)?;
         }
         Ok(())
@@ -387,7 +400,12 @@ pub fn foreground_probabilities(
 /// ([`foreground_probabilities`]) and metrics ([`SaliencyMetrics`]): each prediction is
 /// resized to its mask's size. Features come from `store` (cached or computed), `batch` images
 /// at a time. Unreadable images or masks are reported and skipped.
-pub fn evaluate_heads(heads: &Heads, store: &FeatureStore<'_>, set: &[LabelledImage], batch: usize) -> Result<HeadsScores> {
+pub fn evaluate_heads(
+    heads: &Heads,
+    store: &FeatureStore<'_>,
+    set: &[LabelledImage],
+    batch: usize,
+) -> Result<HeadsScores> {
     let cfg = heads.config();
     let (gh, gw) = cfg.grid();
     let (ih, iw) = (cfg.input_height, cfg.input_width);
@@ -418,7 +436,8 @@ pub fn evaluate_heads(heads: &Heads, store: &FeatureStore<'_>, set: &[LabelledIm
             };
             let coarse = Vec::<f32>::try_from(&out.coarse.get(i as i64).reshape([-1]))?;
             let fine = Vec::<f32>::try_from(&out.fine.get(i as i64).reshape([-1]))?;
-            let (fp, cp) = foreground_probabilities(&coarse, gw as usize, gh as usize, &fine, iw as usize, ih as usize, mw, mh);
+            let (fp, cp) =
+                foreground_probabilities(&coarse, gw as usize, gh as usize, &fine, iw as usize, ih as usize, mw, mh);
             fine_m.add(&fp, &gt);
             coarse_m.add(&cp, &gt);
         }
@@ -535,7 +554,8 @@ fn make_batch(feats: &[Features], use_keys: bool) -> Result<Batch> {
         Ok(Tensor::stack(&v, 0))
     };
     let tokens = stack(&|f| Some(f.tokens.shallow_clone()))?;
-    let affinity_features = if use_keys { stack(&|f| f.keys.as_ref().map(|k| k.shallow_clone()))? } else { tokens.shallow_clone() };
+    let affinity_features =
+        if use_keys { stack(&|f| f.keys.as_ref().map(|k| k.shallow_clone()))? } else { tokens.shallow_clone() };
     let image = stack(&|f| Some(f.image.shallow_clone()))?;
     Ok(Batch { tokens, affinity_features, image })
 }
@@ -545,7 +565,13 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
     let l = &cfg.loss;
     let grid = cfg.heads.grid();
     let w = losses::affinity_for(l, &batch.affinity_features);
-    let ga = losses::grid_affinity_from_features(&batch.affinity_features, grid, l.features.centered(), l.gtv_coarse_tau, l.gtv_coarse_eps);
+    let ga = losses::grid_affinity_from_features(
+        &batch.affinity_features,
+        grid,
+        l.features.centered(),
+        l.gtv_coarse_tau,
+        l.gtv_coarse_eps,
+    );
     let terms = match phase {
         Phase::Coarse => {
             let coarse = heads.coarse_from(&heads.encode(&batch.tokens));
@@ -556,13 +582,19 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
             let out = heads.forward_t(&batch.tokens, &batch.image, true, joint);
             let ia = tch::no_grad(|| {
                 let dev = batch.image.device();
-                let mean = Tensor::from_slice(&cfg.input.mean).to_kind(Kind::Float).reshape([1, 3, 1, 1]).to_device(dev);
+                let mean =
+                    Tensor::from_slice(&cfg.input.mean).to_kind(Kind::Float).reshape([1, 3, 1, 1]).to_device(dev);
                 let std = Tensor::from_slice(&cfg.input.std).to_kind(Kind::Float).reshape([1, 3, 1, 1]).to_device(dev);
                 let rgb01 = &batch.image * std + mean;
                 losses::grid_affinity_from_image(&(rgb01 * l.gtv_fine_color_scale), l.gtv_fine_sigma)
             });
             let coarse_sr = if joint { out.coarse.shallow_clone() } else { out.coarse.detach() };
-            let fine = FineInputs { fine: &out.fine, coarse_for_sr: &coarse_sr, image_affinity: &ia, patch: cfg.heads.patch_size };
+            let fine = FineInputs {
+                fine: &out.fine,
+                coarse_for_sr: &coarse_sr,
+                image_affinity: &ia,
+                patch: cfg.heads.patch_size,
+            };
             losses::sempart_loss(l, &out.coarse, &w, &ga, Some(fine))
         }
     };
@@ -653,7 +685,8 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
     let flips: &[bool] = if cfg.data.hflip { &[false, true] } else { &[false] };
     let (records, prepare) = store.prepare(&records, flips, opts.progress)?;
     ensure!(!records.is_empty(), "no readable training image in {:?}", cfg.data.train_dirs);
-    let dataset_hash = data::sha256_hex(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
+    let dataset_hash =
+        data::sha256_hex(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
     let val_set: Vec<LabelledImage> = match &cfg.data.val_dir {
         Some(d) => data::list_labelled(d, cfg.data.val_max_images)?,
         None => Vec::new(),
@@ -661,7 +694,9 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
 
     // Model and optimiser.
     let vs = nn::VarStore::new(Device::Cpu);
-    let heads = with_seeded_torch(cfg.schedule.seed as i64, || Heads::new(&vs.root(), &cfg.heads, cfg.input.mean, cfg.input.std))?;
+    let heads = with_seeded_torch(cfg.schedule.seed as i64, || {
+        Heads::new(&vs.root(), &cfg.heads, cfg.input.mean, cfg.input.std)
+    })?;
     let mut adam = Adam::new(&vs, &cfg.optim);
     let mut state = TrainState {
         global_step: 0,
@@ -677,8 +712,17 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
         let ck = read_checkpoint(&ckpt_path)?;
         let (old, new) = (resume_fingerprint(&ck.config), resume_fingerprint(cfg));
         let differ: Vec<&str> = new.keys().filter(|k| old.get(*k) != new.get(*k)).copied().collect();
-        ensure!(differ.is_empty(), "cannot resume {}: the configuration differs in {}", ckpt_path.display(), differ.join(", "));
-        ensure!(ck.backbone_identity == identity, "cannot resume {}: it was trained over another backbone", ckpt_path.display());
+        ensure!(
+            differ.is_empty(),
+            "cannot resume {}: the configuration differs in {}",
+            ckpt_path.display(),
+            differ.join(", ")
+        );
+        ensure!(
+            ck.backbone_identity == identity,
+            "cannot resume {}: it was trained over another backbone",
+            ckpt_path.display()
+        );
         ensure!(
             ck.state.dataset_hash == dataset_hash,
             "cannot resume {}: the training images changed ({} at the checkpoint, {} now)",
@@ -725,7 +769,8 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
             }
             let t0 = Instant::now();
             let lo = b as usize * bs;
-            let items: Vec<(&ImageRecord, bool)> = plan[lo..(lo + bs).min(n)].iter().map(|&(i, f)| (&records[i], f)).collect();
+            let items: Vec<(&ImageRecord, bool)> =
+                plan[lo..(lo + bs).min(n)].iter().map(|&(i, f)| (&records[i], f)).collect();
             let feats: Vec<Features> = store.get_many(&items).into_iter().flatten().collect();
             state.global_step += 1;
             state.batch_in_epoch = b + 1;
@@ -774,7 +819,8 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
         if !val_set.is_empty() && state.epoch % cfg.schedule.validate_every_epochs == 0 {
             let t0 = Instant::now();
             let scores = evaluate_heads(&heads, &store, &val_set, bs)?;
-            let rec = ValRecord { epoch: state.epoch, step: state.global_step, scores, seconds: t0.elapsed().as_secs_f64() };
+            let rec =
+                ValRecord { epoch: state.epoch, step: state.global_step, scores, seconds: t0.elapsed().as_secs_f64() };
             append_line(&mut val_log, &rec)?;
             bar.println(format!(
                 "epoch {}: IoU fine {:.3} coarse {:.3}, maxF fine {:.3} coarse {:.3}",

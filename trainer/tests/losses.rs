@@ -158,13 +158,22 @@ fn sr_pools_by_the_patch_and_reduces_as_configured() {
 #[test]
 fn total_loss_weights_the_terms() {
     let cfg = LossConfig::default();
-    assert_eq!((cfg.tau, cfg.eps, cfg.w_ncut, cfg.w_gtv_coarse, cfg.w_gtv_fine, cfg.w_sr), (0.2, 1e-6, 1.0, 0.0006, 0.0002, 20.0));
+    assert_eq!(
+        (cfg.tau, cfg.eps, cfg.w_ncut, cfg.w_gtv_coarse, cfg.w_gtv_fine, cfg.w_sr),
+        (0.2, 1e-6, 1.0, 0.0006, 0.0002, 20.0)
+    );
     assert_eq!(cfg.sr_reduction, Reduction::Mean);
     let (coarse, fine, feats, img) = random_problem(3);
     let w = affinity_for(&cfg, &feats);
     let ga = grid_affinity_from_features(&feats, (3, 3), true, 0.0, 1e-6);
     let ia = grid_affinity_from_image(&img, 1.0);
-    let t = sempart_loss(&cfg, &coarse, &w, &ga, Some(FineInputs { fine: &fine, coarse_for_sr: &coarse, image_affinity: &ia, patch: 2 }));
+    let t = sempart_loss(
+        &cfg,
+        &coarse,
+        &w,
+        &ga,
+        Some(FineInputs { fine: &fine, coarse_for_sr: &coarse, image_affinity: &ia, patch: 2 }),
+    );
     let v = t.values();
     let want = v.ncut + 0.0006 * v.gtv_coarse + 0.0002 * v.gtv_fine.unwrap() + 20.0 * v.sr.unwrap();
     assert!(close(v.total, want, 1e-12));
@@ -213,7 +222,8 @@ fn total_loss_gradient_matches_finite_differences() {
     let ga = grid_affinity_from_features(&feats, (3, 3), true, 0.0, 1e-6);
     let ia = grid_affinity_from_image(&img, 1.0);
     let loss = |c: &Tensor, f: &Tensor| {
-        sempart_loss(&cfg, c, &w, &ga, Some(FineInputs { fine: f, coarse_for_sr: c, image_affinity: &ia, patch: 2 })).total
+        sempart_loss(&cfg, c, &w, &ga, Some(FineInputs { fine: f, coarse_for_sr: c, image_affinity: &ia, patch: 2 }))
+            .total
     };
     let coarse = coarse0.copy().set_requires_grad(true);
     let fine = fine0.copy().set_requires_grad(true);
@@ -235,7 +245,11 @@ fn total_loss_gradient_matches_finite_differences() {
             let analytic = grad.reshape([-1]).double_value(&[i]);
             let err = (numeric - analytic).abs() / (1e-6 + numeric.abs().max(analytic.abs()));
             worst = worst.max(err);
-            assert!(err < 1e-5, "{} [{i}]: analytic {analytic} numeric {numeric}", if which == 0 { "coarse" } else { "fine" });
+            assert!(
+                err < 1e-5,
+                "{} [{i}]: analytic {analytic} numeric {numeric}",
+                if which == 0 { "coarse" } else { "fine" }
+            );
         }
     }
     eprintln!("worst relative gradient error {worst:.2e}");

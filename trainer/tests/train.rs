@@ -39,7 +39,11 @@ fn square_image(seed: u64, w: u32, h: u32) -> (image::RgbImage, image::GrayImage
             let inside = x >= x0 && x < x0 + side && y >= y0 && y < y0 + side;
             let noise = (r.next() % 40) as u8;
             let stripe = if (x / 3 + y / 5) % 2 == 0 { 30 } else { 0 };
-            let px = if inside { [220 - noise, 200 - noise, 40 + noise] } else { [20 + noise + stripe, 60 + noise, 90 + stripe] };
+            let px = if inside {
+                [220 - noise, 200 - noise, 40 + noise]
+            } else {
+                [20 + noise + stripe, 60 + noise, 90 + stripe]
+            };
             img.put_pixel(x, y, image::Rgb(px));
             mask.put_pixel(x, y, image::Luma([if inside { 255 } else { 0 }]));
         }
@@ -143,7 +147,10 @@ fn assert_same_records(a: &[StepRecord], b: &[StepRecord]) {
     for (x, y) in a.iter().zip(b) {
         assert_eq!((x.step, x.epoch, x.phase, x.batch), (y.step, y.epoch, y.phase, y.batch));
         let (lx, ly) = (&x.losses, &y.losses);
-        assert!(close(lx.total, ly.total) && close(lx.ncut, ly.ncut) && close(lx.gtv_coarse, ly.gtv_coarse), "{x:?} vs {y:?}");
+        assert!(
+            close(lx.total, ly.total) && close(lx.ncut, ly.ncut) && close(lx.gtv_coarse, ly.gtv_coarse),
+            "{x:?} vs {y:?}"
+        );
         assert_eq!(lx.sr.is_some(), ly.sr.is_some());
     }
 }
@@ -172,9 +179,11 @@ fn data_listing_decoding_and_skipping() {
     // Flipping twice is the identity; preprocess of a flipped image mirrors the input.
     let img = data::load_rgb(&paths[0]).unwrap();
     assert_eq!(img.hflip().hflip(), img);
-    let spec = TrainConfig::from_toml(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml")).unwrap())
-        .unwrap()
-        .input_spec();
+    let spec = TrainConfig::from_toml(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml")).unwrap(),
+    )
+    .unwrap()
+    .input_spec();
     let a = Tensor::from_slice(&data::preprocess(&img, &spec, false).unwrap()).reshape([3, 224, 224]);
     let b = Tensor::from_slice(&data::preprocess(&img, &spec, true).unwrap()).reshape([3, 224, 224]);
     assert!((a.flip([2]) - b).abs().max().double_value(&[]) < 1e-3);
@@ -357,7 +366,8 @@ fn cache_keys_cover_every_component_and_bad_entries_are_recomputed() {
 
     // A store with keys, f16 features: entries round-trip within f16 precision.
     let ex = Extractor::new(&backbone, spec.clone(), true).unwrap();
-    let store = FeatureStore::with_cache_dir(ex, Some(&dir.path().join("c16")), CacheDtype::F16, CacheDtype::F32, 4).unwrap();
+    let store =
+        FeatureStore::with_cache_dir(ex, Some(&dir.path().join("c16")), CacheDtype::F16, CacheDtype::F32, 4).unwrap();
     let rec = ImageRecord::from_path(&dir.path().join("train/img_0.png")).unwrap();
     let fresh = store.get(&rec, false).unwrap();
     let cached = store.get(&rec, false).unwrap();
@@ -388,7 +398,8 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
     let cfg = tiny_config(dir.path(), "eval", true);
     let set = data::list_labelled(&dir.path().join("val"), None).unwrap();
     let ex = Extractor::new(&backbone, cfg.input_spec(), false).unwrap();
-    let store = FeatureStore::with_cache_dir(ex, cfg.data.cache_dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4).unwrap();
+    let store =
+        FeatureStore::with_cache_dir(ex, cfg.data.cache_dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let heads = trainer::heads::Heads::new(&vs.root(), &cfg.heads, cfg.input.mean, cfg.input.std).unwrap();
     let s = evaluate_heads(&heads, &store, &set, 3).unwrap();
