@@ -477,3 +477,37 @@ pub fn object_box(components: &[Component]) -> Option<usize> {
     }
     best
 }
+
+/// Foreground probabilities of one image, from the network's two raw outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForegroundMaps {
+    /// True when the foreground is partition B (probability <= 0.5 in the raw outputs).
+    pub foreground_is_b: bool,
+    /// Fine foreground probability, resized to the requested output size.
+    pub fine: Vec<f32>,
+    /// Coarse foreground probability on the model grid.
+    pub coarse: Vec<f32>,
+}
+
+/// The inference post-processing of the spec (section 3) up to the probabilities, in one place
+/// for the SDK and the trainer's evaluation: the foreground side is chosen by
+/// [`foreground_is_a`] on the binarised coarse map and applied to both outputs; the fine map
+/// (`in_w x in_h`) is resized with [`resize_bilinear`] to `out_w x out_h`.
+#[allow(clippy::too_many_arguments)]
+pub fn foreground_maps(
+    coarse_a: &[f32],
+    grid_w: usize,
+    grid_h: usize,
+    fine_a: &[f32],
+    in_w: usize,
+    in_h: usize,
+    out_w: usize,
+    out_h: usize,
+) -> ForegroundMaps {
+    let partition_a = binarize(coarse_a, THRESHOLD);
+    let foreground_is_b = !foreground_is_a(&partition_a, grid_w, grid_h);
+    let orient = |p: f32| if foreground_is_b { 1.0 - p } else { p };
+    let mut fine = resize_bilinear(fine_a, in_w, in_h, out_w, out_h);
+    fine.iter_mut().for_each(|p| *p = orient(*p));
+    ForegroundMaps { foreground_is_b, fine, coarse: coarse_a.iter().map(|&p| orient(p)).collect() }
+}

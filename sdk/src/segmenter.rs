@@ -83,33 +83,23 @@ fn postprocess_frame(
     coarse_model: &[f32],
 ) -> Segmentation {
     let (gw, gh) = (info.grid_width, info.grid_height);
-    let coarse_a: Vec<bool> = coarse_model.iter().map(|&p| p > 0.5).collect();
-    let foreground_is_b = !postprocess::foreground_is_a(&coarse_a, gw, gh);
-    let orient = |p: f32| if foreground_is_b { 1.0 - p } else { p };
-
-    let coarse_mask = coarse_a.iter().map(|&a| if a != foreground_is_b { 255 } else { 0 }).collect();
-    let coarse_probability = coarse_model.iter().map(|&p| orient(p)).collect();
-
     let (w, h) = (width_px as usize, height_px as usize);
-    let mut fine_probability =
-        postprocess::resize_bilinear(fine_model, info.input_width_px, info.input_height_px, w, h);
-    let fine_a: Vec<bool> = fine_probability.iter().map(|&p| p > 0.5).collect();
-    let fine_fg: Vec<bool> = fine_a.iter().map(|&a| a != foreground_is_b).collect();
-    if foreground_is_b {
-        fine_probability.iter_mut().for_each(|p| *p = 1.0 - *p);
-    }
+    let maps =
+        postprocess::foreground_maps(coarse_model, gw, gh, fine_model, info.input_width_px, info.input_height_px, w, h);
+    let coarse_mask = maps.coarse.iter().map(|&p| if p > postprocess::THRESHOLD { 255 } else { 0 }).collect();
+    let fine_fg = postprocess::binarize(&maps.fine, postprocess::THRESHOLD);
     let components = postprocess::connected_components(&fine_fg, w, h);
     let object = postprocess::object_box(&components);
     Segmentation {
         width_px,
         height_px,
         fine_mask: fine_fg.iter().map(|&f| if f { 255 } else { 0 }).collect(),
-        fine_probability,
+        fine_probability: maps.fine,
         grid_width: gw as u32,
         grid_height: gh as u32,
         coarse_mask,
-        coarse_probability,
-        foreground_is_b,
+        coarse_probability: maps.coarse,
+        foreground_is_b: maps.foreground_is_b,
         components,
         object,
         timing: Timing::default(),

@@ -118,7 +118,7 @@ impl<'a> Extractor<'a> {
     pub fn new(backbone: &'a Backbone, spec: InputSpec, with_keys: bool) -> Result<Extractor<'a>> {
         let p = backbone.config().patch_size as usize;
         ensure!(
-            spec.width_px % p == 0 && spec.height_px % p == 0,
+            spec.width_px.is_multiple_of(p) && spec.height_px.is_multiple_of(p),
             "input size {}x{} is not a multiple of the backbone's patch size {p}",
             spec.width_px,
             spec.height_px

