@@ -107,6 +107,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a contact sheet: one row per image with the image, the coarse mask, the fine mask
+    /// and the boxes.
+    ///
+    /// Example: sempart contact-sheet --out docs/contact-sheet.png examples/images
+    ContactSheet {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+        /// Height of each tile in pixels.
+        #[arg(long, default_value_t = 180)]
+        tile_height: u32,
+        /// Image files or folders (at most 12 images are used).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
     ///
     /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
@@ -524,6 +541,48 @@ fn cmd_bench(
     Ok(())
 }
 
+fn cmd_contact_sheet(args: &ModelArgs, out: &Path, tile_height: u32, inputs: &[PathBuf]) -> Result<()> {
+    use image::imageops::{self, FilterType};
+    let mut files = collect_inputs(inputs)?;
+    files.truncate(12);
+    if files.is_empty() || tile_height < 16 {
+        bail!("need at least one image and a tile height of at least 16");
+    }
+    let model = open_model(args)?;
+    let mut rows = Vec::new();
+    for path in &files {
+        let (rgb, seg) = segment_file(&model, path)?;
+        let tile_w = (rgb.width() as u64 * tile_height as u64 / rgb.height() as u64).max(1) as u32;
+        let gray = |data: Vec<u8>, w: u32, h: u32| -> Result<image::RgbImage> {
+            let g = image::GrayImage::from_raw(w, h, data).ok_or_else(|| anyhow!("mask size mismatch"))?;
+            Ok(image::DynamicImage::ImageLuma8(g).to_rgb8())
+        };
+        let coarse = gray(seg.coarse_mask.clone(), seg.grid_width, seg.grid_height)?;
+        let fine = gray(seg.fine_mask.clone(), seg.width_px, seg.height_px)?;
+        let tiles = [
+            imageops::resize(&rgb, tile_w, tile_height, FilterType::Triangle),
+            imageops::resize(&coarse, tile_w, tile_height, FilterType::Nearest),
+            imageops::resize(&fine, tile_w, tile_height, FilterType::Triangle),
+            imageops::resize(&overlay(&rgb, &seg), tile_w, tile_height, FilterType::Triangle),
+        ];
+        rows.push(tiles);
+    }
+    let gap = 4u32;
+    let width = rows.iter().map(|r| r.iter().map(|t| t.width() + gap).sum::<u32>()).max().unwrap_or(0) + gap;
+    let height = rows.len() as u32 * (tile_height + gap) + gap;
+    let mut sheet = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    for (i, row) in rows.iter().enumerate() {
+        let mut x = gap;
+        for tile in row {
+            imageops::replace(&mut sheet, tile, x as i64, (gap + i as u32 * (tile_height + gap)) as i64);
+            x += tile.width() + gap;
+        }
+    }
+    sheet.save(out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {} ({} images: image | coarse | fine | boxes)", out.display(), rows.len());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<bool> {
     match &cli.command {
         Command::Segment { model, out, overlay, inputs } => cmd_segment(model, out, *overlay, inputs),
@@ -533,6 +592,9 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Command::Bench { model, image, width, height, iterations, json } => {
             cmd_bench(model, image.as_deref(), *width, *height, *iterations, *json).map(|_| true)
+        }
+        Command::ContactSheet { model, out, tile_height, inputs } => {
+            cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => cmd_corloc(gt, pred, *json).map(|_| true),
     }
