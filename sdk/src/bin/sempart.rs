@@ -265,6 +265,23 @@ fn progress(n: usize) -> ProgressBar {
     bar
 }
 
+/// Runs `work` on every file under a progress bar; a failure is reported in one line and the
+/// file skipped. Returns the number of failures.
+fn for_each_file(files: &[PathBuf], mut work: impl FnMut(&Path) -> Result<()>) -> usize {
+    let bar = progress(files.len());
+    let mut failed = 0;
+    for path in files {
+        bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        if let Err(e) = work(path) {
+            failed += 1;
+            bar.suspend(|| eprintln!("sempart: skipped {}: {e:#}", path.display()));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    failed
+}
+
 fn cmd_segment(args: &ModelArgs, out: &Path, with_overlay: bool, inputs: &[PathBuf]) -> Result<bool> {
     let files = collect_inputs(inputs)?;
     if files.is_empty() {
@@ -272,40 +289,30 @@ fn cmd_segment(args: &ModelArgs, out: &Path, with_overlay: bool, inputs: &[PathB
     }
     let model = open_model(args)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let bar = progress(files.len());
     let mut results = BTreeMap::new();
     let mut used_stems = std::collections::HashSet::new();
-    let mut failed = 0usize;
-    for path in &files {
-        bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let outcome = segment_file(&model, path).and_then(|(rgb, seg)| {
-            let base = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
-            let mut stem = base.clone();
-            let mut k = 1;
-            while !used_stems.insert(stem.clone()) {
-                k += 1;
-                stem = format!("{base}-{k}");
-            }
-            let mask = image::GrayImage::from_raw(seg.width_px, seg.height_px, seg.fine_mask.clone())
-                .ok_or_else(|| anyhow!("mask size mismatch"))?;
-            let mask_path = out.join(format!("{stem}.mask.png"));
-            mask.save(&mask_path).with_context(|| format!("cannot write {}", mask_path.display()))?;
-            if with_overlay {
-                let p = out.join(format!("{stem}.overlay.png"));
-                overlay(&rgb, &seg).save(&p).with_context(|| format!("cannot write {}", p.display()))?;
-            }
-            let mut entry = boxes_json(&seg);
-            entry["mask"] = json!(format!("{stem}.mask.png"));
-            results.insert(path.display().to_string(), entry);
-            Ok(())
-        });
-        if let Err(e) = outcome {
-            failed += 1;
-            bar.suspend(|| eprintln!("sempart: skipped {}: {e:#}", path.display()));
+    let failed = for_each_file(&files, |path| {
+        let (rgb, seg) = segment_file(&model, path)?;
+        let base = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        let mut stem = base.clone();
+        let mut k = 1;
+        while !used_stems.insert(stem.clone()) {
+            k += 1;
+            stem = format!("{base}-{k}");
         }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+        let mask = image::GrayImage::from_raw(seg.width_px, seg.height_px, seg.fine_mask.clone())
+            .ok_or_else(|| anyhow!("mask size mismatch"))?;
+        let mask_path = out.join(format!("{stem}.mask.png"));
+        mask.save(&mask_path).with_context(|| format!("cannot write {}", mask_path.display()))?;
+        if with_overlay {
+            let p = out.join(format!("{stem}.overlay.png"));
+            overlay(&rgb, &seg).save(&p).with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        let mut entry = boxes_json(&seg);
+        entry["mask"] = json!(format!("{stem}.mask.png"));
+        results.insert(path.display().to_string(), entry);
+        Ok(())
+    });
     let info = model.info();
     let doc = json!({
         "model": {"backbone": info.backbone_name, "backbone_origin": info.backbone_origin},
@@ -384,50 +391,39 @@ fn cmd_eval(
     let mut predicted =
         BoxPredictions { source: Some("sempart eval: object box of the fine mask".into()), ..Default::default() };
     let mut gt_boxes = BTreeMap::new();
-    let mut failed = 0;
-    let bar = progress(files.len());
-    for path in &files {
-        let outcome = (|| -> Result<()> {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let mask_path =
-                find_mask(masks, &stem).ok_or_else(|| anyhow!("no mask for {stem} in {}", masks.display()))?;
-            let (gt, gw, gh) = metrics::load_mask_image(&mask_path)?;
-            let (_, seg) = segment_file(&model, path)?;
-            let t = seg.timing;
-            latencies.push(t.preprocess_ms + t.inference_ms + t.postprocess_ms);
-            let (w, h) = (seg.width_px as usize, seg.height_px as usize);
-            let fine_prob = if (w, h) == (gw, gh) {
-                seg.fine_probability.clone()
-            } else {
-                postprocess::resize_bilinear(&seg.fine_probability, w, h, gw, gh)
-            };
-            let coarse_prob = postprocess::resize_bilinear(
-                &seg.coarse_probability,
-                seg.grid_width as usize,
-                seg.grid_height as usize,
-                gw,
-                gh,
-            );
-            fine.add(&fine_prob, &gt);
-            coarse.add(&coarse_prob, &gt);
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if let Some(b) = mask_box(&gt, gw) {
-                gt_boxes.insert(name.clone(), vec![b]);
-            }
-            if let Some(o) = seg.object {
-                let c = &seg.components[o];
-                let (sx, sy) = (gw as f32 / w as f32, gh as f32 / h as f32);
-                predicted.boxes.insert(name, c.xyxy_scaled(sx, sy));
-            }
-            Ok(())
-        })();
-        if let Err(e) = outcome {
-            failed += 1;
-            bar.suspend(|| eprintln!("sempart: skipped {}: {e:#}", path.display()));
+    let failed = for_each_file(&files, |path| {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let mask_path = find_mask(masks, &stem).ok_or_else(|| anyhow!("no mask for {stem} in {}", masks.display()))?;
+        let (gt, gw, gh) = metrics::load_mask_image(&mask_path)?;
+        let (_, seg) = segment_file(&model, path)?;
+        let t = seg.timing;
+        latencies.push(t.preprocess_ms + t.inference_ms + t.postprocess_ms);
+        let (w, h) = (seg.width_px as usize, seg.height_px as usize);
+        let fine_prob = if (w, h) == (gw, gh) {
+            seg.fine_probability.clone()
+        } else {
+            postprocess::resize_bilinear(&seg.fine_probability, w, h, gw, gh)
+        };
+        let coarse_prob = postprocess::resize_bilinear(
+            &seg.coarse_probability,
+            seg.grid_width as usize,
+            seg.grid_height as usize,
+            gw,
+            gh,
+        );
+        fine.add(&fine_prob, &gt);
+        coarse.add(&coarse_prob, &gt);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(b) = mask_box(&gt, gw) {
+            gt_boxes.insert(name.clone(), vec![b]);
         }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+        if let Some(o) = seg.object {
+            let c = &seg.components[o];
+            let (sx, sy) = (gw as f32 / w as f32, gh as f32 / h as f32);
+            predicted.boxes.insert(name, c.xyxy_scaled(sx, sy));
+        }
+        Ok(())
+    });
     if fine.is_empty() {
         bail!("no image could be evaluated");
     }
