@@ -225,3 +225,47 @@ pub fn export_onnx(
         doc,
     ))
 }
+
+/// Largest absolute differences between the tch model and the exported file run by the SDK.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Parity {
+    /// On the fine output.
+    pub fine: f32,
+    /// On the coarse output.
+    pub coarse: f32,
+}
+
+/// Runs `frames` (RGB8, each exactly the model's input size, so that the SDK's resize is the
+/// identity) through the tch backbone + heads and through the exported file opened by the SDK,
+/// and returns the largest differences of the partition-A probabilities.
+pub fn check_parity(vit: &Vit, heads: &Heads, onnx_path: &std::path::Path, frames: &[Vec<u8>]) -> Result<Parity> {
+    use sempart::{Frame, Options, PixelFormat, Segmenter};
+    let sdk = Segmenter::open(onnx_path, &Options::default())?;
+    let spec = sdk.info().input_spec();
+    let (w, h) = (spec.width_px, spec.height_px);
+    let mut parity = Parity { fine: 0.0, coarse: 0.0 };
+    for rgb in frames {
+        let frame = Frame::new(rgb, w as u32, h as u32, w * 3, PixelFormat::Rgb8)?;
+        let seg = sdk.segment(&frame)?;
+        let mut input = vec![0f32; 3 * w * h];
+        sempart::preprocess::frame_to_input(&frame, &spec, &mut input);
+        let x = Tensor::from_slice(&input).reshape([1, 3, h as i64, w as i64]);
+        let _g = tch::no_grad_guard();
+        let out = vit.forward(&x);
+        let patches = out.tokens.narrow(1, 1, out.tokens.size()[1] - 1);
+        let heads_out = heads.forward_t(&patches, &x, false, true);
+        // The SDK reports foreground probabilities; undo its orientation to compare raw outputs.
+        let raw = |p: f32| if seg.foreground_is_b { 1.0 - p } else { p };
+        let fine = Vec::<f32>::try_from(heads_out.fine.to_kind(tch::Kind::Float).flatten(0, -1))?;
+        let coarse = Vec::<f32>::try_from(heads_out.coarse.to_kind(tch::Kind::Float).flatten(0, -1))?;
+        ensure!(fine.len() == seg.fine_probability.len(), "fine output sizes differ");
+        ensure!(coarse.len() == seg.coarse_probability.len(), "coarse output sizes differ");
+        for (a, b) in fine.iter().zip(&seg.fine_probability) {
+            parity.fine = parity.fine.max((a - raw(*b)).abs());
+        }
+        for (a, b) in coarse.iter().zip(&seg.coarse_probability) {
+            parity.coarse = parity.coarse.max((a - raw(*b)).abs());
+        }
+    }
+    Ok(parity)
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use trainer::backbone::{self, Backbone, BackboneFormat};
 use trainer::config::TrainConfig;
 use trainer::data::{list_labelled, write_atomic};
-use trainer::export::{export_onnx, Provenance};
+use trainer::export::{check_parity, export_onnx, Provenance};
 use trainer::feature_cache::{CacheDtype, Extractor, FeatureStore};
 use trainer::fixtures;
 use trainer::tokencut::{evaluate_tokencut, TokenCutConfig};
@@ -219,6 +219,17 @@ fn run(cli: Cli) -> Result<()> {
             let bytes = export_checkpoint(&checkpoint, serde_json::json!("exported with trainer export"))?;
             write_atomic(&out, &bytes)?;
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
+            // Check the file against tch on two synthetic frames at the input size.
+            let (cfg, _vs, heads) = load_heads_checkpoint(&checkpoint)?;
+            let backbone = train::load_backbone_for(&cfg)?;
+            let (w, h) = (cfg.heads.input_width as usize, cfg.heads.input_height as usize);
+            let frames: Vec<Vec<u8>> =
+                (0..2u32).map(|s| (0..w * h * 3).map(|i| ((i as u32 * 7 + s * 91) % 251) as u8).collect()).collect();
+            let parity = check_parity(&backbone.vit, &heads, &out, &frames)?;
+            println!("parity with tch: max |difference| fine {:.2e}, coarse {:.2e}", parity.fine, parity.coarse);
+            if parity.fine > 1e-4 || parity.coarse > 1e-4 {
+                bail!("the exported file differs from the tch model by more than 1e-4");
+            }
             Ok(())
         }
         Command::ComposeDefault { heads, out } => {
