@@ -47,6 +47,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Download an official backbone file (needs the internet and `curl`), check its SHA-256
+    /// where one is recorded, and import it. Offline it fails with a clear message.
+    ///
+    /// Example: trainer fetch-backbone --file dino_deitsmall8_pretrain.pth --out backbones/
+    FetchBackbone {
+        /// One of the official file names (omit to list them).
+        #[arg(long)]
+        file: Option<String>,
+        /// Output folder (the download and the imported `<name>.safetensors`).
+        #[arg(long, default_value = "backbones")]
+        out: PathBuf,
+    },
     /// Train the heads (self-supervised: no label is read). Writes checkpoint.safetensors,
     /// log.jsonl and config.toml into the config's out_dir.
     ///
@@ -181,6 +193,46 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.num_heads,
                 cfg.patch_size,
                 out.display()
+            );
+            Ok(())
+        }
+        Command::FetchBackbone { file, out } => {
+            let known = backbone::official_download_info();
+            let Some(file) = file else {
+                for d in &known {
+                    println!("{:<32} {:<14} {}", d.file_name, d.preset, d.url);
+                }
+                return Ok(());
+            };
+            let info = known.iter().find(|d| d.file_name == file).with_context(|| {
+                let names: Vec<&str> = known.iter().map(|d| d.file_name).collect();
+                format!("unknown file {file:?}; known: {}", names.join(", "))
+            })?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let target = out.join(info.file_name);
+            let partial = out.join(format!("{}.part", info.file_name));
+            let status = std::process::Command::new("curl")
+                .args(["--fail", "--location", "--silent", "--show-error", "--output"])
+                .arg(&partial)
+                .arg(info.url)
+                .status()
+                .context("cannot run curl (install it, or download the file by hand and use import-backbone)")?;
+            if !status.success() {
+                let _ = std::fs::remove_file(&partial);
+                bail!("downloading {} failed (curl {status}); this machine may be offline: download it elsewhere and run import-backbone", info.url);
+            }
+            if let Some(expected) = info.sha256 {
+                backbone::verify_sha256(&partial, expected)?;
+            }
+            std::fs::rename(&partial, &target)?;
+            let (cfg, weights) = backbone::load_weights(&target, info.format, Some(info.num_heads))?;
+            let imported = out.join(format!("{}.safetensors", info.preset));
+            backbone::save_weights(&imported, &cfg, &weights)?;
+            println!(
+                "downloaded {} (sha256 {}) and imported it as {}",
+                target.display(),
+                backbone::sha256_file(&target)?,
+                imported.display()
             );
             Ok(())
         }

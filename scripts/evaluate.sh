@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Produces the README's results: Sempart (fine, coarse) on the shipped ONNX model with
+# `sempart eval`, TokenCut on the same backbone with `trainer eval --tokencut`, for davis16 and
+# horses, plus the 640x480 latency, printed as a Markdown table. Needs ../shared/data.
+#   scripts/evaluate.sh [MODEL_DIR]     (default: models/default, model models/sempart-default.onnx)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+heads=${1:-models/default}
+model=${SEMPART_MODEL:-models/sempart-default.onnx}
+data=../shared/data
+out=$(mktemp -d)
+cargo build --quiet --release -p sempart -p trainer
+for set in davis16 horses; do
+  ./target/release/sempart eval --model "$model" --images "$data/$set/images" --masks "$data/$set/masks" --json > "$out/$set.sdk.json"
+  ./target/release/trainer eval --checkpoint "$heads/checkpoint.safetensors" --data "$data/$set" --tokencut > "$out/$set.trainer.json"
+done
+./target/release/sempart bench --model "$model" --width 640 --height 480 --iterations 30 --json > "$out/bench.json"
+python3 - "$out" <<'PY'
+import json, sys, os
+d = sys.argv[1]
+print("| set | method | Acc | IoU | maxF | CorLoc (mask boxes) |")
+print("| --- | --- | --- | --- | --- | --- |")
+for s in ["davis16", "horses"]:
+    sdk = json.load(open(os.path.join(d, f"{s}.sdk.json")))
+    tr = json.load(open(os.path.join(d, f"{s}.trainer.json")))
+    tc = tr["tokencut"]
+    n = sdk["n"]
+    print(f"| {s} ({n}) | TokenCut, same backbone | {tc['acc']:.3f} | {tc['iou']:.3f} | {tc['maxf']:.3f} | |")
+    for part in ["coarse", "fine"]:
+        corloc = f"{sdk['corloc']:.1f}" if part == "fine" else ""
+        print(f"| {s} ({n}) | Sempart {part} | {sdk[part + '.acc']:.3f} | {sdk[part + '.iou']:.3f} | {sdk[part + '.maxf']:.3f} | {corloc} |")
+b = json.load(open(os.path.join(d, "bench.json")))
+m = b["median_ms"]
+print()
+print(f"640x480 frame, median of {b['iterations']} calls ({b['provider']}): preprocess {m['preprocess']:.1f} ms, "
+      f"inference {m['inference']:.1f} ms, postprocess {m['postprocess']:.1f} ms, total {m['total']:.1f} ms")
+PY
+rm -rf "$out"
