@@ -61,18 +61,9 @@ batch_size = 2
 seed = 3
 coarse_only_epochs = 2
 [heads]
-feature_dim = 48
-encoder_dim = 16
-encoder_heads = 2
-encoder_mlp_ratio = 4
-encoder_pos_embed = true
-fine_widths = [8, 8, 8, 8]
-fine_image = "raw"
-input_height = 64
-input_width = 64
-patch_size = 8
-"#,
+{heads}"#,
         out = dir.path().join("run").display(),
+        heads = toml::to_string(&fixtures::tiny_heads_config()).unwrap(),
         train = train_dir.display(),
     );
     let cfg = TrainConfig::from_toml(&text).unwrap();

@@ -100,19 +100,10 @@ batch_size = 2
 seed = 5
 coarse_only_epochs = 0
 [heads]
-feature_dim = 48
-encoder_dim = 16
-encoder_heads = 2
-encoder_mlp_ratio = 4
-encoder_pos_embed = true
-fine_widths = [8, 8, 8, 8]
-fine_image = "raw"
-input_height = 64
-input_width = 64
-patch_size = 8
-"#,
+{heads}"#,
         out = dir.join(out).display(),
         train = dir.join("train").display(),
+        heads = toml::to_string(&fixtures::tiny_heads_config()).unwrap(),
         cache = if cache { format!("cache_dir = \"{}\"", dir.join("cache").display()) } else { String::new() },
     );
     let cfg = TrainConfig::from_toml(&text).unwrap();
