@@ -169,7 +169,6 @@ mod tests {
 
     /// A 4x4 grid whose centre 2x2 patches point one way and the rest another (with noise).
     fn two_regions() -> Tensor {
-        tch::manual_seed(3);
         let mut rows = Vec::new();
         for y in 0..4 {
             for x in 0..4 {
@@ -178,7 +177,8 @@ mod tests {
             }
         }
         let flat: Vec<f32> = rows.into_iter().flatten().collect();
-        Tensor::from_slice(&flat).reshape([16, 3]) + Tensor::randn([16, 3], (Kind::Float, tch::Device::Cpu)) * 0.05
+        let noise = crate::train::with_seeded_torch(3, || Tensor::randn([16, 3], (Kind::Float, tch::Device::Cpu)));
+        Tensor::from_slice(&flat).reshape([16, 3]) + noise * 0.05
     }
 
     #[test]

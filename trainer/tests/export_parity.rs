@@ -5,7 +5,7 @@ use trainer::backbone::Backbone;
 use trainer::config::TrainConfig;
 use trainer::export::{check_parity, export_onnx, Provenance};
 use trainer::fixtures;
-use trainer::train::{load_heads_checkpoint, train_with_backbone, with_seeded_torch, TrainOptions};
+use trainer::train::{load_heads_checkpoint, train_with_backbone, with_seeded_torch, Phase, TrainOptions};
 
 fn picture(w: usize, h: usize, seed: u32) -> Vec<u8> {
     (0..w * h * 3)
@@ -20,7 +20,7 @@ fn picture(w: usize, h: usize, seed: u32) -> Vec<u8> {
 #[test]
 fn random_weights_tch_and_onnx_runtime_agree() {
     let seed = 11;
-    let model = fixtures::tiny_model(seed).unwrap();
+    let model = with_seeded_torch(seed, || fixtures::tiny_model(seed).unwrap());
     let onnx = fixtures::tiny_model_onnx(&model, seed).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.onnx");
@@ -71,9 +71,16 @@ coarse_only_epochs = 2
     let backbone = Backbone { vs: m.backbone_vs, vit: m.vit };
     let summary =
         train_with_backbone(&cfg, &backbone, &TrainOptions { progress: false, ..TrainOptions::default() }).unwrap();
-    let ncut: Vec<f64> = summary.steps.iter().map(|s| s.losses.ncut).collect();
-    let (first, last) = (ncut[..3].iter().sum::<f64>() / 3.0, ncut[ncut.len() - 3..].iter().sum::<f64>() / 3.0);
-    assert!(last < first, "Ncut did not fall: {first} -> {last}");
+    // Each phase lowers what it optimises: the coarse-only phase the Ncut loss, the joint phase
+    // the weighted total (where the fine terms dominate and Ncut may trade off against them).
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let coarse: Vec<f64> = summary.steps.iter().filter(|s| s.phase == Phase::Coarse).map(|s| s.losses.ncut).collect();
+    let joint: Vec<f64> = summary.steps.iter().filter(|s| s.phase == Phase::Joint).map(|s| s.losses.total).collect();
+    assert_eq!((coarse.len(), joint.len()), (6, 12), "2 coarse-only and 4 joint epochs of 3 steps");
+    let (first, last) = (mean(&coarse[..2]), mean(&coarse[4..]));
+    assert!(last < 0.5 * first, "coarse phase: Ncut did not fall: {first} -> {last}");
+    let (first, last) = (mean(&joint[..2]), mean(&joint[10..]));
+    assert!(last < 0.7 * first, "joint phase: total loss did not fall: {first} -> {last}");
 
     let (_, heads_vs, heads) = load_heads_checkpoint(&summary.checkpoint).unwrap();
     let provenance = Provenance {

@@ -3,6 +3,7 @@
 
 use tch::{Kind, Tensor};
 use trainer::losses::*;
+use trainer::train::with_seeded_torch;
 
 const EPS: f64 = 1e-6;
 
@@ -197,13 +198,14 @@ fn loss_config_validation_names_the_field() {
 /// Coarse `[2, 1, 3, 3]` and fine `[2, 1, 6, 6]` maps in (0, 1), features `[2, 9, 5]` and an
 /// image `[2, 3, 6, 6]`, all f64.
 fn random_problem(seed: i64) -> (Tensor, Tensor, Tensor, Tensor) {
-    tch::manual_seed(seed);
-    let opts = (Kind::Double, tch::Device::Cpu);
-    let coarse = Tensor::rand([2, 1, 3, 3], opts) * 0.9 + 0.05;
-    let fine = Tensor::rand([2, 1, 6, 6], opts) * 0.9 + 0.05;
-    let feats = Tensor::randn([2, 9, 5], opts);
-    let img = Tensor::rand([2, 3, 6, 6], opts);
-    (coarse, fine, feats, img)
+    with_seeded_torch(seed, || {
+        let opts = (Kind::Double, tch::Device::Cpu);
+        let coarse = Tensor::rand([2, 1, 3, 3], opts) * 0.9 + 0.05;
+        let fine = Tensor::rand([2, 1, 6, 6], opts) * 0.9 + 0.05;
+        let feats = Tensor::randn([2, 9, 5], opts);
+        let img = Tensor::rand([2, 3, 6, 6], opts);
+        (coarse, fine, feats, img)
+    })
 }
 
 #[test]
