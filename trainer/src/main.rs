@@ -261,7 +261,9 @@ fn run(cli: Cli) -> Result<()> {
             let scores = evaluate_heads(&heads, &store, &set, 8)?;
             let mut doc = serde_json::json!({"data": data.display().to_string(), "n": scores.fine.n, "fine": scores.fine, "coarse": scores.coarse});
             if tokencut {
-                let tc = evaluate_tokencut(&store, &set, &TokenCutConfig::default())?;
+                // Same features as the heads' affinity; TokenCut's own tau (0.2) and eps.
+                let tc_cfg = TokenCutConfig { features: cfg.loss.features, ..TokenCutConfig::default() };
+                let tc = evaluate_tokencut(&store, &set, &tc_cfg)?;
                 doc["tokencut"] = serde_json::to_value(tc)?;
             }
             println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -41,8 +41,9 @@ pub enum TokenCutForeground {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenCutConfig {
-    /// Features of the graph. Default: centred tokens, as the Sempart loss default (TokenCut
-    /// itself uses the keys, which are degenerate for DINOv2 without centring).
+    /// Features of the graph. Default: the last layer's output tokens, as the Sempart loss
+    /// default (TokenCut itself uses the keys, which are degenerate for DINOv2 without
+    /// centring). `trainer eval --tokencut` uses the checkpoint's `loss.features`.
     pub features: AffinityFeatures,
     /// Cosine threshold (0.2).
     pub tau: f64,
@@ -57,7 +58,7 @@ pub struct TokenCutConfig {
 impl Default for TokenCutConfig {
     fn default() -> Self {
         TokenCutConfig {
-            features: AffinityFeatures::CenteredTokens,
+            features: AffinityFeatures::Tokens,
             tau: 0.2,
             eps: 1e-5,
             self_loops: true,

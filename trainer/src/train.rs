@@ -30,6 +30,7 @@ use crate::data::{self, ImageRecord, LabelledImage};
 use crate::feature_cache::{backbone_identity, progress_bar, Extractor, FeatureStore, Features, PrepareStats};
 use crate::heads::Heads;
 use crate::losses::{self, FineInputs, LossValues};
+use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
 use sempart::postprocess::resize_bilinear;
@@ -537,9 +538,43 @@ struct Batch {
     tokens: Tensor,
     affinity_features: Tensor,
     image: Tensor,
+    /// Self-training targets `[N, 1, h, w]` (when `loss.w_pseudo > 0`).
+    pseudo: Option<Tensor>,
 }
 
-fn make_batch(feats: &[Features], use_keys: bool) -> Result<Batch> {
+/// Self-training targets: TokenCut's foreground (`tau` 0.2, corner rule, the loss's affinity
+/// features) of every training image and orientation, from the frozen features, as `[1, h, w]`
+/// 0/1 maps indexed like `records x flips`. An image whose features cannot be read gets `None`
+/// (its steps skip it, as they skip its features).
+fn pseudo_labels(
+    cfg: &TrainConfig,
+    store: &FeatureStore,
+    records: &[ImageRecord],
+    flips: &[bool],
+    progress: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let tc = TokenCutConfig { features: cfg.loss.features, ..TokenCutConfig::default() };
+    let (gh, gw) = cfg.heads.grid();
+    let bar = progress_bar((records.len() * flips.len()) as u64, progress, "pseudo-masks (TokenCut)");
+    let mut out = Vec::with_capacity(records.len() * flips.len());
+    for r in records {
+        for &flip in flips {
+            let target = match store.get_many(&[(r, flip)]).pop().flatten() {
+                Some(f) => {
+                    let res = tokencut(tokencut_features(&f, tc.features)?, (gh, gw), &tc)?;
+                    Some(Tensor::from_slice(&res.probability()).reshape([1, gh, gw]))
+                }
+                None => None,
+            };
+            out.push(target);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn make_batch(feats: &[Features], use_keys: bool, pseudo: Option<Vec<Tensor>>) -> Result<Batch> {
     let stack = |f: &dyn Fn(&Features) -> Option<Tensor>| -> Result<Tensor> {
         let v = feats.iter().map(f).collect::<Option<Vec<_>>>().context("missing keys in the features")?;
         Ok(Tensor::stack(&v, 0))
@@ -548,7 +583,8 @@ fn make_batch(feats: &[Features], use_keys: bool) -> Result<Batch> {
     let affinity_features =
         if use_keys { stack(&|f| f.keys.as_ref().map(|k| k.shallow_clone()))? } else { tokens.shallow_clone() };
     let image = stack(&|f| Some(f.image.shallow_clone()))?;
-    Ok(Batch { tokens, affinity_features, image })
+    let pseudo = pseudo.map(|p| Tensor::stack(&p, 0));
+    Ok(Batch { tokens, affinity_features, image, pseudo })
 }
 
 /// The same tensor with channels-last strides (NHWC in memory, NCHW logically): libtorch's CPU
@@ -590,7 +626,11 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
     let terms = match phase {
         Phase::Coarse => {
             let coarse = heads.coarse_from(&heads.encode(&batch.tokens));
-            losses::sempart_loss(l, &coarse, &w, &ga, None)
+            let mut terms = losses::sempart_loss(l, &coarse, &w, &ga, None);
+            if let Some(p) = &batch.pseudo {
+                terms.add_pseudo(&coarse, p, l.w_pseudo);
+            }
+            terms
         }
         Phase::Joint => {
             let joint = cfg.schedule.joint;
@@ -610,7 +650,11 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
                 image_affinity: &ia,
                 patch: cfg.heads.patch_size,
             };
-            losses::sempart_loss(l, &out.coarse, &w, &ga, Some(fine))
+            let mut terms = losses::sempart_loss(l, &out.coarse, &w, &ga, Some(fine));
+            if let Some(p) = &batch.pseudo {
+                terms.add_pseudo(&out.coarse, p, l.w_pseudo);
+            }
+            terms
         }
     };
     adam.zero_grad();
@@ -702,6 +746,8 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
     ensure!(!records.is_empty(), "no readable training image in {:?}", cfg.data.train_dirs);
     let dataset_hash =
         data::sha256_hex(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
+    let pseudo =
+        if cfg.loss.w_pseudo > 0.0 { Some(pseudo_labels(cfg, &store, &records, flips, opts.progress)?) } else { None };
     let val_set: Vec<LabelledImage> = match &cfg.data.val_dir {
         Some(d) => data::list_labelled(d, cfg.data.val_max_images)?,
         None => Vec::new(),
@@ -784,13 +830,25 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
             }
             let t0 = Instant::now();
             let lo = b as usize * bs;
-            let items: Vec<(&ImageRecord, bool)> =
-                plan[lo..(lo + bs).min(n)].iter().map(|&(i, f)| (&records[i], f)).collect();
-            let feats: Vec<Features> = store.get_many(&items).into_iter().flatten().collect();
+            let chosen = &plan[lo..(lo + bs).min(n)];
+            let items: Vec<(&ImageRecord, bool)> = chosen.iter().map(|&(i, f)| (&records[i], f)).collect();
+            let mut feats: Vec<Features> = Vec::with_capacity(items.len());
+            let mut targets: Vec<Tensor> = Vec::with_capacity(items.len());
+            for (f, &(i, flip)) in store.get_many(&items).into_iter().zip(chosen) {
+                let target = pseudo.as_ref().map(|p| p[i * flips.len() + usize::from(flip)].as_ref());
+                match (f, target) {
+                    (Some(f), None) => feats.push(f),
+                    (Some(f), Some(Some(t))) => {
+                        feats.push(f);
+                        targets.push(t.shallow_clone());
+                    }
+                    _ => {}
+                }
+            }
             state.global_step += 1;
             state.batch_in_epoch = b + 1;
             if !feats.is_empty() {
-                let batch = make_batch(&feats, use_keys)?;
+                let batch = make_batch(&feats, use_keys, pseudo.as_ref().map(|_| targets))?;
                 let values = train_step(cfg, &heads, &mut adam, &batch, phase);
                 ensure!(values.total.is_finite(), "the loss is not finite at step {}: {values:?}", state.global_step);
                 let rec = StepRecord {
@@ -804,11 +862,12 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
                 };
                 append_line(&mut log, &rec)?;
                 bar.set_message(format!(
-                    "ep {epoch} {phase:?} ncut {:.4} gtvc {:.4} sr {} gtvf {} total {:.4}",
+                    "ep {epoch} {phase:?} ncut {:.4} gtvc {:.4} sr {} gtvf {} pseudo {} total {:.4}",
                     values.ncut,
                     values.gtv_coarse,
                     fmt_opt(values.sr),
                     fmt_opt(values.gtv_fine),
+                    fmt_opt(values.pseudo),
                     values.total
                 ));
                 steps.push(rec);

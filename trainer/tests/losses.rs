@@ -184,6 +184,30 @@ fn total_loss_weights_the_terms() {
 }
 
 #[test]
+fn pseudo_label_term_is_the_mean_binary_cross_entropy_and_adds_to_the_total() {
+    // Two images of 1x2 cells: s = (0.8, 0.3 | 0.5, 0.9), targets (1, 0 | 0, 1).
+    let s = Tensor::from_slice(&[0.8f64, 0.3, 0.5, 0.9]).reshape([2, 1, 1, 2]);
+    let t = Tensor::from_slice(&[1.0f64, 0.0, 0.0, 1.0]).reshape([2, 1, 1, 2]);
+    let want = -(0.8f64.ln() + 0.7f64.ln() + 0.5f64.ln() + 0.9f64.ln()) / 4.0;
+    let got = pseudo_label_loss(&s, &t).double_value(&[]);
+    assert!(close(got, want, 1e-12), "{got} vs {want}");
+    // Perfect targets cost (almost) nothing; the weight scales the term in the total.
+    assert!(pseudo_label_loss(&t.clamp(1e-9, 1.0 - 1e-9), &t).double_value(&[]) < 1e-8);
+    let mut terms = LossTerms {
+        ncut: Tensor::from(0.25f64),
+        gtv_coarse: Tensor::from(0.0f64),
+        sr: None,
+        gtv_fine: None,
+        pseudo: None,
+        total: Tensor::from(0.25f64),
+    };
+    terms.add_pseudo(&s, &t, 2.0);
+    let v = terms.values();
+    assert!(close(v.pseudo.unwrap(), want, 1e-12));
+    assert!(close(v.total, 0.25 + 2.0 * want, 1e-12));
+}
+
+#[test]
 fn loss_config_validation_names_the_field() {
     let mut c = LossConfig { tau: 1.5, ..LossConfig::default() };
     assert!(c.validate().unwrap_err().to_string().contains("loss.tau"));
@@ -193,6 +217,9 @@ fn loss_config_validation_names_the_field() {
     c.w_sr = 20.0;
     c.eps = 0.0;
     assert!(c.validate().unwrap_err().to_string().contains("loss.eps"));
+    c.eps = 1e-6;
+    c.w_pseudo = f64::NAN;
+    assert!(c.validate().unwrap_err().to_string().contains("loss.w_pseudo"));
 }
 
 /// Coarse `[2, 1, 3, 3]` and fine `[2, 1, 6, 6]` maps in (0, 1), features `[2, 9, 5]` and an

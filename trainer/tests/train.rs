@@ -223,6 +223,38 @@ fn training_reduces_the_loss_and_is_deterministic() {
     assert!(train_with_backbone(&cfg, &backbone, &quiet()).is_err());
 }
 
+/// Self-training against TokenCut's masks: every step logs the term, it falls, and the run is
+/// reproducible; without the weight the term is absent.
+#[test]
+fn self_training_on_tokencut_masks_lowers_its_term() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(7);
+    let mut cfg = tiny_config(dir.path(), "run_pl", true);
+    cfg.loss.w_pseudo = 1.0;
+    cfg.schedule.coarse_only_epochs = 4;
+    let a = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    let pseudo: Vec<f64> = a.steps.iter().map(|s| s.losses.pseudo.expect("pseudo term logged")).collect();
+    assert_eq!(pseudo.len(), 32);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (first, last) = (mean(&pseudo[..4]), mean(&pseudo[12..16]));
+    assert!(last < 0.8 * first, "pseudo-label BCE did not fall in the coarse phase: {first} -> {last}");
+    for s in &a.steps {
+        let l = &s.losses;
+        let rest = l.ncut + 0.0006 * l.gtv_coarse + 20.0 * l.sr.unwrap_or(0.0) + 0.0002 * l.gtv_fine.unwrap_or(0.0);
+        assert!((l.total - rest - l.pseudo.unwrap()).abs() < 1e-4 * l.total.abs().max(1.0), "{l:?}");
+    }
+    let log = read_log(&cfg.out_dir.join(LOG_FILE));
+    assert_same_records(&log, &a.steps);
+    cfg.out_dir = dir.path().join("run_pl_again");
+    let b = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    assert_same_weights(&a.vs, &b.vs);
+
+    let plain = tiny_config(dir.path(), "run_plain", true);
+    let c = train_with_backbone(&plain, &backbone, &quiet()).unwrap();
+    assert!(c.steps.iter().all(|s| s.losses.pseudo.is_none()));
+}
+
 #[test]
 fn cached_and_uncached_training_agree_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
