@@ -3,13 +3,16 @@
 //! parity tests.
 
 use crate::backbone::vit::{PosInterpolation, Vit, VitConfig};
+use crate::config::TrainConfig;
 use crate::export::{export_onnx, Provenance};
 use crate::heads::{FineImage, Heads, HeadsConfig};
+use crate::losses::AffinityFeatures;
 use crate::onnx::builder::GraphBuilder;
 use crate::onnx::proto::ModelProto;
 use anyhow::Result;
 use prost::Message;
 use sempart::model_format::keys;
+use std::path::Path;
 use tch::{nn, Device, Tensor};
 
 /// ImageNet normalisation, used by every DINO backbone.
@@ -47,6 +50,24 @@ pub fn tiny_heads_config() -> HeadsConfig {
         input_width: 64,
         patch_size: 8,
     }
+}
+
+/// A training configuration for the tiny model over the images of `train_dir`, writing to
+/// `out_dir`: the tiny heads, lr 3e-3, batch 2, and the affinity on centred tokens (the tiny
+/// random ViT's raw tokens make a complete graph, where Ncut stays at 1). The schedule and the
+/// data options are the defaults; tests set what they need.
+pub fn tiny_train_config(out_dir: &Path, train_dir: &Path) -> Result<TrainConfig> {
+    let text = format!(
+        "out_dir = \"\"\n[backbone]\npath = \"in-memory tiny random ViT\"\n[data]\ntrain_dirs = []\n[heads]\n{}",
+        toml::to_string(&tiny_heads_config())?
+    );
+    let mut cfg = TrainConfig::from_toml(&text)?;
+    cfg.out_dir = out_dir.to_path_buf();
+    cfg.data.train_dirs = vec![train_dir.to_path_buf()];
+    cfg.loss.features = AffinityFeatures::CenteredTokens;
+    cfg.optim.lr = 3e-3;
+    cfg.schedule.batch_size = 2;
+    Ok(cfg)
 }
 
 /// Overwrites every variable of `vs` with seeded random values (scaled so activations stay

@@ -262,8 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut doc = serde_json::json!({"data": data.display().to_string(), "n": scores.fine.n, "fine": scores.fine, "coarse": scores.coarse});
             if tokencut {
                 // Same features as the heads' affinity; TokenCut's own tau (0.2) and eps.
-                let tc_cfg = TokenCutConfig { features: cfg.loss.features, ..TokenCutConfig::default() };
-                let tc = evaluate_tokencut(&store, &set, &tc_cfg)?;
+                let tc = evaluate_tokencut(&store, &set, &TokenCutConfig::with_features(cfg.loss.features))?;
                 doc["tokencut"] = serde_json::to_value(tc)?;
             }
             println!("{}", serde_json::to_string_pretty(&doc)?);

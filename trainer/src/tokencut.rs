@@ -67,6 +67,14 @@ impl Default for TokenCutConfig {
     }
 }
 
+impl TokenCutConfig {
+    /// TokenCut's defaults on the given features (the Sempart run's `loss.features`, so that the
+    /// baseline and the self-training masks use the heads' graph).
+    pub fn with_features(features: AffinityFeatures) -> Self {
+        TokenCutConfig { features, ..TokenCutConfig::default() }
+    }
+}
+
 /// TokenCut's result for one image, on the `h x w` patch grid (row-major).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenCutResult {

@@ -553,7 +553,7 @@ fn pseudo_labels(
     flips: &[bool],
     progress: bool,
 ) -> Result<Vec<Option<Tensor>>> {
-    let tc = TokenCutConfig { features: cfg.loss.features, ..TokenCutConfig::default() };
+    let tc = TokenCutConfig::with_features(cfg.loss.features);
     let (gh, gw) = cfg.heads.grid();
     let bar = progress_bar((records.len() * flips.len()) as u64, progress, "pseudo-masks (TokenCut)");
     let mut out = Vec::with_capacity(records.len() * flips.len());
@@ -623,14 +623,10 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
         l.gtv_coarse_tau,
         l.gtv_coarse_eps,
     );
-    let terms = match phase {
+    let (mut terms, coarse) = match phase {
         Phase::Coarse => {
             let coarse = heads.coarse_from(&heads.encode(&batch.tokens));
-            let mut terms = losses::sempart_loss(l, &coarse, &w, &ga, None);
-            if let Some(p) = &batch.pseudo {
-                terms.add_pseudo(&coarse, p, l.w_pseudo);
-            }
-            terms
+            (losses::sempart_loss(l, &coarse, &w, &ga, None), coarse)
         }
         Phase::Joint => {
             let joint = cfg.schedule.joint;
@@ -650,13 +646,12 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
                 image_affinity: &ia,
                 patch: cfg.heads.patch_size,
             };
-            let mut terms = losses::sempart_loss(l, &out.coarse, &w, &ga, Some(fine));
-            if let Some(p) = &batch.pseudo {
-                terms.add_pseudo(&out.coarse, p, l.w_pseudo);
-            }
-            terms
+            (losses::sempart_loss(l, &out.coarse, &w, &ga, Some(fine)), out.coarse)
         }
     };
+    if let Some(p) = &batch.pseudo {
+        terms.add_pseudo(&coarse, p, l.w_pseudo);
+    }
     adam.zero_grad();
     terms.total.backward();
     adam.step();
@@ -835,14 +830,16 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
             let mut feats: Vec<Features> = Vec::with_capacity(items.len());
             let mut targets: Vec<Tensor> = Vec::with_capacity(items.len());
             for (f, &(i, flip)) in store.get_many(&items).into_iter().zip(chosen) {
-                let target = pseudo.as_ref().map(|p| p[i * flips.len() + usize::from(flip)].as_ref());
-                match (f, target) {
-                    (Some(f), None) => feats.push(f),
-                    (Some(f), Some(Some(t))) => {
-                        feats.push(f);
-                        targets.push(t.shallow_clone());
+                let Some(f) = f else { continue };
+                match &pseudo {
+                    None => feats.push(f),
+                    // An image without a pseudo-mask (features unreadable then) is skipped.
+                    Some(p) => {
+                        if let Some(t) = &p[i * flips.len() + usize::from(flip)] {
+                            feats.push(f);
+                            targets.push(t.shallow_clone());
+                        }
                     }
-                    _ => {}
                 }
             }
             state.global_step += 1;

@@ -2,7 +2,6 @@
 //! from within 1e-4 on both outputs: for random weights, and for heads the trainer trained.
 
 use trainer::backbone::Backbone;
-use trainer::config::TrainConfig;
 use trainer::export::{check_parity, export_onnx, Provenance};
 use trainer::fixtures;
 use trainer::train::{load_heads_checkpoint, train_with_backbone, with_seeded_torch, Phase, TrainOptions};
@@ -46,30 +45,10 @@ fn trained_heads_export_and_run_in_the_sdk_with_parity() {
         .save(train_dir.join(format!("{i}.png")))
         .unwrap();
     }
-    let text = format!(
-        r#"
-out_dir = "{out}"
-[backbone]
-path = "in-memory tiny random ViT"
-[data]
-train_dirs = ["{train}"]
-[loss]
-# The tiny random ViT's raw tokens make a complete graph (Ncut stuck at 1); centred ones do not.
-features = "centered_tokens"
-[optim]
-lr = 3e-3
-[schedule]
-epochs = 6
-batch_size = 2
-seed = 3
-coarse_only_epochs = 2
-[heads]
-{heads}"#,
-        out = dir.path().join("run").display(),
-        heads = toml::to_string(&fixtures::tiny_heads_config()).unwrap(),
-        train = train_dir.display(),
-    );
-    let cfg = TrainConfig::from_toml(&text).unwrap();
+    let mut cfg = fixtures::tiny_train_config(&dir.path().join("run"), &train_dir).unwrap();
+    cfg.schedule.epochs = 6;
+    cfg.schedule.seed = 3;
+    cfg.schedule.coarse_only_epochs = 2;
     let m = with_seeded_torch(7, || fixtures::tiny_model(7).unwrap());
     let backbone = Backbone { vs: m.backbone_vs, vit: m.vit };
     let summary =

@@ -82,34 +82,13 @@ fn make_data(dir: &Path) {
 }
 
 fn tiny_config(dir: &Path, out: &str, cache: bool) -> TrainConfig {
-    let text = format!(
-        r#"
-out_dir = "{out}"
-[backbone]
-path = "in-memory tiny random ViT"
-[data]
-train_dirs = ["{train}"]
-hflip = true
-{cache}
-extract_batch = 4
-[loss]
-# The tiny random ViT's raw tokens make a complete graph (Ncut stuck at 1); centred ones do not.
-features = "centered_tokens"
-[optim]
-lr = 3e-3
-[schedule]
-epochs = 8
-batch_size = 2
-seed = 5
-coarse_only_epochs = 0
-[heads]
-{heads}"#,
-        out = dir.join(out).display(),
-        train = dir.join("train").display(),
-        heads = toml::to_string(&fixtures::tiny_heads_config()).unwrap(),
-        cache = if cache { format!("cache_dir = \"{}\"", dir.join("cache").display()) } else { String::new() },
-    );
-    let cfg = TrainConfig::from_toml(&text).unwrap();
+    let mut cfg = fixtures::tiny_train_config(&dir.join(out), &dir.join("train")).unwrap();
+    cfg.data.hflip = true;
+    cfg.data.cache_dir = cache.then(|| dir.join("cache"));
+    cfg.data.extract_batch = 4;
+    cfg.schedule.epochs = 8;
+    cfg.schedule.seed = 5;
+    cfg.schedule.coarse_only_epochs = 0;
     cfg.validate().unwrap();
     cfg
 }
