@@ -92,6 +92,10 @@ pub struct LossConfig {
     /// Weight of the self-training term [`pseudo_label_loss`] against TokenCut's foreground
     /// mask of each training image (0, the paper: off).
     pub w_pseudo: f64,
+    /// Cosine threshold of the TokenCut graph that makes the self-training masks (0.2,
+    /// TokenCut's own; a higher value cuts small objects out of their surroundings more
+    /// often). The `trainer eval --tokencut` baseline keeps 0.2 whatever this is.
+    pub pseudo_tau: f64,
     /// Reduction of the SR squared norm over the coarse grid (default mean: a sum stalls
     /// training, spec section 2).
     pub sr_reduction: Reduction,
@@ -117,6 +121,7 @@ impl Default for LossConfig {
             w_gtv_fine: 0.0002,
             w_sr: 20.0,
             w_pseudo: 0.0,
+            pseudo_tau: 0.2,
             sr_reduction: Reduction::Mean,
             gtv_coarse_reduction: Reduction::Sum,
             gtv_fine_reduction: Reduction::Sum,
@@ -128,6 +133,11 @@ impl LossConfig {
     /// Checks the values; errors name the offending field.
     pub fn validate(&self) -> Result<()> {
         ensure!(self.tau.is_finite() && (-1.0..1.0).contains(&self.tau), "loss.tau = {} must be in [-1, 1)", self.tau);
+        ensure!(
+            self.pseudo_tau.is_finite() && (-1.0..1.0).contains(&self.pseudo_tau),
+            "loss.pseudo_tau = {} must be in [-1, 1)",
+            self.pseudo_tau
+        );
         ensure!(
             self.gtv_coarse_tau.is_finite() && (-1.0..1.0).contains(&self.gtv_coarse_tau),
             "loss.gtv_coarse_tau = {} must be in [-1, 1)",

@@ -542,8 +542,8 @@ struct Batch {
     pseudo: Option<Tensor>,
 }
 
-/// Self-training targets: TokenCut's foreground (`tau` 0.2, corner rule, the loss's affinity
-/// features) of every training image and orientation, from the frozen features, as `[1, h, w]`
+/// Self-training targets: TokenCut's foreground (`tau` = `loss.pseudo_tau`, corner rule, the
+/// loss's affinity features) of every training image and orientation, from the frozen features, as `[1, h, w]`
 /// 0/1 maps indexed like `records x flips`. An image whose features cannot be read gets `None`
 /// (its steps skip it, as they skip its features).
 fn pseudo_labels(
@@ -553,7 +553,7 @@ fn pseudo_labels(
     flips: &[bool],
     progress: bool,
 ) -> Result<Vec<Option<Tensor>>> {
-    let tc = TokenCutConfig::with_features(cfg.loss.features);
+    let tc = TokenCutConfig { tau: cfg.loss.pseudo_tau, ..TokenCutConfig::with_features(cfg.loss.features) };
     let (gh, gw) = cfg.heads.grid();
     let bar = progress_bar((records.len() * flips.len()) as u64, progress, "pseudo-masks (TokenCut)");
     let mut out = Vec::with_capacity(records.len() * flips.len());

@@ -220,6 +220,11 @@ fn loss_config_validation_names_the_field() {
     c.eps = 1e-6;
     c.w_pseudo = f64::NAN;
     assert!(c.validate().unwrap_err().to_string().contains("loss.w_pseudo"));
+    c.w_pseudo = 1.0;
+    c.pseudo_tau = 1.0;
+    assert!(c.validate().unwrap_err().to_string().contains("loss.pseudo_tau"));
+    c.pseudo_tau = 0.5;
+    c.validate().unwrap();
 }
 
 /// Coarse `[2, 1, 3, 3]` and fine `[2, 1, 6, 6]` maps in (0, 1), features `[2, 9, 5]` and an

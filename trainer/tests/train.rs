@@ -232,6 +232,14 @@ fn self_training_on_tokencut_masks_lowers_its_term() {
     let b = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
     assert_same_weights(&a.vs, &b.vs);
 
+    // The masks come from TokenCut at `loss.pseudo_tau`: another threshold gives other targets,
+    // so the very first step (same initial weights) scores a different term.
+    cfg.out_dir = dir.path().join("run_pl_tau");
+    cfg.loss.pseudo_tau = 0.6;
+    let t = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    let (p0, q0) = (a.steps[0].losses.pseudo.unwrap(), t.steps[0].losses.pseudo.unwrap());
+    assert!((p0 - q0).abs() > 1e-3, "pseudo_tau did not change the targets: {p0} vs {q0}");
+
     let plain = tiny_config(dir.path(), "run_plain", true);
     let c = train_with_backbone(&plain, &backbone, &quiet()).unwrap();
     assert!(c.steps.iter().all(|s| s.losses.pseudo.is_none()));
