@@ -132,17 +132,11 @@ impl Default for LossConfig {
 impl LossConfig {
     /// Checks the values; errors name the offending field.
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.tau.is_finite() && (-1.0..1.0).contains(&self.tau), "loss.tau = {} must be in [-1, 1)", self.tau);
-        ensure!(
-            self.pseudo_tau.is_finite() && (-1.0..1.0).contains(&self.pseudo_tau),
-            "loss.pseudo_tau = {} must be in [-1, 1)",
-            self.pseudo_tau
-        );
-        ensure!(
-            self.gtv_coarse_tau.is_finite() && (-1.0..1.0).contains(&self.gtv_coarse_tau),
-            "loss.gtv_coarse_tau = {} must be in [-1, 1)",
-            self.gtv_coarse_tau
-        );
+        for (name, v) in
+            [("loss.tau", self.tau), ("loss.pseudo_tau", self.pseudo_tau), ("loss.gtv_coarse_tau", self.gtv_coarse_tau)]
+        {
+            ensure!(v.is_finite() && (-1.0..1.0).contains(&v), "{name} = {v} must be in [-1, 1)");
+        }
         for (name, v) in [("loss.eps", self.eps), ("loss.gtv_coarse_eps", self.gtv_coarse_eps)] {
             ensure!(v.is_finite() && v > 0.0 && v < 1.0, "{name} = {v} must be in (0, 1)");
         }

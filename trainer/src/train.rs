@@ -543,8 +543,8 @@ struct Batch {
 }
 
 /// Self-training targets: TokenCut's foreground (`tau` = `loss.pseudo_tau`, corner rule, the
-/// loss's affinity features) of every training image and orientation, from the frozen features, as `[1, h, w]`
-/// 0/1 maps indexed like `records x flips`. An image whose features cannot be read gets `None`
+/// loss's affinity features) of every training image and orientation, from the frozen
+/// features, as `[1, h, w]` 0/1 maps indexed like `records x flips`. An image whose features cannot be read gets `None`
 /// (its steps skip it, as they skip its features).
 fn pseudo_labels(
     cfg: &TrainConfig,
