@@ -118,6 +118,12 @@ pub struct ScheduleConfig {
     /// The first N epochs train the encoder and coarse branch only (Ncut + GTV coarse; the
     /// fine branch is not run: much cheaper steps).
     pub coarse_only_epochs: u64,
+    /// After the coarse-only epochs, freeze the encoder and the coarse branch: only the fine
+    /// branch trains (SR + GTV fine) against the coarse map as the warm-up left it. Needs
+    /// `joint = false` and at least one coarse-only epoch. Written only when true, so that the
+    /// configurations embedded in models trained before it existed read the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_coarse: bool,
     /// Also write the checkpoint every N steps (the end of each epoch always writes one).
     pub checkpoint_every_steps: Option<u64>,
     /// Validate every N epochs (when a validation folder is set).
@@ -132,6 +138,7 @@ impl Default for ScheduleConfig {
             seed: 0,
             joint: true,
             coarse_only_epochs: 0,
+            freeze_coarse: false,
             checkpoint_every_steps: None,
             validate_every_epochs: 1,
         }
@@ -290,6 +297,10 @@ impl TrainConfig {
             s.coarse_only_epochs,
             s.epochs
         );
+        if s.freeze_coarse {
+            ensure!(!s.joint, "schedule.freeze_coarse = true needs schedule.joint = false");
+            ensure!(s.coarse_only_epochs >= 1, "schedule.freeze_coarse = true needs schedule.coarse_only_epochs >= 1");
+        }
         ensure!(
             s.checkpoint_every_steps != Some(0),
             "schedule.checkpoint_every_steps = 0: leave it out to checkpoint per epoch only"

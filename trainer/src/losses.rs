@@ -96,6 +96,11 @@ pub struct LossConfig {
     /// TokenCut's own; a higher value cuts small objects out of their surroundings more
     /// often). The `trainer eval --tokencut` baseline keeps 0.2 whatever this is.
     pub pseudo_tau: f64,
+    /// A trainer checkpoint on the same backbone and grid whose coarse foreground (probability
+    /// above 0.5, oriented by the corner rule) replaces TokenCut's masks as the self-training
+    /// targets: a second self-training round on a first model's masks. None: TokenCut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pseudo_from: Option<std::path::PathBuf>,
     /// Reduction of the SR squared norm over the coarse grid (default mean: a sum stalls
     /// training, spec section 2).
     pub sr_reduction: Reduction,
@@ -122,6 +127,7 @@ impl Default for LossConfig {
             w_sr: 20.0,
             w_pseudo: 0.0,
             pseudo_tau: 0.2,
+            pseudo_from: None,
             sr_reduction: Reduction::Mean,
             gtv_coarse_reduction: Reduction::Sum,
             gtv_fine_reduction: Reduction::Sum,
@@ -159,6 +165,10 @@ impl LossConfig {
         ] {
             ensure!(v.is_finite() && v >= 0.0, "{name} = {v} must be a finite number >= 0");
         }
+        ensure!(
+            self.pseudo_from.is_none() || self.w_pseudo > 0.0,
+            "loss.pseudo_from is set but loss.w_pseudo = 0: give the self-training term a weight"
+        );
         Ok(())
     }
 }

@@ -129,6 +129,7 @@ pub struct Adam {
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     steps: Vec<u64>,
+    frozen: Vec<bool>,
 }
 
 impl Adam {
@@ -140,7 +141,17 @@ impl Adam {
         let m = params.iter().map(|(_, p)| p.zeros_like().detach()).collect();
         let v = params.iter().map(|(_, p)| p.zeros_like().detach()).collect();
         let steps = vec![0; params.len()];
-        Adam { lr: cfg.lr, beta1: cfg.betas[0], beta2: cfg.betas[1], eps: cfg.eps, params, m, v, steps }
+        let frozen = vec![false; params.len()];
+        Adam { lr: cfg.lr, beta1: cfg.betas[0], beta2: cfg.betas[1], eps: cfg.eps, params, m, v, steps, frozen }
+    }
+
+    /// Freezes the parameters for which `trains(name)` is false and unfreezes the others. A
+    /// frozen parameter is left as it is by [`Adam::step`] (its moments and step count too),
+    /// even when it holds a gradient.
+    pub fn set_trainable(&mut self, trains: impl Fn(&str) -> bool) {
+        for ((name, _), frozen) in self.params.iter().zip(&mut self.frozen) {
+            *frozen = !trains(name);
+        }
     }
 
     /// Names of the optimised parameters, sorted.
@@ -166,7 +177,7 @@ impl Adam {
         tch::no_grad(|| {
             for i in 0..self.params.len() {
                 let g = self.params[i].1.grad();
-                if !g.defined() {
+                if self.frozen[i] || !g.defined() {
                     continue;
                 }
                 self.steps[i] += 1;
@@ -352,6 +363,7 @@ fn resume_fingerprint(cfg: &TrainConfig) -> BTreeMap<&'static str, serde_json::V
         ("schedule.seed", serde_json::json!(s.seed)),
         ("schedule.joint", serde_json::json!(s.joint)),
         ("schedule.coarse_only_epochs", serde_json::json!(s.coarse_only_epochs)),
+        ("schedule.freeze_coarse", serde_json::json!(s.freeze_coarse)),
     ])
 }
 
@@ -449,6 +461,28 @@ pub enum Phase {
     Coarse,
     /// Everything (all four terms).
     Joint,
+    /// The fine branch only (SR + GTV fine), over the frozen encoder and coarse branch
+    /// (`schedule.freeze_coarse`); the coarse terms are still computed, for the log.
+    Fine,
+}
+
+impl Phase {
+    /// The phase of `epoch` under `s`.
+    pub fn of_epoch(s: &crate::config::ScheduleConfig, epoch: u64) -> Phase {
+        if epoch < s.coarse_only_epochs {
+            Phase::Coarse
+        } else if s.freeze_coarse {
+            Phase::Fine
+        } else {
+            Phase::Joint
+        }
+    }
+
+    /// Whether the parameter `name` trains in this phase (the fine branch's parameters are
+    /// named `fine.*`).
+    pub fn trains(self, name: &str) -> bool {
+        self != Phase::Fine || name.starts_with("fine.")
+    }
 }
 
 /// One line of `log.jsonl`.
@@ -542,12 +576,15 @@ struct Batch {
     pseudo: Option<Tensor>,
 }
 
-/// Self-training targets: TokenCut's foreground (`tau` = `loss.pseudo_tau`, corner rule, the
-/// loss's affinity features) of every training image and orientation, from the frozen
-/// features, as `[1, h, w]` 0/1 maps indexed like `records x flips`. An image whose features cannot be read gets `None`
-/// (its steps skip it, as they skip its features).
+/// Self-training targets of every training image and orientation, from the frozen features, as
+/// `[1, h, w]` 0/1 maps indexed like `records x flips`: TokenCut's foreground (`tau` =
+/// `loss.pseudo_tau`, corner rule, the loss's affinity features), or the coarse foreground of
+/// the `loss.pseudo_from` checkpoint, which must have been trained on the same backbone
+/// (`identity`) and grid. An image whose features cannot be read gets `None` (its steps skip
+/// it, as they skip its features).
 fn pseudo_labels(
     cfg: &TrainConfig,
+    identity: &str,
     store: &FeatureStore,
     records: &[ImageRecord],
     flips: &[bool],
@@ -555,14 +592,39 @@ fn pseudo_labels(
 ) -> Result<Vec<Option<Tensor>>> {
     let tc = TokenCutConfig { tau: cfg.loss.pseudo_tau, ..TokenCutConfig::with_features(cfg.loss.features) };
     let (gh, gw) = cfg.heads.grid();
-    let bar = progress_bar((records.len() * flips.len()) as u64, progress, "pseudo-masks (TokenCut)");
+    let teacher = match &cfg.loss.pseudo_from {
+        None => None,
+        Some(path) => {
+            let ck = read_checkpoint(path).with_context(|| format!("loss.pseudo_from {}", path.display()))?;
+            ensure!(
+                ck.backbone_identity == identity,
+                "loss.pseudo_from {}: trained on another backbone",
+                path.display()
+            );
+            ensure!(
+                ck.config.heads.grid() == (gh, gw) && ck.config.heads.feature_dim == cfg.heads.feature_dim,
+                "loss.pseudo_from {}: its heads read a {:?} grid of {} features, this run a {:?} grid of {}",
+                path.display(),
+                ck.config.heads.grid(),
+                ck.config.heads.feature_dim,
+                (gh, gw),
+                cfg.heads.feature_dim
+            );
+            Some(load_heads_checkpoint(path)?)
+        }
+    };
+    let what = if teacher.is_some() { "pseudo-masks (checkpoint)" } else { "pseudo-masks (TokenCut)" };
+    let bar = progress_bar((records.len() * flips.len()) as u64, progress, what);
     let mut out = Vec::with_capacity(records.len() * flips.len());
     for r in records {
         for &flip in flips {
             let target = match store.get_many(&[(r, flip)]).pop().flatten() {
                 Some(f) => {
-                    let res = tokencut(tokencut_features(&f, tc.features)?, (gh, gw), &tc)?;
-                    Some(Tensor::from_slice(&res.probability()).reshape([1, gh, gw]))
+                    let fg: Vec<f32> = match &teacher {
+                        None => tokencut(tokencut_features(&f, tc.features)?, (gh, gw), &tc)?.probability(),
+                        Some((_, _, heads)) => coarse_foreground(heads, &f.tokens)?,
+                    };
+                    Some(Tensor::from_slice(&fg).reshape([1, gh, gw]))
                 }
                 None => None,
             };
@@ -572,6 +634,17 @@ fn pseudo_labels(
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// The heads' coarse foreground of one image's patch tokens `[T, C]`, as 0/1 values on the grid
+/// (row-major): partition A is the probability above 0.5, the foreground side is chosen by the
+/// corner rule, as the SDK does.
+fn coarse_foreground(heads: &Heads, tokens: &Tensor) -> Result<Vec<f32>> {
+    let (gh, gw) = heads.config().grid();
+    let p = tch::no_grad(|| heads.coarse_from(&heads.encode(&tokens.unsqueeze(0))));
+    let a: Vec<bool> = Vec::<f32>::try_from(p.flatten(0, -1))?.into_iter().map(|v| v > 0.5).collect();
+    let fg_is_a = sempart::postprocess::foreground_is_a(&a, gw as usize, gh as usize);
+    Ok(a.into_iter().map(|x| if x == fg_is_a { 1.0 } else { 0.0 }).collect())
 }
 
 fn make_batch(feats: &[Features], use_keys: bool, pseudo: Option<Vec<Tensor>>) -> Result<Batch> {
@@ -628,9 +701,16 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
             let coarse = heads.coarse_from(&heads.encode(&batch.tokens));
             (losses::sempart_loss(l, &coarse, &w, &ga, None), coarse)
         }
-        Phase::Joint => {
+        Phase::Joint | Phase::Fine => {
             let joint = cfg.schedule.joint;
-            let out = heads_forward(heads, &batch.tokens, &batch.image, true, joint);
+            let out = if phase == Phase::Fine {
+                let encoded = tch::no_grad(|| heads.encode(&batch.tokens));
+                let coarse = tch::no_grad(|| heads.coarse_from(&encoded));
+                let fine = heads.fine_from(&channels_last(&encoded), &channels_last(&batch.image), true);
+                crate::heads::HeadsOutput { fine, coarse }
+            } else {
+                heads_forward(heads, &batch.tokens, &batch.image, true, joint)
+            };
             let ia = tch::no_grad(|| {
                 let dev = batch.image.device();
                 let mean =
@@ -742,7 +822,7 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
     let dataset_hash =
         data::sha256_hex(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
     let pseudo =
-        if cfg.loss.w_pseudo > 0.0 { Some(pseudo_labels(cfg, &store, &records, flips, opts.progress)?) } else { None };
+        if cfg.loss.w_pseudo > 0.0 { Some(pseudo_labels(cfg, &identity, &store, &records, flips, opts.progress)?) } else { None };
     let val_set: Vec<LabelledImage> = match &cfg.data.val_dir {
         Some(d) => data::list_labelled(d, cfg.data.val_max_images)?,
         None => Vec::new(),
@@ -817,7 +897,8 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
     let elapsed0 = state.elapsed_seconds;
     'epochs: while state.epoch < epochs {
         let epoch = state.epoch;
-        let phase = if epoch < cfg.schedule.coarse_only_epochs { Phase::Coarse } else { Phase::Joint };
+        let phase = Phase::of_epoch(&cfg.schedule, epoch);
+        adam.set_trainable(|name| phase.trains(name));
         let plan = epoch_plan(cfg.schedule.seed, epoch, n, cfg.data.hflip);
         for b in state.batch_in_epoch..steps_per_epoch {
             if opts.max_steps.is_some_and(|m| state.global_step >= m) {

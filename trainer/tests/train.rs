@@ -246,6 +246,83 @@ fn self_training_on_tokencut_masks_lowers_its_term() {
 }
 
 #[test]
+fn second_self_training_round_learns_from_a_checkpoints_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(7);
+    let mut cfg = tiny_config(dir.path(), "round1", true);
+    cfg.loss.w_pseudo = 1.0;
+    cfg.schedule.epochs = 2;
+    cfg.schedule.coarse_only_epochs = 2;
+    let round1 = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+
+    // Same initial weights and batches, other targets: the first step's term differs.
+    let mut cfg2 = cfg.clone();
+    cfg2.out_dir = dir.path().join("round2");
+    cfg2.loss.pseudo_from = Some(round1.checkpoint.clone());
+    let round2 = train_with_backbone(&cfg2, &backbone, &quiet()).unwrap();
+    let (p0, q0) = (round1.steps[0].losses.pseudo.unwrap(), round2.steps[0].losses.pseudo.unwrap());
+    assert!((p0 - q0).abs() > 1e-3, "the checkpoint's masks equal TokenCut's: {p0} vs {q0}");
+    // Round 2 learns those targets: its term falls.
+    let pseudo: Vec<f64> = round2.steps.iter().map(|s| s.losses.pseudo.unwrap()).collect();
+    assert!(pseudo[pseudo.len() - 1] < pseudo[0], "round-2 term did not fall: {pseudo:?}");
+
+    // A checkpoint of another grid is refused, naming the field.
+    let mut other = cfg.clone();
+    other.out_dir = dir.path().join("other_grid");
+    other.heads.input_height = 2 * cfg.heads.input_height;
+    let e = train_with_backbone(&TrainConfig { loss: cfg2.loss.clone(), ..other }, &backbone, &quiet()).unwrap_err();
+    assert!(format!("{e:#}").contains("loss.pseudo_from"), "{e:#}");
+    // So is a missing file, and a checkpoint without a weight for the term.
+    let mut missing = cfg2.clone();
+    missing.out_dir = dir.path().join("missing");
+    missing.loss.pseudo_from = Some(dir.path().join("nope.safetensors"));
+    let e = train_with_backbone(&missing, &backbone, &quiet()).unwrap_err();
+    assert!(format!("{e:#}").contains("loss.pseudo_from"), "{e:#}");
+    missing.loss.w_pseudo = 0.0;
+    let e = missing.validate().unwrap_err();
+    assert!(format!("{e:#}").contains("loss.pseudo_from"), "{e:#}");
+}
+
+#[test]
+fn freeze_coarse_trains_only_the_fine_branch_after_the_warm_up() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(9);
+    let mut cfg = tiny_config(dir.path(), "frozen", true);
+    cfg.schedule.epochs = 3;
+    cfg.schedule.coarse_only_epochs = 1;
+    cfg.schedule.joint = false;
+    cfg.schedule.freeze_coarse = true;
+    let warm = train_with_backbone(&cfg, &backbone, &TrainOptions { max_steps: Some(4), ..quiet() }).unwrap();
+    let warm_weights = weights(&warm.vs);
+    cfg.out_dir = dir.path().join("frozen_full");
+    let full = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    assert_eq!(full.steps[4].phase, Phase::Fine);
+    assert!(full.steps[4..].iter().all(|s| s.phase == Phase::Fine && s.losses.sr.is_some()));
+    let full_weights = weights(&full.vs);
+    let mut fine_changed = 0;
+    for ((name, a), (name_b, b)) in warm_weights.iter().zip(&full_weights) {
+        assert_eq!(name, name_b);
+        let same = a.equal(b);
+        if name.starts_with("fine.") {
+            fine_changed += usize::from(!same);
+        } else {
+            assert!(same, "{name} changed while frozen");
+        }
+    }
+    assert!(fine_changed > 0, "the fine branch did not train");
+
+    cfg.schedule.joint = true;
+    let e = cfg.validate().unwrap_err();
+    assert!(format!("{e:#}").contains("schedule.freeze_coarse"), "{e:#}");
+    cfg.schedule.joint = false;
+    cfg.schedule.coarse_only_epochs = 0;
+    let e = cfg.validate().unwrap_err();
+    assert!(format!("{e:#}").contains("schedule.freeze_coarse"), "{e:#}");
+}
+
+#[test]
 fn cached_and_uncached_training_agree_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     make_data(dir.path());

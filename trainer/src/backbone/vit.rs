@@ -441,7 +441,9 @@ impl Vit {
     /// The positional embedding actually added for a `(h0, w0)` token grid and an input of
     /// `height_px x width_px` pixels: `[1, 1 + h0 * w0, D]`, resampled from the trained
     /// `M x M` grid by the configuration's [`PosInterpolation`] rule (the \[CLS\] row is never
-    /// resampled). Computed in float32 whatever the parameters' kind.
+    /// resampled). Computed in float64, then rounded to the parameters' kind: libtorch's float32
+    /// bicubic kernels round differently on AVX-512, AVX2 and plain CPUs, and this table is
+    /// baked into the exported model, whose bytes must not depend on the machine.
     pub fn pos_embed_for(&self, h0: i64, w0: i64, height_px: i64, width_px: i64) -> Tensor {
         let m = self.cfg.pos_grid;
         let d = self.cfg.embed_dim;
@@ -449,7 +451,7 @@ impl Vit {
             return self.pos_embed.shallow_clone();
         }
         let kind = self.pos_embed.kind();
-        let pos = self.pos_embed.to_kind(tch::Kind::Float);
+        let pos = self.pos_embed.to_kind(tch::Kind::Double);
         let cls = pos.narrow(1, 0, 1);
         let grid = pos.narrow(1, 1, m * m).reshape([1, m, m, d]).permute([0, 3, 1, 2]);
         let resized = match self.cfg.pos_interpolation {
