@@ -821,8 +821,11 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
     ensure!(!records.is_empty(), "no readable training image in {:?}", cfg.data.train_dirs);
     let dataset_hash =
         data::sha256_hex(records.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
-    let pseudo =
-        if cfg.loss.w_pseudo > 0.0 { Some(pseudo_labels(cfg, &identity, &store, &records, flips, opts.progress)?) } else { None };
+    let pseudo = if cfg.loss.w_pseudo > 0.0 {
+        Some(pseudo_labels(cfg, &identity, &store, &records, flips, opts.progress)?)
+    } else {
+        None
+    };
     let val_set: Vec<LabelledImage> = match &cfg.data.val_dir {
         Some(d) => data::list_labelled(d, cfg.data.val_max_images)?,
         None => Vec::new(),
