@@ -1,6 +1,7 @@
 //! The training loop: Adam on the heads over a frozen backbone, batches from the feature cache,
-//! an optional coarse-only warm-up, then joint training; a JSON-lines log, atomic checkpoints,
-//! exact resume, and per-epoch validation with the SDK's post-processing and metrics.
+//! an optional coarse-only warm-up, then joint training (or the fine branch alone over the frozen
+//! warm-up model, `schedule.freeze_coarse`); a JSON-lines log, atomic checkpoints, exact resume,
+//! and per-epoch validation with the SDK's post-processing and metrics.
 //!
 //! Output folder (`out_dir`):
 //!
