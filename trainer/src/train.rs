@@ -344,10 +344,16 @@ pub fn restore_variables(vs: &nn::VarStore, tensors: &BTreeMap<String, Tensor>) 
 /// `VarStore` and the heads built on it.
 pub fn load_heads_checkpoint(path: &Path) -> Result<(TrainConfig, nn::VarStore, Heads)> {
     let ck = read_checkpoint(path)?;
+    let (vs, heads) = heads_from_checkpoint(&ck)?;
+    Ok((ck.config, vs, heads))
+}
+
+/// The heads of a read checkpoint, on the CPU.
+fn heads_from_checkpoint(ck: &Checkpoint) -> Result<(nn::VarStore, Heads)> {
     let vs = nn::VarStore::new(Device::Cpu);
     let heads = Heads::new(&vs.root(), &ck.config.heads, ck.config.input.mean, ck.config.input.std)?;
     restore_variables(&vs, &ck.tensors)?;
-    Ok((ck.config, vs, heads))
+    Ok((vs, heads))
 }
 
 /// The parts of a configuration a resumed run must share with the checkpoint's.
@@ -611,7 +617,7 @@ fn pseudo_labels(
                 (gh, gw),
                 cfg.heads.feature_dim
             );
-            Some(load_heads_checkpoint(path)?)
+            Some(heads_from_checkpoint(&ck)?)
         }
     };
     let what = if teacher.is_some() { "pseudo-masks (checkpoint)" } else { "pseudo-masks (TokenCut)" };
@@ -623,7 +629,7 @@ fn pseudo_labels(
                 Some(f) => {
                     let fg: Vec<f32> = match &teacher {
                         None => tokencut(tokencut_features(&f, tc.features)?, (gh, gw), &tc)?.probability(),
-                        Some((_, _, heads)) => coarse_foreground(heads, &f.tokens)?,
+                        Some((_, heads)) => coarse_foreground(heads, &f.tokens)?,
                     };
                     Some(Tensor::from_slice(&fg).reshape([1, gh, gw]))
                 }
@@ -638,14 +644,14 @@ fn pseudo_labels(
 }
 
 /// The heads' coarse foreground of one image's patch tokens `[T, C]`, as 0/1 values on the grid
-/// (row-major): partition A is the probability above 0.5, the foreground side is chosen by the
-/// corner rule, as the SDK does.
+/// (row-major), by the SDK's rule: binarised at its threshold, oriented by the corner rule.
 fn coarse_foreground(heads: &Heads, tokens: &Tensor) -> Result<Vec<f32>> {
+    use sempart::postprocess::{binarize, select_foreground, THRESHOLD};
     let (gh, gw) = heads.config().grid();
     let p = tch::no_grad(|| heads.coarse_from(&heads.encode(&tokens.unsqueeze(0))));
-    let a: Vec<bool> = Vec::<f32>::try_from(p.flatten(0, -1))?.into_iter().map(|v| v > 0.5).collect();
-    let fg_is_a = sempart::postprocess::foreground_is_a(&a, gw as usize, gh as usize);
-    Ok(a.into_iter().map(|x| if x == fg_is_a { 1.0 } else { 0.0 }).collect())
+    let mut mask = binarize(&Vec::<f32>::try_from(p.flatten(0, -1))?, THRESHOLD);
+    select_foreground(&mut mask, gw as usize, gh as usize);
+    Ok(mask.into_iter().map(|f| if f { 1.0 } else { 0.0 }).collect())
 }
 
 fn make_batch(feats: &[Features], use_keys: bool, pseudo: Option<Vec<Tensor>>) -> Result<Batch> {
@@ -704,14 +710,11 @@ fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, 
         }
         Phase::Joint | Phase::Fine => {
             let joint = cfg.schedule.joint;
-            let out = if phase == Phase::Fine {
-                let encoded = tch::no_grad(|| heads.encode(&batch.tokens));
-                let coarse = tch::no_grad(|| heads.coarse_from(&encoded));
-                let fine = heads.fine_from(&channels_last(&encoded), &channels_last(&batch.image), true);
-                crate::heads::HeadsOutput { fine, coarse }
-            } else {
-                heads_forward(heads, &batch.tokens, &batch.image, true, joint)
-            };
+            let mut out = heads_forward(heads, &batch.tokens, &batch.image, true, joint);
+            if phase == Phase::Fine {
+                // Frozen coarse branch: its terms are logged but train nothing.
+                out.coarse = out.coarse.detach();
+            }
             let ia = tch::no_grad(|| {
                 let dev = batch.image.device();
                 let mean =

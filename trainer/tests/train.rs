@@ -128,6 +128,12 @@ fn assert_same_records(a: &[StepRecord], b: &[StepRecord]) {
     }
 }
 
+/// Asserts that `r` failed with a message naming `what`.
+fn assert_error_names<T: std::fmt::Debug>(r: anyhow::Result<T>, what: &str) {
+    let e = r.unwrap_err();
+    assert!(format!("{e:#}").contains(what), "{e:#}");
+}
+
 fn read_log(path: &Path) -> Vec<StepRecord> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -272,17 +278,17 @@ fn second_self_training_round_learns_from_a_checkpoints_masks() {
     let mut other = cfg.clone();
     other.out_dir = dir.path().join("other_grid");
     other.heads.input_height = 2 * cfg.heads.input_height;
-    let e = train_with_backbone(&TrainConfig { loss: cfg2.loss.clone(), ..other }, &backbone, &quiet()).unwrap_err();
-    assert!(format!("{e:#}").contains("loss.pseudo_from"), "{e:#}");
+    assert_error_names(
+        train_with_backbone(&TrainConfig { loss: cfg2.loss.clone(), ..other }, &backbone, &quiet()),
+        "loss.pseudo_from",
+    );
     // So is a missing file, and a checkpoint without a weight for the term.
     let mut missing = cfg2.clone();
     missing.out_dir = dir.path().join("missing");
     missing.loss.pseudo_from = Some(dir.path().join("nope.safetensors"));
-    let e = train_with_backbone(&missing, &backbone, &quiet()).unwrap_err();
-    assert!(format!("{e:#}").contains("loss.pseudo_from"), "{e:#}");
+    assert_error_names(train_with_backbone(&missing, &backbone, &quiet()), "loss.pseudo_from");
     missing.loss.w_pseudo = 0.0;
-    let e = missing.validate().unwrap_err();
-    assert!(format!("{e:#}").contains("loss.pseudo_from"), "{e:#}");
+    assert_error_names(missing.validate(), "loss.pseudo_from");
 }
 
 #[test]
@@ -315,12 +321,10 @@ fn freeze_coarse_trains_only_the_fine_branch_after_the_warm_up() {
     assert!(fine_changed > 0, "the fine branch did not train");
 
     cfg.schedule.joint = true;
-    let e = cfg.validate().unwrap_err();
-    assert!(format!("{e:#}").contains("schedule.freeze_coarse"), "{e:#}");
+    assert_error_names(cfg.validate(), "schedule.freeze_coarse");
     cfg.schedule.joint = false;
     cfg.schedule.coarse_only_epochs = 0;
-    let e = cfg.validate().unwrap_err();
-    assert!(format!("{e:#}").contains("schedule.freeze_coarse"), "{e:#}");
+    assert_error_names(cfg.validate(), "schedule.freeze_coarse");
 }
 
 #[test]
@@ -367,8 +371,7 @@ fn resume_continues_the_schedule_exactly() {
     // A changed configuration is refused.
     let mut other = cfg.clone();
     other.optim.lr = 1e-2;
-    let e = train_with_backbone(&other, &backbone, &TrainOptions { resume: true, ..quiet() }).unwrap_err();
-    assert!(format!("{e:#}").contains("optim"), "{e:#}");
+    assert_error_names(train_with_backbone(&other, &backbone, &TrainOptions { resume: true, ..quiet() }), "optim");
 
     let resumed = train_with_backbone(&cfg, &backbone, &TrainOptions { resume: true, ..quiet() }).unwrap();
     assert_eq!(resumed.steps.first().unwrap().step, 7);
