@@ -94,11 +94,36 @@ pub struct OptimConfig {
     pub betas: [f64; 2],
     /// Denominator epsilon (1e-8, PyTorch's default).
     pub eps: f64,
+    /// How the learning rate changes within a phase (paper: constant). Written only when not
+    /// constant, so that the configurations embedded in models trained before it existed read
+    /// the same.
+    #[serde(skip_serializing_if = "LrDecay::is_constant")]
+    pub decay: LrDecay,
 }
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8 }
+        OptimConfig { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, decay: LrDecay::Constant }
+    }
+}
+
+/// The learning-rate schedule within a phase. The phases are the coarse-only warm-up
+/// (`schedule.coarse_only_epochs`) and the epochs after it; without a warm-up, the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrDecay {
+    /// `optim.lr` at every step.
+    #[default]
+    Constant,
+    /// Half a cosine from `optim.lr` at the first step of each phase towards 0 after its last:
+    /// `lr * (1 + cos(pi * k / K)) / 2` at the phase's step `k` of `K`.
+    Cosine,
+}
+
+impl LrDecay {
+    /// True for [`LrDecay::Constant`].
+    pub fn is_constant(&self) -> bool {
+        *self == LrDecay::Constant
     }
 }
 

@@ -26,7 +26,7 @@
 //! of outputs), backbone or image set differs.
 
 use crate::backbone::{Backbone, BackboneFormat};
-use crate::config::{OptimConfig, TrainConfig};
+use crate::config::{LrDecay, OptimConfig, TrainConfig};
 use crate::data::{self, ImageRecord, LabelledImage};
 use crate::feature_cache::{backbone_identity, progress_bar, Extractor, FeatureStore, Features, PrepareStats};
 use crate::heads::Heads;
@@ -492,6 +492,23 @@ impl Phase {
     }
 }
 
+/// The learning rate of the step of `epoch` that follows `batch` of its batches
+/// (`optim.decay`; the phases are those of [`Phase::of_epoch`]: warm-up, then the rest).
+pub fn learning_rate(cfg: &TrainConfig, epoch: u64, batch: u64, steps_per_epoch: u64) -> f64 {
+    let o = &cfg.optim;
+    match o.decay {
+        LrDecay::Constant => o.lr,
+        LrDecay::Cosine => {
+            let s = &cfg.schedule;
+            let warm = s.coarse_only_epochs.min(s.epochs);
+            let (first, end) = if epoch < warm { (0, warm) } else { (warm, s.epochs) };
+            let k = (epoch - first) * steps_per_epoch + batch;
+            let total = ((end - first) * steps_per_epoch).max(1);
+            o.lr * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / total as f64).cos())
+        }
+    }
+}
+
 /// One line of `log.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -934,6 +951,7 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
             state.batch_in_epoch = b + 1;
             if !feats.is_empty() {
                 let batch = make_batch(&feats, use_keys, pseudo.as_ref().map(|_| targets))?;
+                adam.lr = learning_rate(cfg, epoch, b, steps_per_epoch);
                 let values = train_step(cfg, &heads, &mut adam, &batch, phase);
                 ensure!(values.total.is_finite(), "the loss is not finite at step {}: {values:?}", state.global_step);
                 let rec = StepRecord {

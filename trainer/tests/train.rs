@@ -328,6 +328,40 @@ fn freeze_coarse_trains_only_the_fine_branch_after_the_warm_up() {
 }
 
 #[test]
+fn cosine_decay_restarts_at_each_phase_and_changes_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(9);
+    let mut cfg = tiny_config(dir.path(), "cosine", true);
+    cfg.schedule.epochs = 3;
+    cfg.schedule.coarse_only_epochs = 1;
+    cfg.optim.decay = LrDecay::Cosine;
+    let cosine = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    let lr: Vec<f64> = cosine.steps.iter().map(|s| s.lr).collect();
+    assert_eq!(lr.len(), 12, "4 steps per epoch");
+    let base = cfg.optim.lr;
+    // Warm-up: 4 steps at k / 4 of the half cosine; then 8 steps at k / 8, from the top again.
+    let at = |k: usize, n: usize| base * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / n as f64).cos());
+    let expected: Vec<f64> = (0..4).map(|k| at(k, 4)).chain((0..8).map(|k| at(k, 8))).collect();
+    for (i, (got, want)) in lr.iter().zip(&expected).enumerate() {
+        assert!((got - want).abs() <= 1e-12 * base, "step {i}: lr {got}, expected {want}");
+    }
+    assert_eq!((lr[0], lr[4]), (base, base));
+    assert!((lr[2] - base / 2.0).abs() <= 1e-12 * base && lr[11] < 0.04 * base);
+    assert_eq!(learning_rate(&cfg, 2, 3, 4), lr[11]);
+
+    cfg.optim.decay = LrDecay::Constant;
+    cfg.out_dir = dir.path().join("constant");
+    let constant = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    assert!(constant.steps.iter().all(|s| s.lr == base));
+    let changed = weights(&cosine.vs).iter().zip(weights(&constant.vs)).filter(|((_, a), (_, b))| !a.equal(b)).count();
+    assert!(changed > 0, "the decayed rate did not reach the optimiser");
+    assert!(!cfg.to_toml().unwrap().contains("decay"), "a constant rate is not written");
+    cfg.optim.decay = LrDecay::Cosine;
+    assert!(cfg.to_toml().unwrap().contains("decay = \"cosine\""));
+}
+
+#[test]
 fn cached_and_uncached_training_agree_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     make_data(dir.path());
