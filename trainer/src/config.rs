@@ -118,6 +118,8 @@ pub enum LrDecay {
     /// Half a cosine from `optim.lr` at the first step of each phase towards 0 after its last:
     /// `lr * (1 + cos(pi * k / K)) / 2` at the phase's step `k` of `K`.
     Cosine,
+    /// `optim.lr` throughout the warm-up, then [`LrDecay::Cosine`] over the epochs after it.
+    CosineAfterWarmUp,
 }
 
 impl LrDecay {

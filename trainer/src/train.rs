@@ -498,9 +498,12 @@ pub fn learning_rate(cfg: &TrainConfig, epoch: u64, batch: u64, steps_per_epoch:
     let o = &cfg.optim;
     match o.decay {
         LrDecay::Constant => o.lr,
-        LrDecay::Cosine => {
+        LrDecay::Cosine | LrDecay::CosineAfterWarmUp => {
             let s = &cfg.schedule;
             let warm = s.coarse_only_epochs.min(s.epochs);
+            if epoch < warm && o.decay == LrDecay::CosineAfterWarmUp {
+                return o.lr;
+            }
             let (first, end) = if epoch < warm { (0, warm) } else { (warm, s.epochs) };
             let k = (epoch - first) * steps_per_epoch + batch;
             let total = ((end - first) * steps_per_epoch).max(1);

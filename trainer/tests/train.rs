@@ -349,6 +349,10 @@ fn cosine_decay_restarts_at_each_phase_and_changes_the_weights() {
     assert_eq!((lr[0], lr[4]), (base, base));
     assert!((lr[2] - base / 2.0).abs() <= 1e-12 * base && lr[11] < 0.04 * base);
     assert_eq!(learning_rate(&cfg, 2, 3, 4), lr[11]);
+    cfg.optim.decay = LrDecay::CosineAfterWarmUp;
+    assert_eq!((learning_rate(&cfg, 0, 0, 4), learning_rate(&cfg, 0, 3, 4)), (base, base), "constant warm-up");
+    let after: Vec<f64> = (4..12).map(|i| learning_rate(&cfg, i / 4, i % 4, 4)).collect();
+    assert_eq!(after, lr[4..], "then the same half cosine");
 
     cfg.optim.decay = LrDecay::Constant;
     cfg.out_dir = dir.path().join("constant");
