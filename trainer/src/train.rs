@@ -495,15 +495,12 @@ impl Phase {
 /// The learning rate of the step of `epoch` that follows `batch` of its batches
 /// (`optim.decay`; the phases are those of [`Phase::of_epoch`]: warm-up, then the rest).
 pub fn learning_rate(cfg: &TrainConfig, epoch: u64, batch: u64, steps_per_epoch: u64) -> f64 {
-    let o = &cfg.optim;
+    let (o, s) = (&cfg.optim, &cfg.schedule);
+    let warm = s.coarse_only_epochs.min(s.epochs);
     match o.decay {
         LrDecay::Constant => o.lr,
+        LrDecay::CosineAfterWarmUp if epoch < warm => o.lr,
         LrDecay::Cosine | LrDecay::CosineAfterWarmUp => {
-            let s = &cfg.schedule;
-            let warm = s.coarse_only_epochs.min(s.epochs);
-            if epoch < warm && o.decay == LrDecay::CosineAfterWarmUp {
-                return o.lr;
-            }
             let (first, end) = if epoch < warm { (0, warm) } else { (warm, s.epochs) };
             let k = (epoch - first) * steps_per_epoch + batch;
             let total = ((end - first) * steps_per_epoch).max(1);
