@@ -126,6 +126,11 @@ typedef enum {
 } sempart_pixel_format;
 
 /*
+ Parameters of the refinement.
+ */
+typedef struct GuidedFilter GuidedFilter;
+
+/*
  A loaded model (opaque). Create with [`sempart_model_open`], release with
  [`sempart_model_free`]. Safe to share between threads.
  */
@@ -176,6 +181,16 @@ typedef struct {
    Copied during the call.
    */
   const char *ort_library;
+  /*
+   Radius of the fine mask's edge-aware refinement (guided filter with the frame as the
+   guide), in model-input pixels, 0..=256; 0 switches it off (plain bilinear resize).
+   Default 8.
+   */
+  float refine_radius;
+  /*
+   Regulariser of the refinement (colours in [0, 1]), > 0. Default 0.001.
+   */
+  float refine_eps;
 } sempart_options;
 
 /*
@@ -248,7 +263,8 @@ typedef struct {
    */
   double inference_ms;
   /*
-   Thresholding, foreground selection, resize to the frame and connected components.
+   Thresholding, foreground selection, resize to the frame, refinement and connected
+   components.
    */
   double postprocess_ms;
 } sempart_timing;
@@ -275,7 +291,8 @@ const char *sempart_status_string(int32_t status);
 const char *sempart_last_error_message(void);
 
 /*
- Fills `out` with the defaults: CPU only, fallback allowed, ONNX Runtime picks the threads.
+ Fills `out` with the defaults: CPU only, fallback allowed, ONNX Runtime picks the threads,
+ refinement on (radius 8, eps 0.001).
  */
 sempart_status sempart_options_init(sempart_options *out);
 

@@ -174,6 +174,15 @@ public:
         return *this;
     }
 
+    /// Edge-aware refinement of the fine mask (guided filter with the frame as the guide):
+    /// radius in model-input pixels (0: off, the plain resize), regulariser eps > 0.
+    /// Defaults: 8 and 0.001. Checked when the model is opened.
+    Options& refine(float radius, float eps = 0.001f) noexcept {
+        raw_.refine_radius = radius;
+        raw_.refine_eps = eps;
+        return *this;
+    }
+
     const std::vector<sempart_provider>& providers() const noexcept { return providers_; }
     bool allow_fallback() const noexcept { return raw_.allow_fallback != 0; }
     std::uint32_t cpu_threads() const noexcept { return raw_.cpu_threads; }
@@ -181,6 +190,8 @@ public:
     bool tensorrt_fp16() const noexcept { return raw_.tensorrt_fp16 != 0; }
     const std::string& tensorrt_engine_cache_dir() const noexcept { return engine_cache_dir_; }
     const std::string& ort_library() const noexcept { return ort_library_; }
+    float refine_radius() const noexcept { return raw_.refine_radius; }
+    float refine_eps() const noexcept { return raw_.refine_eps; }
 
     /// The C struct; its string pointers point into this object and live as long as it does.
     /// More than 3 providers give a provider_count the SDK rejects.

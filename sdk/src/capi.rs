@@ -18,6 +18,7 @@
 
 use crate::error::{Error, Result, Status};
 use crate::frame::{Frame, PixelFormat};
+use crate::refine::GuidedFilter;
 use crate::runtime::{Options, Provider};
 use crate::segmenter::{Segmentation, Segmenter, Timing};
 use std::cell::RefCell;
@@ -59,6 +60,12 @@ pub struct SempartOptions {
     /// Path of `libonnxruntime.so.1.31.1` to load, or NULL to search next to `libsempart.so`.
     /// Copied during the call.
     pub ort_library: *const c_char,
+    /// Radius of the fine mask's edge-aware refinement (guided filter with the frame as the
+    /// guide), in model-input pixels, 0..=256; 0 switches it off (plain bilinear resize).
+    /// Default 8.
+    pub refine_radius: f32,
+    /// Regulariser of the refinement (colours in [0, 1]), > 0. Default 0.001.
+    pub refine_eps: f32,
 }
 
 /// A frame in caller memory. The SDK reads it during the call only.
@@ -160,6 +167,7 @@ fn options_from_c(opts: &SempartOptions) -> Result<Options> {
         tensorrt_fp16: opts.tensorrt_fp16 != 0,
         tensorrt_engine_cache_dir: c_path(opts.tensorrt_engine_cache_dir, "tensorrt_engine_cache_dir")?,
         ort_library: c_path(opts.ort_library, "ort_library")?,
+        refine: GuidedFilter { radius: opts.refine_radius, eps: opts.refine_eps },
     })
 }
 
@@ -195,7 +203,8 @@ pub extern "C" fn sempart_last_error_message() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
 }
 
-/// Fills `out` with the defaults: CPU only, fallback allowed, ONNX Runtime picks the threads.
+/// Fills `out` with the defaults: CPU only, fallback allowed, ONNX Runtime picks the threads,
+/// refinement on (radius 8, eps 0.001).
 #[no_mangle]
 pub extern "C" fn sempart_options_init(out: *mut SempartOptions) -> Status {
     guard(|| {
@@ -210,6 +219,8 @@ pub extern "C" fn sempart_options_init(out: *mut SempartOptions) -> Status {
             tensorrt_fp16: 0,
             tensorrt_engine_cache_dir: std::ptr::null(),
             ort_library: std::ptr::null(),
+            refine_radius: GuidedFilter::DEFAULT.radius,
+            refine_eps: GuidedFilter::DEFAULT.eps,
         };
         Ok(())
     })

@@ -5,7 +5,7 @@
 //! returns the fine and coarse masks at the caller's resolution plus object boxes.
 //!
 //! Data flows one way: [`frame`] (caller memory) -> [`preprocess`] -> [`runtime`] session ->
-//! [`postprocess`] -> [`Segmentation`]. [`metrics`] holds the evaluation protocol, shared with
+//! [`postprocess`] (with [`refine`]) -> [`Segmentation`]. [`metrics`] holds the evaluation protocol, shared with
 //! the trainer. The C ABI ([`capi`]) is a thin layer over this API.
 
 pub mod capi;
@@ -16,6 +16,7 @@ pub mod model_format;
 pub mod onnx_file;
 pub mod postprocess;
 pub mod preprocess;
+pub mod refine;
 pub mod runtime;
 pub mod segmenter;
 
@@ -23,6 +24,7 @@ pub use error::{Error, Result, Status};
 pub use frame::{Frame, PixelFormat};
 pub use model_format::ModelInfo;
 pub use postprocess::Component;
+pub use refine::GuidedFilter;
 pub use runtime::{Options, Provider};
 pub use segmenter::{Segmentation, Segmenter, Timing};
 

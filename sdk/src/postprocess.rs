@@ -18,6 +18,9 @@
 //! (`index = y * width + x`).
 #![warn(missing_docs)]
 
+use crate::frame::Frame;
+use crate::refine::{refine_to_frame, GuidedFilter};
+
 /// The binarisation threshold of the paper: a pixel belongs to partition "A" when its
 /// probability is strictly greater than this value.
 pub const THRESHOLD: f32 = 0.5;
@@ -492,7 +495,12 @@ pub struct ForegroundMaps {
 /// The inference post-processing of the spec (section 3) up to the probabilities, in one place
 /// for the SDK and the trainer's evaluation: the foreground side is chosen by
 /// [`foreground_is_a`] on the binarised coarse map and applied to both outputs; the fine map
-/// (`in_w x in_h`) is resized with [`resize_bilinear`] to `out_w x out_h`.
+/// (`in_w x in_h`) is brought to `out_w x out_h` with [`resize_bilinear`], or, when `refine`
+/// holds the frame (which must be `out_w x out_h`) and a filter that is on, with
+/// [`crate::refine::refine_to_frame`].
+///
+/// # Panics
+/// When a refinement frame's size differs from `out_w x out_h`.
 #[allow(clippy::too_many_arguments)]
 pub fn foreground_maps(
     coarse_a: &[f32],
@@ -503,11 +511,26 @@ pub fn foreground_maps(
     in_h: usize,
     out_w: usize,
     out_h: usize,
+    refine: Option<(&Frame<'_>, &GuidedFilter)>,
 ) -> ForegroundMaps {
     let partition_a = binarize(coarse_a, THRESHOLD);
     let foreground_is_b = !foreground_is_a(&partition_a, grid_w, grid_h);
     let orient = |p: f32| if foreground_is_b { 1.0 - p } else { p };
-    let mut fine = resize_bilinear(fine_a, in_w, in_h, out_w, out_h);
-    fine.iter_mut().for_each(|p| *p = orient(*p));
+    let fine = match refine {
+        Some((frame, filter)) => {
+            assert_eq!(
+                (frame.width_px() as usize, frame.height_px() as usize),
+                (out_w, out_h),
+                "foreground_maps: the refinement frame must have the output size"
+            );
+            let oriented: Vec<f32> = fine_a.iter().map(|&p| orient(p)).collect();
+            refine_to_frame(frame, &oriented, in_w, in_h, (in_w, in_h), filter)
+        }
+        None => {
+            let mut fine = resize_bilinear(fine_a, in_w, in_h, out_w, out_h);
+            fine.iter_mut().for_each(|p| *p = orient(*p));
+            fine
+        }
+    };
     ForegroundMaps { foreground_is_b, fine, coarse: coarse_a.iter().map(|&p| orient(p)).collect() }
 }

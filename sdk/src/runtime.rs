@@ -2,6 +2,7 @@
 //! opening sessions with the provider the caller asked for.
 
 use crate::error::{Error, Result, Status};
+use crate::refine::GuidedFilter;
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
@@ -71,6 +72,9 @@ pub struct Options {
     pub tensorrt_engine_cache_dir: Option<PathBuf>,
     /// The ONNX Runtime library to load; `None` searches (see [`ort_library_candidates`]).
     pub ort_library: Option<PathBuf>,
+    /// Edge-aware refinement of the fine map with the frame as the guide
+    /// ([`crate::refine`]); [`GuidedFilter::OFF`] gives the paper's plain bilinear resize.
+    pub refine: GuidedFilter,
 }
 
 impl Default for Options {
@@ -83,6 +87,7 @@ impl Default for Options {
             tensorrt_fp16: false,
             tensorrt_engine_cache_dir: None,
             ort_library: None,
+            refine: GuidedFilter::DEFAULT,
         }
     }
 }
@@ -225,6 +230,8 @@ fn open_with(bytes: &[u8], provider: Provider, options: &Options) -> Result<Sess
     let mut builder = Session::builder(env)
         .map_err(internal)?
         .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| internal(e.into()))?
+        .with_intra_op_spinning(false)
         .map_err(|e| internal(e.into()))?;
     if options.cpu_threads > 0 {
         builder = builder.with_intra_threads(options.cpu_threads).map_err(|e| internal(e.into()))?;

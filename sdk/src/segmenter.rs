@@ -7,6 +7,7 @@ use crate::model_format::{self, ModelInfo};
 use crate::onnx_file;
 use crate::postprocess::{self, Component};
 use crate::preprocess;
+use crate::refine::GuidedFilter;
 use crate::runtime::{self, Options, Provider};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -22,7 +23,8 @@ pub struct Timing {
     pub preprocess_ms: f64,
     /// ONNX Runtime inference (for a batch: the whole batch's run).
     pub inference_ms: f64,
-    /// Thresholding, foreground selection, resize to the frame and connected components.
+    /// Thresholding, foreground selection, resize to the frame, refinement and connected
+    /// components.
     pub postprocess_ms: f64,
 }
 
@@ -35,7 +37,8 @@ pub struct Segmentation {
     pub height_px: u32,
     /// Fine mask at the frame's resolution, row-major, 255 = foreground, 0 = background.
     pub fine_mask: Vec<u8>,
-    /// Foreground probability of each frame pixel (fine branch, resized bilinearly).
+    /// Foreground probability of each frame pixel (fine branch, brought to the frame's size
+    /// and refined as [`Options::refine`] says).
     pub fine_probability: Vec<f32>,
     /// Coarse grid width (model input width / patch size).
     pub grid_width: u32,
@@ -65,6 +68,7 @@ pub struct Segmenter {
     session: Mutex<Session>,
     info: ModelInfo,
     provider: Provider,
+    refine: GuidedFilter,
 }
 
 impl std::fmt::Debug for Segmenter {
@@ -77,15 +81,16 @@ impl std::fmt::Debug for Segmenter {
 /// model's resolution).
 fn postprocess_frame(
     info: &ModelInfo,
-    width_px: u32,
-    height_px: u32,
+    frame: &Frame<'_>,
+    refine: &GuidedFilter,
     fine_model: &[f32],
     coarse_model: &[f32],
 ) -> Segmentation {
     let (gw, gh) = (info.grid_width, info.grid_height);
+    let (width_px, height_px) = (frame.width_px(), frame.height_px());
     let (w, h) = (width_px as usize, height_px as usize);
-    let maps =
-        postprocess::foreground_maps(coarse_model, gw, gh, fine_model, info.input_width_px, info.input_height_px, w, h);
+    let (iw, ih) = (info.input_width_px, info.input_height_px);
+    let maps = postprocess::foreground_maps(coarse_model, gw, gh, fine_model, iw, ih, w, h, Some((frame, refine)));
     let coarse_mask = maps.coarse.iter().map(|&p| if p > postprocess::THRESHOLD { 255 } else { 0 }).collect();
     let fine_fg = postprocess::binarize(&maps.fine, postprocess::THRESHOLD);
     let components = postprocess::connected_components(&fine_fg, w, h);
@@ -111,6 +116,7 @@ impl Segmenter {
     /// provider `options` ask for.
     pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<Segmenter> {
         let path = path.as_ref();
+        options.refine.validate()?;
         let shown = path.display().to_string();
         let (bytes, header) = onnx_file::read_model_file(path)?;
         let info = ModelInfo::from_metadata(&shown, header.metadata)?;
@@ -127,12 +133,17 @@ impl Segmenter {
                 format!("{shown}: the graph has no input '{}'", model_format::INPUT_NAME),
             ));
         }
-        Ok(Segmenter { session: Mutex::new(session), info, provider })
+        Ok(Segmenter { session: Mutex::new(session), info, provider, refine: options.refine })
     }
 
     /// What the model file says about itself.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The refinement applied to the fine map ([`Options::refine`]).
+    pub fn refine(&self) -> GuidedFilter {
+        self.refine
     }
 
     /// The execution provider the session runs on.
@@ -190,8 +201,8 @@ impl Segmenter {
                 let t = Instant::now();
                 let mut seg = postprocess_frame(
                     &self.info,
-                    frame.width_px(),
-                    frame.height_px(),
+                    frame,
+                    &self.refine,
                     &fine[i * fine_plane..(i + 1) * fine_plane],
                     &coarse[i * coarse_plane..(i + 1) * coarse_plane],
                 );

@@ -1,7 +1,8 @@
 //! The Rust API on the tiny fixture model (made by the trainer's exporter:
 //! `cargo run -p trainer -- fixtures`).
 
-use sempart::{Frame, Options, PixelFormat, Provider, Segmenter, Status};
+use sempart::refine::refine_to_frame;
+use sempart::{Frame, GuidedFilter, Options, PixelFormat, Provider, Segmenter, Status};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -57,6 +58,32 @@ fn segments_a_frame_with_consistent_outputs() {
     let fg = seg.fine_mask.iter().filter(|&&m| m == 255).count() as u32;
     assert_eq!(seg.components.iter().map(|c| c.pixel_count).sum::<u32>(), fg);
     assert!(seg.timing.inference_ms > 0.0);
+}
+
+#[test]
+fn the_fine_map_is_refined_as_the_options_say() {
+    // A frame at the model's input size: without refinement the fine map is the raw output.
+    let rgb = picture(64, 64);
+    let frame = Frame::new(&rgb, 64, 64, 64 * 3, PixelFormat::Rgb8).unwrap();
+    let off = Segmenter::open(fixture("tiny.onnx"), &Options { refine: GuidedFilter::OFF, ..Options::default() })
+        .unwrap()
+        .segment(&frame)
+        .unwrap();
+    let model = open_tiny();
+    assert_eq!(model.refine(), GuidedFilter::DEFAULT);
+    let on = model.segment(&frame).unwrap();
+    let want = refine_to_frame(&frame, &off.fine_probability, 64, 64, (64, 64), &GuidedFilter::DEFAULT);
+    assert_eq!(on.fine_probability, want);
+    assert_ne!(on.fine_probability, off.fine_probability);
+    assert_eq!(on.coarse_probability, off.coarse_probability);
+    let mask: Vec<u8> = want.iter().map(|&p| if p > 0.5 { 255 } else { 0 }).collect();
+    assert_eq!(on.fine_mask, mask);
+
+    for refine in [GuidedFilter { radius: -1.0, eps: 1e-3 }, GuidedFilter { radius: 8.0, eps: 0.0 }] {
+        let err = Segmenter::open(fixture("tiny.onnx"), &Options { refine, ..Options::default() }).unwrap_err();
+        assert_eq!(err.status(), Status::InvalidArgument, "{refine:?}");
+        assert!(err.message().contains("refinement"), "{}", err.message());
+    }
 }
 
 #[test]

@@ -543,8 +543,9 @@ static void test_null_arguments_without_model(void) {
     EXPECT(sempart_options_init(NULL), SEMPART_STATUS_NULL_ARGUMENT, "options", "options_init(NULL)");
     EXPECT(sempart_options_init(&o), SEMPART_STATUS_OK, NULL, "options_init");
     CHECK(o.provider_count == 1 && o.providers[0] == SEMPART_PROVIDER_CPU && o.allow_fallback == 1 &&
-              o.cpu_threads == 0 && o.ort_library == NULL && o.tensorrt_engine_cache_dir == NULL,
-          "options_init defaults: CPU only, fallback allowed, 0 threads, NULL strings");
+              o.cpu_threads == 0 && o.ort_library == NULL && o.tensorrt_engine_cache_dir == NULL &&
+              o.refine_radius == 8.0f && o.refine_eps == 0.001f,
+          "options_init defaults: CPU only, fallback allowed, 0 threads, NULL strings, refinement 8 / 0.001");
     EXPECT(sempart_model_open(NULL, &o, &m), SEMPART_STATUS_NULL_ARGUMENT, "path", "model_open(path NULL)");
     CHECK(m == (sempart_model *)&o, "model_open does not write *out_model on failure");
     EXPECT(sempart_model_open("x.onnx", &o, NULL), SEMPART_STATUS_NULL_ARGUMENT, "out_model", "model_open(out_model NULL)");
@@ -684,6 +685,17 @@ static void test_options(const char *tiny) {
     o.tensorrt_engine_cache_dir = bad_utf8;
     EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "tensorrt_engine_cache_dir",
            "tensorrt_engine_cache_dir not UTF-8");
+    sempart_options_init(&o);
+    o.refine_radius = -1.0f;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "refinement radius", "refine_radius -1");
+    o.refine_radius = NAN;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "refinement radius", "refine_radius NaN");
+    o.refine_radius = 1000.0f;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "refinement radius", "refine_radius 1000");
+    sempart_options_init(&o);
+    o.refine_eps = 0.0f;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "refinement eps", "refine_eps 0");
+    CHECK(m == NULL, "out_model stays untouched after bad refinement options");
 
     /* GPUs on a machine without them (or an ONNX Runtime without them). */
     sempart_options_init(&o);

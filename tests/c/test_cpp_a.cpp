@@ -84,17 +84,19 @@ void test_without_model() {
     const sempart::Options defaults;
     const sempart_options raw = defaults.raw();
     check(raw.provider_count == 1 && raw.providers[0] == SEMPART_PROVIDER_CPU && raw.allow_fallback == 1 &&
-              raw.ort_library == nullptr && raw.tensorrt_engine_cache_dir == nullptr,
+              raw.ort_library == nullptr && raw.tensorrt_engine_cache_dir == nullptr && raw.refine_radius == 8.0f &&
+              raw.refine_eps == 0.001f,
           "Options() are the SDK defaults");
     sempart::Options o;
     o.providers({SEMPART_PROVIDER_TENSOR_RT, SEMPART_PROVIDER_CUDA}).allow_fallback(false).cpu_threads(2).device_id(1);
-    o.tensorrt_fp16(true).tensorrt_engine_cache_dir("/tmp/engines").ort_library("/opt/ort.so");
+    o.tensorrt_fp16(true).tensorrt_engine_cache_dir("/tmp/engines").ort_library("/opt/ort.so").refine(0.0f);
     const sempart_options r2 = o.raw();
     check(r2.provider_count == 2 && r2.providers[0] == SEMPART_PROVIDER_TENSOR_RT &&
               r2.providers[1] == SEMPART_PROVIDER_CUDA && r2.allow_fallback == 0 && r2.cpu_threads == 2 &&
               r2.device_id == 1 && r2.tensorrt_fp16 == 1 &&
               std::strcmp(r2.tensorrt_engine_cache_dir, "/tmp/engines") == 0 &&
-              std::strcmp(r2.ort_library, "/opt/ort.so") == 0,
+              std::strcmp(r2.ort_library, "/opt/ort.so") == 0 && r2.refine_radius == 0.0f && r2.refine_eps == 0.001f &&
+              o.refine_radius() == 0.0f,
           "Options setters fill the C struct");
     const std::vector<std::uint8_t> px(12);
     const sempart::FrameView packed = sempart::FrameView::packed(px.data(), 2, 2, SEMPART_PIXEL_FORMAT_RGB8);
@@ -125,6 +127,8 @@ void test_with_model(const std::string& path) {
     });
     expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "provider_count", "no provider",
                  [&] { sempart::Model m(path, sempart::Options().providers(std::vector<sempart_provider>{})); });
+    expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "refinement eps", "refinement eps 0",
+                 [&] { sempart::Model m(path, sempart::Options().refine(8.0f, 0.0f)); });
 
     sempart::Model model(path, sempart::Options().providers({SEMPART_PROVIDER_CUDA}).allow_fallback(true));
     check(model.provider() == SEMPART_PROVIDER_CPU, "CUDA with fallback runs on the CPU");

@@ -163,6 +163,20 @@ pub struct LabelledImage {
     pub mask: PathBuf,
 }
 
+/// The image of a labelled example at `w x h` (its mask's size), resized with the SDK's
+/// antialiased resize when the sizes differ: the guide of the fine map's refinement
+/// ([`sempart::refine`]).
+pub fn guide_image(l: &LabelledImage, w: usize, h: usize) -> Result<RgbImage> {
+    let img = l.image.load()?;
+    if (img.width as usize, img.height as usize) == (w, h) {
+        return Ok(img);
+    }
+    let frame = img.frame().with_context(|| l.image.path.display().to_string())?;
+    let data =
+        sempart::preprocess::resize_rgb(&frame, w, h).iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    Ok(RgbImage { width: w as u32, height: h as u32, data })
+}
+
 /// A labelled folder: `dir/images/<stem>.<ext>` paired with `dir/masks/<stem>.png` (or any
 /// image extension). Images without a mask are reported and skipped; so are unreadable files.
 /// Sorted by image path; at most `limit` pairs (the first ones) when given.

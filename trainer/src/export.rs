@@ -239,8 +239,9 @@ pub struct Parity {
 /// identity) through the tch backbone + heads and through the exported file opened by the SDK,
 /// and returns the largest differences of the partition-A probabilities.
 pub fn check_parity(vit: &Vit, heads: &Heads, onnx_path: &std::path::Path, frames: &[Vec<u8>]) -> Result<Parity> {
-    use sempart::{Frame, Options, PixelFormat, Segmenter};
-    let sdk = Segmenter::open(onnx_path, &Options::default())?;
+    use sempart::{Frame, GuidedFilter, Options, PixelFormat, Segmenter};
+    // No refinement: the SDK's fine map is then the raw output (the resize is the identity).
+    let sdk = Segmenter::open(onnx_path, &Options { refine: GuidedFilter::OFF, ..Options::default() })?;
     let spec = sdk.info().input_spec();
     let (w, h) = (spec.width_px, spec.height_px);
     let mut parity = Parity { fine: 0.0, coarse: 0.0 };

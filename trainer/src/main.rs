@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use sempart::GuidedFilter;
 use std::path::{Path, PathBuf};
 use trainer::backbone::{self, Backbone, BackboneFormat};
 use trainer::config::TrainConfig;
@@ -100,6 +101,14 @@ enum Command {
         /// Feature cache folder (default: the checkpoint's configured one).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// Radius of the fine map's refinement (the SDK's guided filter), in model-input
+        /// pixels; 0 scores the plain resize. TokenCut is scored without it (the baseline) and,
+        /// when it is on, also with it ("tokencut_refined").
+        #[arg(long, default_value_t = GuidedFilter::DEFAULT.radius)]
+        refine_radius: f32,
+        /// Regulariser of the refinement.
+        #[arg(long, default_value_t = GuidedFilter::DEFAULT.eps)]
+        refine_eps: f32,
     },
     /// Export backbone + trained heads as the SDK's ONNX model.
     ///
@@ -248,7 +257,9 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Eval { checkpoint, data, tokencut, limit, cache_dir } => {
+        Command::Eval { checkpoint, data, tokencut, limit, cache_dir, refine_radius, refine_eps } => {
+            let refine = GuidedFilter { radius: refine_radius, eps: refine_eps };
+            refine.validate()?;
             let (cfg, _vs, heads) = load_heads_checkpoint(&checkpoint)?;
             let backbone: Backbone = train::load_backbone_for(&cfg)?;
             let set = list_labelled(&data, limit)?;
@@ -258,12 +269,20 @@ fn run(cli: Cli) -> Result<()> {
             let extractor = Extractor::new(&backbone, cfg.input_spec(), false)?;
             let dir = cache_dir.or(cfg.data.cache_dir.clone());
             let store = FeatureStore::with_cache_dir(extractor, dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4)?;
-            let scores = evaluate_heads(&heads, &store, &set, 8)?;
-            let mut doc = serde_json::json!({"data": data.display().to_string(), "n": scores.fine.n, "fine": scores.fine, "coarse": scores.coarse});
+            let scores = evaluate_heads(&heads, &store, &set, 8, &refine)?;
+            let mut doc = serde_json::json!({
+                "data": data.display().to_string(), "n": scores.fine.n, "fine": scores.fine, "coarse": scores.coarse,
+                "refine_radius": refine.radius, "refine_eps": refine.eps,
+            });
             if tokencut {
                 // Same features as the heads' affinity; TokenCut's own tau (0.2) and eps.
-                let tc = evaluate_tokencut(&store, &set, &TokenCutConfig::with_features(cfg.loss.features))?;
+                let tc_cfg = TokenCutConfig::with_features(cfg.loss.features);
+                let tc = evaluate_tokencut(&store, &set, &tc_cfg, &GuidedFilter::OFF)?;
                 doc["tokencut"] = serde_json::to_value(tc)?;
+                if !refine.is_off() {
+                    let tcr = evaluate_tokencut(&store, &set, &tc_cfg, &refine)?;
+                    doc["tokencut_refined"] = serde_json::to_value(tcr)?;
+                }
             }
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())

@@ -18,12 +18,13 @@
 //! ground-truth size like any probability map. TokenCut's post-processing (largest connected
 //! component around the seed, bilateral solver) is not applied.
 
-use crate::data::LabelledImage;
+use crate::data::{guide_image, LabelledImage};
 use crate::feature_cache::{FeatureStore, Features};
 use crate::losses::{normalize_features, AffinityFeatures};
 use anyhow::{ensure, Context, Result};
 use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
 use sempart::postprocess::{foreground_is_a, resize_bilinear};
+use sempart::refine::{refine_to_frame, GuidedFilter};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -139,12 +140,15 @@ pub fn tokencut_features(f: &Features, which: AffinityFeatures) -> Result<&Tenso
 }
 
 /// Scores TokenCut on a labelled set (spec section 6 protocol): the 0/1 grid map is resized
-/// bilinearly to each mask's size and scored with [`SaliencyMetrics`]. Images whose features
-/// or mask cannot be read are reported and skipped.
+/// bilinearly to each mask's size, or, when `refine` is on, refined there with the image as
+/// the guide exactly as the SDK refines Sempart's fine map ([`refine_to_frame`]), and scored
+/// with [`SaliencyMetrics`]. The baseline of the issue is TokenCut with the refinement off.
+/// Images whose features, image or mask cannot be read are reported and skipped.
 pub fn evaluate_tokencut(
     store: &FeatureStore<'_>,
     set: &[LabelledImage],
     cfg: &TokenCutConfig,
+    refine: &GuidedFilter,
 ) -> Result<SaliencyScores> {
     ensure!(
         !cfg.features.uses_keys() || store.extractor().with_keys(),
@@ -165,7 +169,21 @@ pub fn evaluate_tokencut(
                 }
             };
             let r = tokencut(tokencut_features(&f, cfg.features)?, grid, cfg)?;
-            let prob = resize_bilinear(&r.probability(), grid.1 as usize, grid.0 as usize, mw, mh);
+            let (gw, gh) = (grid.1 as usize, grid.0 as usize);
+            let prob = if refine.is_off() {
+                resize_bilinear(&r.probability(), gw, gh, mw, mh)
+            } else {
+                let guide = match guide_image(l, mw, mh) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        eprintln!("skipping {}: {e:#}", l.image.path.display());
+                        continue;
+                    }
+                };
+                let frame = guide.frame()?;
+                let spec = store.extractor().spec();
+                refine_to_frame(&frame, &r.probability(), gw, gh, (spec.width_px, spec.height_px), refine)
+            };
             metrics.add(&prob, &gt);
         }
     }

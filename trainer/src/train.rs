@@ -35,6 +35,7 @@ use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
 use sempart::postprocess::resize_bilinear;
+use sempart::{Frame, GuidedFilter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -388,8 +389,9 @@ pub struct HeadsScores {
 }
 
 /// The SDK's post-processing of one image's raw outputs (partition-A probabilities),
-/// [`sempart::postprocess::foreground_maps`], with the oriented coarse map (`grid_w x grid_h`)
-/// also resized bilinearly to `out_w x out_h`, as the evaluation protocol scores it. Returns
+/// [`sempart::postprocess::foreground_maps`] (with the refinement when `refine` holds the image
+/// at the output size and a filter), with the oriented coarse map (`grid_w x grid_h`) also
+/// resized bilinearly to `out_w x out_h`, as the evaluation protocol scores it. Returns
 /// `(fine, coarse)` foreground probabilities.
 #[allow(clippy::too_many_arguments)]
 pub fn foreground_probabilities(
@@ -401,21 +403,24 @@ pub fn foreground_probabilities(
     in_h: usize,
     out_w: usize,
     out_h: usize,
+    refine: Option<(&Frame<'_>, &GuidedFilter)>,
 ) -> (Vec<f32>, Vec<f32>) {
-    let maps = sempart::postprocess::foreground_maps(coarse, grid_w, grid_h, fine, in_w, in_h, out_w, out_h);
+    let maps = sempart::postprocess::foreground_maps(coarse, grid_w, grid_h, fine, in_w, in_h, out_w, out_h, refine);
     let coarse_p = resize_bilinear(&maps.coarse, grid_w, grid_h, out_w, out_h);
     (maps.fine, coarse_p)
 }
 
 /// Scores the heads (eval mode) on a labelled set with the SDK's post-processing
-/// ([`foreground_probabilities`]) and metrics ([`SaliencyMetrics`]): each prediction is
-/// resized to its mask's size. Features come from `store` (cached or computed), `batch` images
-/// at a time. Unreadable images or masks are reported and skipped.
+/// ([`foreground_probabilities`], the fine map refined by `refine` with the image as the guide)
+/// and metrics ([`SaliencyMetrics`]): each prediction is resized to its mask's size. Features
+/// come from `store` (cached or computed), `batch` images at a time. Unreadable images or
+/// masks are reported and skipped.
 pub fn evaluate_heads(
     heads: &Heads,
     store: &FeatureStore<'_>,
     set: &[LabelledImage],
     batch: usize,
+    refine: &GuidedFilter,
 ) -> Result<HeadsScores> {
     let cfg = heads.config();
     let (gh, gw) = cfg.grid();
@@ -445,10 +450,31 @@ pub fn evaluate_heads(
                     continue;
                 }
             };
+            let guide = if refine.is_off() {
+                None
+            } else {
+                match data::guide_image(l, mw, mh) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        eprintln!("skipping {}: {e:#}", l.image.path.display());
+                        continue;
+                    }
+                }
+            };
+            let frame = guide.as_ref().map(|g| g.frame()).transpose()?;
             let coarse = Vec::<f32>::try_from(&out.coarse.get(i as i64).reshape([-1]))?;
             let fine = Vec::<f32>::try_from(&out.fine.get(i as i64).reshape([-1]))?;
-            let (fp, cp) =
-                foreground_probabilities(&coarse, gw as usize, gh as usize, &fine, iw as usize, ih as usize, mw, mh);
+            let (fp, cp) = foreground_probabilities(
+                &coarse,
+                gw as usize,
+                gh as usize,
+                &fine,
+                iw as usize,
+                ih as usize,
+                mw,
+                mh,
+                frame.as_ref().map(|f| (f, refine)),
+            );
             fine_m.add(&fp, &gt);
             coarse_m.add(&cp, &gt);
         }
@@ -995,7 +1021,7 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
         state.batch_in_epoch = 0;
         if !val_set.is_empty() && state.epoch.is_multiple_of(cfg.schedule.validate_every_epochs) {
             let t0 = Instant::now();
-            let scores = evaluate_heads(&heads, &store, &val_set, bs)?;
+            let scores = evaluate_heads(&heads, &store, &val_set, bs, &GuidedFilter::DEFAULT)?;
             let rec =
                 ValRecord { epoch: state.epoch, step: state.global_step, scores, seconds: t0.elapsed().as_secs_f64() };
             append_line(&mut val_log, &rec)?;

@@ -1,6 +1,7 @@
 //! Data loading, the feature cache, the training loop (determinism, resume, atomic
 //! checkpoints) and the evaluations, on a tiny random backbone and generated images.
 
+use sempart::GuidedFilter;
 use std::path::Path;
 use tch::{nn, Device, Tensor};
 use trainer::backbone::Backbone;
@@ -534,12 +535,12 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
         FeatureStore::with_cache_dir(ex, cfg.data.cache_dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let heads = trainer::heads::Heads::new(&vs.root(), &cfg.heads, cfg.input.mean, cfg.input.std).unwrap();
-    let s = evaluate_heads(&heads, &store, &set, 3).unwrap();
+    let s = evaluate_heads(&heads, &store, &set, 3, &GuidedFilter::DEFAULT).unwrap();
     for sc in [s.fine, s.coarse] {
         assert_eq!(sc.n, 4);
         assert!((0.0..=1.0).contains(&sc.iou) && (0.0..=1.0).contains(&sc.acc) && (0.0..=1.0).contains(&sc.maxf));
     }
-    let t = evaluate_tokencut(&store, &set, &TokenCutConfig::default()).unwrap();
+    let t = evaluate_tokencut(&store, &set, &TokenCutConfig::default(), &GuidedFilter::OFF).unwrap();
     assert_eq!(t.n, 4);
     assert!((0.0..=1.0).contains(&t.iou));
 
@@ -547,10 +548,22 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
     // background, so both maps are inverted.
     let coarse = vec![0.9, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9];
     let fine = vec![0.8f32; 36];
-    let (f, c) = foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 6, 6);
+    let (f, c) = foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 6, 6, None);
     assert!(f.iter().all(|&p| (p - 0.2).abs() < 1e-6));
     // Oriented coarse: the centre cell is now 0.9 and the rest 0.1, then resized bilinearly.
     assert!((c[0] - 0.1).abs() < 1e-6 && c[2 * 6 + 2] > 0.5 && c[2 * 6 + 3] > 0.5, "{c:?}");
+    // With the refinement: the fine map is oriented first, then filtered at the frame's size
+    // (a constant map stays constant); the coarse map is not refined.
+    let pixels: Vec<u8> = (0..8 * 8 * 3).map(|i| (i * 37 % 256) as u8).collect();
+    let frame = sempart::Frame::new(&pixels, 8, 8, 24, sempart::PixelFormat::Rgb8).unwrap();
+    let (fr, cr) = foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 8, 8, Some((&frame, &GuidedFilter::DEFAULT)));
+    assert_eq!(fr.len(), 64);
+    assert!(fr.iter().all(|&p| (p - 0.2).abs() < 1e-4), "{fr:?}");
+    assert_eq!(cr, foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 8, 8, None).1);
+    // TokenCut with the refinement scores the same images.
+    let tr = evaluate_tokencut(&store, &set, &TokenCutConfig::default(), &GuidedFilter::DEFAULT).unwrap();
+    assert_eq!(tr.n, 4);
+    assert!((0.0..=1.0).contains(&tr.iou));
 }
 
 #[test]
@@ -710,7 +723,7 @@ fn tiny_config_smoke_run() {
     let store =
         FeatureStore::with_cache_dir(ex, cfg.data.cache_dir.as_deref(), CacheDtype::F32, CacheDtype::F32, 4).unwrap();
     let t0 = std::time::Instant::now();
-    let t = evaluate_tokencut(&store, &set, &TokenCutConfig::default()).unwrap();
+    let t = evaluate_tokencut(&store, &set, &TokenCutConfig::default(), &GuidedFilter::OFF).unwrap();
     eprintln!(
         "TokenCut (centred tokens): IoU {:.3} Acc {:.3} maxF {:.3} ({} images, {:.1} s)",
         t.iou,

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sempart::metrics::{self, BoxPredictions, SaliencyMetrics};
 use sempart::model_format::default_model_path;
 use sempart::postprocess;
-use sempart::{Frame, Options, PixelFormat, Provider, Segmentation, Segmenter};
+use sempart::{Frame, GuidedFilter, Options, PixelFormat, Provider, Segmentation, Segmenter};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,13 @@ struct ModelArgs {
     /// CPU threads for inference (0: let ONNX Runtime choose).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Radius of the fine mask's edge-aware refinement (guided filter with the image as the
+    /// guide), in model-input pixels; 0 switches it off (the paper's plain resize).
+    #[arg(long, default_value_t = GuidedFilter::DEFAULT.radius)]
+    refine_radius: f32,
+    /// Regulariser of the refinement (colours in [0, 1]).
+    #[arg(long, default_value_t = GuidedFilter::DEFAULT.eps)]
+    refine_eps: f32,
 }
 
 #[derive(Subcommand)]
@@ -146,8 +153,13 @@ fn open_model(args: &ModelArgs) -> Result<Segmenter> {
         .iter()
         .map(|p| Provider::parse(p).ok_or_else(|| anyhow!("unknown provider '{p}' (tensorrt, cuda, cpu)")))
         .collect::<Result<Vec<_>>>()?;
-    let options =
-        Options { providers, allow_fallback: !args.no_fallback, cpu_threads: args.threads, ..Options::default() };
+    let options = Options {
+        providers,
+        allow_fallback: !args.no_fallback,
+        cpu_threads: args.threads,
+        refine: GuidedFilter { radius: args.refine_radius, eps: args.refine_eps },
+        ..Options::default()
+    };
     let path = args.model.clone().unwrap_or_else(default_model_path);
     if args.model.is_none() && !path.is_file() {
         bail!(
@@ -444,6 +456,8 @@ fn cmd_eval(
             "failed": failed,
             "provider": model.provider().name(),
             "backbone": model.info().backbone_name,
+            "refine_radius": model.refine().radius,
+            "refine_eps": model.refine().eps,
         });
         println!("{}", serde_json::to_string(&doc)?);
     } else {
@@ -452,6 +466,8 @@ fn cmd_eval(
         println!("coarse           Acc {:.3}  IoU {:.3}  maxF {:.3}", c.acc, c.iou, c.maxf);
         println!("CorLoc (masks)   {:.2} ({}/{})", loc.corloc_percent, loc.correct, loc.total);
         println!("latency median   {median:.1} ms ({})", model.provider().name());
+        let r = model.refine();
+        println!("refinement       radius {} eps {} (model-input pixels; 0: off)", r.radius, r.eps);
     }
     Ok(failed == 0)
 }
@@ -517,6 +533,7 @@ fn cmd_bench(
         let doc = json!({
             "frame": [width, height], "input": [info.input_width_px, info.input_height_px], "iterations": iterations,
             "provider": model.provider().name(), "threads": args.threads,
+            "refine_radius": model.refine().radius, "refine_eps": model.refine().eps,
             "median_ms": {"preprocess": pre.0, "inference": inf.0, "postprocess": post.0, "total": total.0},
             "mean_ms": {"preprocess": pre.1, "inference": inf.1, "postprocess": post.1, "total": total.1},
         });
