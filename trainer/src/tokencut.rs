@@ -15,8 +15,9 @@
 //!    entry of largest `|x|`) is [`TokenCutForeground::Seed`].
 //!
 //! The result is a 0/1 foreground map on the patch grid; evaluation resizes it bilinearly to the
-//! ground-truth size like any probability map. TokenCut's post-processing (largest connected
-//! component around the seed, bilateral solver) is not applied.
+//! ground-truth size like any probability map. TokenCut's own post-processing (largest connected
+//! component around the seed, bilateral solver) is not applied; for a like-for-like comparison
+//! with the SDK's output, [`evaluate_tokencut`] can apply the SDK's refinement instead.
 
 use crate::data::{guide_image, LabelledImage};
 use crate::feature_cache::{FeatureStore, Features};
