@@ -9,10 +9,12 @@
 //! reads no label and no training data, and it is linear in the probabilities, so it treats
 //! the foreground and the background alike.
 //!
-//! It runs at the frame's resolution, or, for frames larger than [`MAX_WORKING_SIDE_PX`], on a
-//! reduced copy whose coefficients are then resized to the frame (the "fast guided filter" of
-//! He and Sun, 2015), so that its memory stays bounded: about 20 `f32` planes of the working
-//! size plus 4 of the frame size. The window means of independent planes run on up to 4
+//! The coefficients are computed at the frame's resolution, or, for frames larger than
+//! [`WORKING_SCALE`] times the model input, on a copy reduced to that size, and then resized to
+//! the frame, where `q = a . I + b` uses the full-resolution colours (the "fast guided filter"
+//! of He and Sun, 2015): the fine map holds no detail beyond the model's input resolution, and
+//! the frame's own edges still place the final boundary. Time and memory thus stay bounded for
+//! large frames: about 20 `f32` planes of the working size plus 4 of the frame size. The window means of independent planes run on up to 4
 //! threads.
 #![warn(missing_docs)]
 
@@ -21,8 +23,9 @@ use crate::frame::Frame;
 use crate::postprocess::resize_bilinear;
 use crate::preprocess::resize_rgb;
 
-/// Frames whose longer side exceeds this are filtered on a reduced copy of this size.
-pub const MAX_WORKING_SIDE_PX: usize = 1024;
+/// Frames whose longer side exceeds this many times the model input's longer side are filtered
+/// on a copy reduced to that size.
+pub const WORKING_SCALE: usize = 2;
 
 /// The largest radius accepted, in model-input pixels.
 pub const MAX_RADIUS: f32 = 256.0;
@@ -74,14 +77,16 @@ impl Default for GuidedFilter {
     }
 }
 
-/// The size the filter works at for a `w x h` frame: the frame's own size, or the frame
-/// scaled down so that its longer side is [`MAX_WORKING_SIDE_PX`].
-pub fn working_size(w: usize, h: usize) -> (usize, usize) {
+/// The size the filter computes its coefficients at for a `w x h` frame and a model input of
+/// `model_input` (width, height): the frame's own size, or the frame scaled down so that its
+/// longer side is [`WORKING_SCALE`] times the model input's longer side.
+pub fn working_size(w: usize, h: usize, model_input: (usize, usize)) -> (usize, usize) {
     let long = w.max(h);
-    if long <= MAX_WORKING_SIDE_PX {
+    let cap = (WORKING_SCALE * model_input.0.max(model_input.1)).max(1);
+    if long <= cap {
         return (w, h);
     }
-    let s = MAX_WORKING_SIDE_PX as f64 / long as f64;
+    let s = cap as f64 / long as f64;
     (((w as f64 * s).round() as usize).max(1), ((h as f64 * s).round() as usize).max(1))
 }
 
@@ -114,7 +119,7 @@ pub fn refine_to_frame(
     if filter.is_off() {
         return resize_bilinear(prob, src_w, src_h, out_w, out_h);
     }
-    let (ww, wh) = working_size(out_w, out_h);
+    let (ww, wh) = working_size(out_w, out_h, model_input);
     let mut guide = resize_rgb(frame, ww, wh);
     guide.iter_mut().for_each(|v| *v /= 255.0);
     let p = resize_bilinear(prob, src_w, src_h, ww, wh);
@@ -388,14 +393,16 @@ mod tests {
 
     #[test]
     fn large_frames_work_on_a_reduced_copy_and_agree_with_the_full_size() {
-        assert_eq!(working_size(640, 480), (640, 480));
-        assert_eq!(working_size(2048, 1024), (1024, 512));
-        assert_eq!(working_size(1000, 3000), (341, 1024));
+        assert_eq!(working_size(640, 480, (336, 336)), (640, 480));
+        assert_eq!(working_size(1920, 1080, (336, 336)), (672, 378));
+        assert_eq!(working_size(2048, 1024, (512, 256)), (1024, 512));
+        assert_eq!(working_size(1000, 3000, (512, 512)), (341, 1024));
         assert_eq!(radius_px(8.0, (336, 336), (640, 480)), 15);
         assert_eq!(radius_px(0.0, (336, 336), (640, 480)), 0);
         assert_eq!(radius_px(0.1, (336, 336), (100, 100)), 1);
-        // The same scene at 2048 (filtered at 1024) and at 1024: the masks agree on nearly
-        // every pixel of the larger frame.
+        // The same scene at 2048 and at 1024 (both filtered at 128 = 2 x the 64-pixel model
+        // input, the colours applied at full size): the masks agree on nearly every pixel of
+        // the larger frame.
         let big = split_frame(2048, 64, 1280);
         let small = split_frame(1024, 32, 640);
         let fb = Frame::new(&big, 2048, 64, 3 * 2048, PixelFormat::Rgb8).unwrap();
