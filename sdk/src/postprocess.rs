@@ -85,6 +85,8 @@ pub struct BilinearResizer {
     /// `row_b` holds `row_b_idx`.
     row_a: Vec<f32>,
     row_b: Vec<f32>,
+    /// The output row being emitted.
+    row_out: Vec<f32>,
 }
 
 impl BilinearResizer {
@@ -103,7 +105,17 @@ impl BilinearResizer {
             axis_taps(src_w, dst_w, &mut cols);
             axis_taps(src_h, dst_h, &mut rows);
         }
-        Self { src_w, src_h, dst_w, dst_h, cols, rows, row_a: vec![0.0; dst_w], row_b: vec![0.0; dst_w] }
+        Self {
+            src_w,
+            src_h,
+            dst_w,
+            dst_h,
+            cols,
+            rows,
+            row_a: vec![0.0; dst_w],
+            row_b: vec![0.0; dst_w],
+            row_out: vec![0.0; dst_w],
+        }
     }
 
     /// The source size `(width, height)` this resizer was built for.
@@ -123,23 +135,34 @@ impl BilinearResizer {
     /// When the slice lengths do not match the sizes given to [`BilinearResizer::new`].
     pub fn resize_into(&mut self, src: &[f32], dst: &mut [f32]) {
         assert_eq!(
-            src.len(),
-            self.src_w * self.src_h,
-            "resize_bilinear: source length does not match {}x{}",
-            self.src_w,
-            self.src_h
-        );
-        assert_eq!(
             dst.len(),
             self.dst_w * self.dst_h,
             "resize_bilinear: destination length does not match {}x{}",
             self.dst_w,
             self.dst_h
         );
-        if dst.is_empty() {
+        let dw = self.dst_w;
+        self.for_each_row(src, |y, row| dst[y * dw..(y + 1) * dw].copy_from_slice(row));
+    }
+
+    /// Resizes `src` (row-major, `src_w * src_h` values) one output row at a time: calls
+    /// `emit(y, row)` for every output row `y` in order, `row` holding its `dst_w` values, so
+    /// that a caller can consume a large output without storing it. Allocates nothing.
+    ///
+    /// # Panics
+    /// When `src.len()` does not match the source size given to [`BilinearResizer::new`].
+    pub fn for_each_row(&mut self, src: &[f32], mut emit: impl FnMut(usize, &[f32])) {
+        assert_eq!(
+            src.len(),
+            self.src_w * self.src_h,
+            "resize_bilinear: source length does not match {}x{}",
+            self.src_w,
+            self.src_h
+        );
+        if self.dst_w == 0 || self.dst_h == 0 {
             return;
         }
-        let (sw, dw) = (self.src_w, self.dst_w);
+        let sw = self.src_w;
         let cols = &self.cols;
         let horizontal = |src_row: &[f32], out: &mut [f32]| {
             for (o, t) in out.iter_mut().zip(cols) {
@@ -151,7 +174,7 @@ impl BilinearResizer {
         // Indices of the source rows currently held in row_a / row_b.
         let mut a_idx = usize::MAX;
         let mut b_idx = usize::MAX;
-        for (out_row, t) in dst.chunks_exact_mut(dw).zip(&self.rows) {
+        for (y, t) in self.rows.iter().enumerate() {
             if a_idx != t.i0 {
                 if b_idx == t.i0 {
                     // Moving down by one source row: reuse the lower row.
@@ -172,9 +195,10 @@ impl BilinearResizer {
             }
             let w1 = t.w1;
             let w0 = 1.0 - w1;
-            for ((o, &a), &b) in out_row.iter_mut().zip(&self.row_a).zip(&self.row_b) {
+            for ((o, &a), &b) in self.row_out.iter_mut().zip(&self.row_a).zip(&self.row_b) {
                 *o = a * w0 + b * w1;
             }
+            emit(y, &self.row_out);
         }
     }
 }

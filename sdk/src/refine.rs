@@ -14,13 +14,13 @@
 //! the frame, where `q = a . I + b` uses the full-resolution colours (the "fast guided filter"
 //! of He and Sun, 2015): the fine map holds no detail beyond the model's input resolution, and
 //! the frame's own edges still place the final boundary. Time and memory thus stay bounded for
-//! large frames: about 20 `f32` planes of the working size plus 4 of the frame size. The window means of independent planes run on up to 4
+//! large frames: about 20 `f32` planes of the working size plus the result at the frame size. The window means of independent planes run on up to 4
 //! threads.
 #![warn(missing_docs)]
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::postprocess::resize_bilinear;
+use crate::postprocess::{resize_bilinear, BilinearResizer};
 use crate::preprocess::resize_rgb;
 
 /// Frames whose longer side exceeds this many times the model input's longer side are filtered
@@ -132,14 +132,17 @@ pub fn refine_to_frame(
             *q = a[0][i] * g[0] + a[1][i] * g[1] + a[2][i] * g[2] + b[i];
         }
     } else {
-        let a: Vec<Vec<f32>> = a.iter().map(|plane| resize_bilinear(plane, ww, wh, out_w, out_h)).collect();
-        let b = resize_bilinear(&b, ww, wh, out_w, out_h);
-        for y in 0..out_h {
-            for x in 0..out_w {
-                let i = y * out_w + x;
-                let c = frame.rgb_at(x, y);
-                q[i] = (a[0][i] * c[0] as f32 + a[1][i] * c[1] as f32 + a[2][i] * c[2] as f32) / 255.0 + b[i];
-            }
+        // The coefficients resized to the frame one row at a time (never a full-size plane of
+        // them), applied to the frame's own colours: q = b + sum_c a_c I_c.
+        let mut resizer = BilinearResizer::new(ww, wh, out_w, out_h);
+        resizer.for_each_row(&b, |y, row| q[y * out_w..(y + 1) * out_w].copy_from_slice(row));
+        for (c, plane) in a.iter().enumerate() {
+            resizer.for_each_row(plane, |y, row| {
+                let out = &mut q[y * out_w..(y + 1) * out_w];
+                for (x, (o, &a)) in out.iter_mut().zip(row).enumerate() {
+                    *o += a * (frame.rgb_at(x, y)[c] as f32 / 255.0);
+                }
+            });
         }
     }
     q.iter_mut().for_each(|v| *v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) });
