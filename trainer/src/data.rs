@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use sempart::preprocess::{frame_to_input, InputSpec};
-use sempart::{Frame, PixelFormat};
+use sempart::{Frame, GuidedFilter, PixelFormat};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 
@@ -163,18 +163,21 @@ pub struct LabelledImage {
     pub mask: PathBuf,
 }
 
-/// The image of a labelled example at `w x h` (its mask's size), resized with the SDK's
-/// antialiased resize when the sizes differ: the guide of the fine map's refinement
-/// ([`sempart::refine`]).
-pub fn guide_image(l: &LabelledImage, w: usize, h: usize) -> Result<RgbImage> {
+/// The guide of the refinement `refine` ([`sempart::refine`]) for a labelled example: its image
+/// at `w x h` (its mask's size), resized with the SDK's antialiased resize when the sizes
+/// differ; `None` when the refinement is off (nothing is read).
+pub fn refinement_guide(l: &LabelledImage, w: usize, h: usize, refine: &GuidedFilter) -> Result<Option<RgbImage>> {
+    if refine.is_off() {
+        return Ok(None);
+    }
     let img = l.image.load()?;
     if (img.width as usize, img.height as usize) == (w, h) {
-        return Ok(img);
+        return Ok(Some(img));
     }
     let frame = img.frame().with_context(|| l.image.path.display().to_string())?;
     let data =
         sempart::preprocess::resize_rgb(&frame, w, h).iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
-    Ok(RgbImage { width: w as u32, height: h as u32, data })
+    Ok(Some(RgbImage { width: w as u32, height: h as u32, data }))
 }
 
 /// A labelled folder: `dir/images/<stem>.<ext>` paired with `dir/masks/<stem>.png` (or any

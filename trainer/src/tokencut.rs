@@ -19,7 +19,7 @@
 //! component around the seed, bilateral solver) is not applied; for a like-for-like comparison
 //! with the SDK's output, [`evaluate_tokencut`] can apply the SDK's refinement instead.
 
-use crate::data::{guide_image, LabelledImage};
+use crate::data::{refinement_guide, LabelledImage};
 use crate::feature_cache::{FeatureStore, Features};
 use crate::losses::{normalize_features, AffinityFeatures};
 use anyhow::{ensure, Context, Result};
@@ -156,6 +156,8 @@ pub fn evaluate_tokencut(
         "TokenCut on keys needs a feature store that extracts keys"
     );
     let grid = store.extractor().grid();
+    let spec = store.extractor().spec();
+    let model_input = (spec.width_px, spec.height_px);
     let mut metrics = SaliencyMetrics::new();
     for chunk in set.chunks(8) {
         let items: Vec<_> = chunk.iter().map(|l| (&l.image, false)).collect();
@@ -169,21 +171,18 @@ pub fn evaluate_tokencut(
                     continue;
                 }
             };
+            let guide = match refinement_guide(l, mw, mh, refine) {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("skipping {}: {e:#}", l.image.path.display());
+                    continue;
+                }
+            };
             let r = tokencut(tokencut_features(&f, cfg.features)?, grid, cfg)?;
             let (gw, gh) = (grid.1 as usize, grid.0 as usize);
-            let prob = if refine.is_off() {
-                resize_bilinear(&r.probability(), gw, gh, mw, mh)
-            } else {
-                let guide = match guide_image(l, mw, mh) {
-                    Ok(g) => g,
-                    Err(e) => {
-                        eprintln!("skipping {}: {e:#}", l.image.path.display());
-                        continue;
-                    }
-                };
-                let frame = guide.frame()?;
-                let spec = store.extractor().spec();
-                refine_to_frame(&frame, &r.probability(), gw, gh, (spec.width_px, spec.height_px), refine)
+            let prob = match &guide {
+                Some(g) => refine_to_frame(&g.frame()?, &r.probability(), gw, gh, model_input, refine),
+                None => resize_bilinear(&r.probability(), gw, gh, mw, mh),
             };
             metrics.add(&prob, &gt);
         }

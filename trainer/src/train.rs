@@ -450,15 +450,11 @@ pub fn evaluate_heads(
                     continue;
                 }
             };
-            let guide = if refine.is_off() {
-                None
-            } else {
-                match data::guide_image(l, mw, mh) {
-                    Ok(g) => Some(g),
-                    Err(e) => {
-                        eprintln!("skipping {}: {e:#}", l.image.path.display());
-                        continue;
-                    }
+            let guide = match data::refinement_guide(l, mw, mh, refine) {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("skipping {}: {e:#}", l.image.path.display());
+                    continue;
                 }
             };
             let frame = guide.as_ref().map(|g| g.frame()).transpose()?;
