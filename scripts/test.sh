@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --trainer
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

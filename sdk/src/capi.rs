@@ -66,6 +66,10 @@ pub struct SempartOptions {
     pub refine_radius: f32,
     /// Regulariser of the refinement (colours in [0, 1]), > 0. Default 0.001.
     pub refine_eps: f32,
+    /// Non-zero (the default): check the model file's content digest at open; a file altered
+    /// after export gives `SEMPART_STATUS_MODEL_INTEGRITY`. Zero skips the check (about 0.3 s
+    /// for the default model) for callers who verified the file elsewhere.
+    pub verify_integrity: u8,
 }
 
 /// A frame in caller memory. The SDK reads it during the call only.
@@ -168,6 +172,7 @@ fn options_from_c(opts: &SempartOptions) -> Result<Options> {
         tensorrt_engine_cache_dir: c_path(opts.tensorrt_engine_cache_dir, "tensorrt_engine_cache_dir")?,
         ort_library: c_path(opts.ort_library, "ort_library")?,
         refine: GuidedFilter { radius: opts.refine_radius, eps: opts.refine_eps },
+        verify_integrity: opts.verify_integrity != 0,
     })
 }
 
@@ -221,6 +226,7 @@ pub extern "C" fn sempart_options_init(out: *mut SempartOptions) -> Status {
             ort_library: std::ptr::null(),
             refine_radius: GuidedFilter::DEFAULT.radius,
             refine_eps: GuidedFilter::DEFAULT.eps,
+            verify_integrity: 1,
         };
         Ok(())
     })

@@ -32,6 +32,9 @@ pub enum Status {
     Io = 10,
     /// An internal error (a bug in the SDK); the message says more.
     Internal = 11,
+    /// The model file's content does not match the digest it carries: it was altered or
+    /// damaged after export (format version 2 files; see `sempart_options.verify_integrity`).
+    ModelIntegrity = 12,
 }
 
 impl Status {
@@ -51,6 +54,7 @@ impl Status {
             InferenceFailed,
             Io,
             Internal,
+            ModelIntegrity,
         ]
         .get(usize::try_from(value).ok()?)
         .copied()
@@ -76,6 +80,7 @@ impl Status {
             Status::InferenceFailed => c"inference failed",
             Status::Io => c"input/output error",
             Status::Internal => c"internal error",
+            Status::ModelIntegrity => c"model file content does not match its digest (altered or damaged)",
         }
     }
 }

@@ -9,13 +9,15 @@
 //! the trainer. The C ABI ([`capi`]) is a thin layer over this API.
 
 pub mod capi;
+pub mod compose;
 pub mod error;
 pub mod frame;
 pub mod metrics;
 pub mod model_format;
-pub mod onnx_file;
+pub mod onnx;
 pub mod postprocess;
 pub mod preprocess;
+pub mod reference;
 pub mod refine;
 pub mod runtime;
 pub mod segmenter;

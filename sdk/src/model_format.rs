@@ -2,21 +2,33 @@
 //! of what the file must contain; the trainer's exporter writes exactly these keys, and
 //! `docs/MODEL_FORMAT.md` documents them.
 //!
-//! Graph interface (format version 1):
+//! Graph interface (format versions 1 and 2):
 //! - input `image`: float32 `[N, 3, H, W]`, RGB, normalised as `(v / 255 - mean) / std`;
 //! - output `fine`: float32 `[N, 1, H, W]`, the fine branch's probabilities;
 //! - output `coarse`: float32 `[N, 1, H / patch, W / patch]`, the coarse branch's probabilities.
 //!
 //! The probabilities are those of partition "A" of the cut; which partition is the foreground
 //! is decided after inference (see [`crate::postprocess`]).
+//!
+//! Integrity (format version 2): the metadata entry [`keys::CONTENT_SHA256`] holds the sha256
+//! of the file's bytes with that entry's whole top-level protobuf field (key, length and the
+//! entry) cut out. It covers the graph, every initializer and all other metadata; [`seal`]
+//! writes it and [`verify_content`] checks it. Version 1 files have no digest and are still
+//! read (their integrity is reported as [`Integrity::Unavailable`]).
 
 use crate::error::{Error, Result, Status};
+use crate::onnx::builder;
+use crate::onnx::header::OnnxHeader;
+use crate::onnx::proto::{ModelProto, StringStringEntryProto};
 use crate::preprocess::InputSpec;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// The model format version this SDK reads and the trainer writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The model format version the trainer writes: 2 (version 1 plus the content digest).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this SDK still reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Name of the graph input.
 pub const INPUT_NAME: &str = "image";
 /// Name of the fine-mask output.
@@ -44,9 +56,87 @@ pub mod keys {
     pub const BACKBONE_ORIGIN: &str = "sempart.backbone.origin";
     /// Training provenance: a JSON object (data, steps, config, seed, commit, date).
     pub const TRAINING: &str = "sempart.training";
+    /// JSON of the backbone's architecture, as the trainer exported it (informational).
+    pub const BACKBONE_CONFIG: &str = "sempart.backbone.config";
+    /// JSON of the heads' configuration, as the trainer exported it (informational).
+    pub const HEADS_CONFIG: &str = "sempart.heads.config";
+    /// Content digest (format version 2): 64 lowercase hex digits, see the module docs.
+    pub const CONTENT_SHA256: &str = "sempart.content_sha256";
     /// Keys every model must have.
     pub const REQUIRED: [&str; 9] =
         [FORMAT_VERSION, INPUT_WIDTH, INPUT_HEIGHT, PATCH_SIZE, MEAN, STD, BACKBONE_NAME, BACKBONE_ORIGIN, TRAINING];
+}
+
+/// What is known of a model file's integrity after opening it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Integrity {
+    /// The content digest was checked and matches.
+    Verified,
+    /// The file has a digest, but the caller asked not to check it.
+    NotChecked,
+    /// A format version 1 file: it has no digest, so nothing could be checked.
+    Unavailable,
+}
+
+impl Integrity {
+    /// Short lowercase name, as `sempart info` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Integrity::Verified => "verified",
+            Integrity::NotChecked => "not checked",
+            Integrity::Unavailable => "unavailable (format version 1 has no content digest)",
+        }
+    }
+}
+
+/// The sha256 (lowercase hex) of `bytes` with the `cut` range left out.
+fn digest_without(bytes: &[u8], cut: Option<std::ops::Range<usize>>) -> String {
+    let mut h = Sha256::new();
+    match cut {
+        Some(r) => {
+            h.update(&bytes[..r.start]);
+            h.update(&bytes[r.end..]);
+        }
+        None => h.update(bytes),
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a model file: adds (or replaces) the [`keys::CONTENT_SHA256`] entry, last in the
+/// metadata, and encodes the model with [`builder::encode`].
+pub fn seal(mut model: ModelProto) -> Vec<u8> {
+    model.metadata_props.retain(|p| p.key != keys::CONTENT_SHA256);
+    let digest = digest_without(&builder::encode(&model), None);
+    model.metadata_props.push(StringStringEntryProto { key: keys::CONTENT_SHA256.into(), value: digest });
+    builder::encode(&model)
+}
+
+/// Checks the content digest of a file whose header says it is of `format_version`. `path`
+/// only serves the messages. A version 2 file without a digest, or one whose digest does not
+/// match, gives [`Status::ModelIntegrity`].
+pub fn verify_content(path: &str, bytes: &[u8], header: &OnnxHeader, format_version: u32) -> Result<Integrity> {
+    let Some(range) = header.digest_field.clone() else {
+        if format_version >= 2 {
+            return Err(Error::new(
+                Status::ModelIntegrity,
+                format!("{path}: format version {format_version} model without its '{}' entry", keys::CONTENT_SHA256),
+            ));
+        }
+        return Ok(Integrity::Unavailable);
+    };
+    let stated = &header.metadata[keys::CONTENT_SHA256];
+    let actual = digest_without(bytes, Some(range));
+    if stated.trim() != actual {
+        return Err(Error::new(
+            Status::ModelIntegrity,
+            format!(
+                "{path}: the file's content does not match its digest (stated {stated}, computed {actual}): \
+                 it was altered or damaged after export; get a fresh copy"
+            ),
+        ));
+    }
+    Ok(Integrity::Verified)
 }
 
 /// Everything the file says about itself, validated.
@@ -76,6 +166,9 @@ pub struct ModelInfo {
     pub training: String,
     /// Every `sempart.*` and other metadata entry of the file, verbatim.
     pub metadata: BTreeMap<String, String>,
+    /// Whether the content digest was checked ([`Integrity::NotChecked`] until the file is
+    /// opened with the check on).
+    pub integrity: Integrity,
 }
 
 impl ModelInfo {
@@ -96,11 +189,12 @@ impl ModelInfo {
                 format!("{path}: '{}' is '{version}', not an integer", keys::FORMAT_VERSION),
             )
         })?;
-        if format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&format_version) {
             return Err(Error::new(
                 Status::ModelUnsupportedVersion,
                 format!(
-                    "{path}: Sempart model format version {format_version}; this SDK ({}) reads version {FORMAT_VERSION}",
+                    "{path}: Sempart model format version {format_version}; this SDK ({}) reads versions \
+                     {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}",
                     env!("CARGO_PKG_VERSION")
                 ),
             ));
@@ -150,6 +244,7 @@ impl ModelInfo {
             backbone_origin: metadata[keys::BACKBONE_ORIGIN].clone(),
             training: metadata[keys::TRAINING].clone(),
             metadata,
+            integrity: Integrity::NotChecked,
         })
     }
 

@@ -75,6 +75,33 @@ pub struct Options {
     /// Edge-aware refinement of the fine map with the frame as the guide
     /// ([`crate::refine`]); [`GuidedFilter::OFF`] gives the paper's plain bilinear resize.
     pub refine: GuidedFilter,
+    /// Check the model file's content digest when opening it (format version 2 files; a
+    /// mismatch gives [`Status::ModelIntegrity`]). Turn it off only when the file was
+    /// verified elsewhere.
+    pub verify_integrity: bool,
+}
+
+/// The most CPU threads one session may be given ([`Options::cpu_threads`]). ONNX Runtime
+/// builds one thread pool per session; thousands of threads take seconds to minutes and
+/// gigabytes to start, and no machine this SDK targets gains from more than this.
+pub const MAX_CPU_THREADS: usize = 256;
+/// The largest GPU index accepted ([`Options::device_id`]).
+pub const MAX_DEVICE_ID: i32 = 255;
+
+impl Options {
+    /// Checks every numeric option against its documented range.
+    pub fn validate(&self) -> Result<()> {
+        if self.cpu_threads > MAX_CPU_THREADS {
+            return Err(Error::invalid(format!(
+                "cpu_threads is {}, expected 0 (ONNX Runtime chooses) to {MAX_CPU_THREADS}",
+                self.cpu_threads
+            )));
+        }
+        if !(0..=MAX_DEVICE_ID).contains(&self.device_id) {
+            return Err(Error::invalid(format!("device_id is {}, expected 0 to {MAX_DEVICE_ID}", self.device_id)));
+        }
+        self.refine.validate()
+    }
 }
 
 impl Default for Options {
@@ -88,6 +115,7 @@ impl Default for Options {
             tensorrt_engine_cache_dir: None,
             ort_library: None,
             refine: GuidedFilter::DEFAULT,
+            verify_integrity: true,
         }
     }
 }

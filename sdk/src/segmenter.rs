@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, Status};
 use crate::frame::Frame;
 use crate::model_format::{self, ModelInfo};
-use crate::onnx_file;
+use crate::onnx::header;
 use crate::postprocess::{self, Component};
 use crate::preprocess;
 use crate::refine::GuidedFilter;
@@ -116,10 +116,15 @@ impl Segmenter {
     /// provider `options` ask for.
     pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<Segmenter> {
         let path = path.as_ref();
-        options.refine.validate()?;
+        options.validate()?;
         let shown = path.display().to_string();
-        let (bytes, header) = onnx_file::read_model_file(path)?;
-        let info = ModelInfo::from_metadata(&shown, header.metadata)?;
+        let (bytes, header) = header::read_model_file(path)?;
+        let mut info = ModelInfo::from_metadata(&shown, header.metadata.clone())?;
+        if options.verify_integrity {
+            info.integrity = model_format::verify_content(&shown, &bytes, &header, info.format_version)?;
+        } else if header.digest_field.is_none() {
+            info.integrity = model_format::Integrity::Unavailable;
+        }
         let (session, provider) = runtime::open_session(&bytes, options)?;
         let has_input = session.inputs().iter().any(|i| i.name() == model_format::INPUT_NAME);
         for name in [model_format::FINE_OUTPUT, model_format::COARSE_OUTPUT] {
@@ -164,7 +169,6 @@ impl Segmenter {
         }
         let spec = self.info.input_spec();
         let plane = 3 * spec.width_px * spec.height_px;
-        let t0 = Instant::now();
         let mut input = vec![0f32; plane * frames.len()];
         let mut preprocess_ms = Vec::with_capacity(frames.len());
         for (frame, chunk) in frames.iter().zip(input.chunks_mut(plane)) {
@@ -172,7 +176,6 @@ impl Segmenter {
             preprocess::frame_to_input(frame, &spec, chunk);
             preprocess_ms.push(ms(t));
         }
-        let _ = t0;
 
         let t = Instant::now();
         let shape = [frames.len(), 3, spec.height_px, spec.width_px];
@@ -210,6 +213,15 @@ impl Segmenter {
                 seg
             })
             .collect())
+    }
+
+    /// The model's raw outputs for one frame, `fine` then `coarse`: partition-A probabilities
+    /// at the model's resolution, before orientation, resizing and refinement.
+    pub fn raw_outputs(&self, frame: &Frame<'_>) -> Result<(Vec<f32>, Vec<f32>)> {
+        let spec = self.info.input_spec();
+        let mut input = vec![0f32; 3 * spec.width_px * spec.height_px];
+        preprocess::frame_to_input(frame, &spec, &mut input);
+        self.run(&[1, 3, spec.height_px, spec.width_px], &input)
     }
 
     /// Runs the graph on a prepared input; returns the flat `fine` and `coarse` outputs.

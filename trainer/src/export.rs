@@ -5,11 +5,17 @@
 
 use crate::backbone::vit::{Vit, VitConfig};
 use crate::heads::{Heads, HeadsConfig, BN_EPS};
-use crate::onnx::builder::{Attr, GraphBuilder};
 use anyhow::{anyhow, ensure, Result};
 use sempart::model_format::{self, keys};
+use sempart::onnx::builder::{Attr, FloatTensor, GraphBuilder};
 use std::collections::HashMap;
 use tch::{nn, Tensor};
+
+/// A tch tensor's values as f32 on the CPU (a copy; the bits of f32 tensors are unchanged).
+pub fn float_tensor(t: &Tensor) -> Result<FloatTensor> {
+    let t = t.detach().to_kind(tch::Kind::Float).to_device(tch::Device::Cpu).contiguous();
+    Ok(FloatTensor { dims: t.size(), values: Vec::<f32>::try_from(t.flatten(0, -1))? })
+}
 
 /// Variables of a `VarStore` by name.
 struct Vars(HashMap<String, Tensor>);
@@ -18,6 +24,22 @@ impl Vars {
     fn get(&self, name: &str) -> Result<&Tensor> {
         self.0.get(name).ok_or_else(|| anyhow!("weight '{name}' is missing"))
     }
+
+    /// The named variable's values.
+    fn values(&self, name: &str) -> Result<FloatTensor> {
+        float_tensor(self.get(name)?)
+    }
+}
+
+/// A PyTorch linear layer (`weight` `[out, in]`) as `x W^T + b`.
+fn linear(g: &mut GraphBuilder, x: &str, name: &str, weight: &Tensor, bias: &Tensor) -> Result<String> {
+    Ok(g.linear(x, name, &float_tensor(&weight.transpose(0, 1))?, &float_tensor(bias)?))
+}
+
+/// A convolution with bias.
+fn conv(g: &mut GraphBuilder, x: &str, name: &str, w: &Tensor, b: &Tensor, stride: i64, pad: i64) -> Result<String> {
+    g.conv(x, name, &float_tensor(w)?, &float_tensor(b)?, stride, pad)
+        .ok_or_else(|| anyhow!("{name}: conv weight must be 4-D"))
 }
 
 /// Writes one pre-norm transformer block (the names under `prefix` follow the official ViT
@@ -27,13 +49,13 @@ fn block(g: &mut GraphBuilder, x: &str, w: &Vars, prefix: &str, cfg: &VitConfig)
     let heads = cfg.num_heads;
     let hd = d / heads;
     let p = |s: &str| format!("{prefix}.{s}");
-    let h = g.layer_norm(x, &p("norm1"), w.get(&p("norm1.weight"))?, w.get(&p("norm1.bias"))?, cfg.ln_eps)?;
+    let h = g.layer_norm(x, &p("norm1"), &w.values(&p("norm1.weight"))?, &w.values(&p("norm1.bias"))?, cfg.ln_eps);
     let qkv_w = w.get(&p("attn.qkv.weight"))?;
     let qkv_b = w.get(&p("attn.qkv.bias"))?;
     let split = |t: &Tensor, i: i64| t.narrow(0, i * d, d);
     let heads_shape = g.ints("heads_shape", &[0, -1, heads, hd]);
     let project = |g: &mut GraphBuilder, i: i64, name: &str, perm: Vec<i64>| -> Result<String> {
-        let y = g.linear(&h, &p(&format!("attn.{name}")), &split(qkv_w, i), &split(qkv_b, i))?;
+        let y = linear(g, &h, &p(&format!("attn.{name}")), &split(qkv_w, i), &split(qkv_b, i))?;
         let r = g.node("Reshape", &[&y, &heads_shape], vec![]);
         Ok(g.node("Transpose", &[&r], vec![("perm", Attr::Ints(perm))]))
     };
@@ -48,18 +70,18 @@ fn block(g: &mut GraphBuilder, x: &str, w: &Vars, prefix: &str, cfg: &VitConfig)
     let ctx = g.node("Transpose", &[&ctx], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let merged = g.ints("merged_shape", &[0, -1, d]);
     let ctx = g.node("Reshape", &[&ctx, &merged], vec![]);
-    let mut out = g.linear(&ctx, &p("attn.proj"), w.get(&p("attn.proj.weight"))?, w.get(&p("attn.proj.bias"))?)?;
+    let mut out = linear(g, &ctx, &p("attn.proj"), w.get(&p("attn.proj.weight"))?, w.get(&p("attn.proj.bias"))?)?;
     if cfg.layer_scale {
-        let gamma = g.weight(&p("ls1.gamma"), w.get(&p("ls1.gamma"))?)?;
+        let gamma = g.weight(&p("ls1.gamma"), &w.values(&p("ls1.gamma"))?);
         out = g.node("Mul", &[&out, &gamma], vec![]);
     }
     let x = g.node("Add", &[x, &out], vec![]);
-    let h = g.layer_norm(&x, &p("norm2"), w.get(&p("norm2.weight"))?, w.get(&p("norm2.bias"))?, cfg.ln_eps)?;
-    let h = g.linear(&h, &p("mlp.fc1"), w.get(&p("mlp.fc1.weight"))?, w.get(&p("mlp.fc1.bias"))?)?;
+    let h = g.layer_norm(&x, &p("norm2"), &w.values(&p("norm2.weight"))?, &w.values(&p("norm2.bias"))?, cfg.ln_eps);
+    let h = linear(g, &h, &p("mlp.fc1"), w.get(&p("mlp.fc1.weight"))?, w.get(&p("mlp.fc1.bias"))?)?;
     let h = g.gelu(&h);
-    let mut h = g.linear(&h, &p("mlp.fc2"), w.get(&p("mlp.fc2.weight"))?, w.get(&p("mlp.fc2.bias"))?)?;
+    let mut h = linear(g, &h, &p("mlp.fc2"), w.get(&p("mlp.fc2.weight"))?, w.get(&p("mlp.fc2.bias"))?)?;
     if cfg.layer_scale {
-        let gamma = g.weight(&p("ls2.gamma"), w.get(&p("ls2.gamma"))?)?;
+        let gamma = g.weight(&p("ls2.gamma"), &w.values(&p("ls2.gamma"))?);
         h = g.node("Mul", &[&h, &gamma], vec![]);
     }
     Ok(g.node("Add", &[&x, &h], vec![]))
@@ -122,7 +144,8 @@ pub fn export_onnx(
 
     // Backbone.
     let d = vcfg.embed_dim;
-    let pe = g.conv(
+    let pe = conv(
+        &mut g,
         image,
         "patch_embed.proj",
         bw.get("patch_embed.proj.weight")?,
@@ -131,14 +154,14 @@ pub fn export_onnx(
         0,
     )?;
     let tokens = g.map_to_tokens(&pe, d);
-    let cls = g.weight("cls_token", bw.get("cls_token")?)?;
+    let cls = g.weight("cls_token", &bw.values("cls_token")?);
     let x = g.prepend_token(&tokens, &cls, d);
-    let pos = g.weight("pos_embed_resampled", &vit.pos_embed_for(gh, gw, hh, ww))?;
+    let pos = g.weight("pos_embed_resampled", &float_tensor(&vit.pos_embed_for(gh, gw, hh, ww))?);
     let mut x = g.node("Add", &[&x, &pos], vec![]);
     for i in 0..vcfg.depth {
         x = block(&mut g, &x, &bw, &format!("blocks.{i}"), vcfg)?;
     }
-    let x = g.layer_norm(&x, "norm", bw.get("norm.weight")?, bw.get("norm.bias")?, vcfg.ln_eps)?;
+    let x = g.layer_norm(&x, "norm", &bw.values("norm.weight")?, &bw.values("norm.bias")?, vcfg.ln_eps);
     let starts = g.ints("starts", &[1]);
     let ends = g.ints("ends", &[i64::MAX]);
     let axes = g.ints("axes", &[1]);
@@ -146,24 +169,26 @@ pub fn export_onnx(
 
     // Encoder.
     let e = hcfg.encoder_dim;
-    let y = g.linear(
+    let y = linear(
+        &mut g,
         &patches,
         "encoder.input_proj",
         hw.get("encoder.input_proj.weight")?,
         hw.get("encoder.input_proj.bias")?,
     )?;
-    let ecls = g.weight("encoder.cls_token", hw.get("encoder.cls_token")?)?;
+    let ecls = g.weight("encoder.cls_token", &hw.values("encoder.cls_token")?);
     let mut y = g.prepend_token(&y, &ecls, e);
     if hcfg.encoder_pos_embed {
-        let p = g.weight("encoder.pos_embed", hw.get("encoder.pos_embed")?)?;
+        let p = g.weight("encoder.pos_embed", &hw.values("encoder.pos_embed")?);
         y = g.node("Add", &[&y, &p], vec![]);
     }
     let y = block(&mut g, &y, &hw, "encoder.block", &hcfg.encoder_block())?;
-    let y = g.layer_norm(&y, "encoder.norm", hw.get("encoder.norm.weight")?, hw.get("encoder.norm.bias")?, 1e-6)?;
+    let y = g.layer_norm(&y, "encoder.norm", &hw.values("encoder.norm.weight")?, &hw.values("encoder.norm.bias")?, 1e-6);
     let encoded = g.tokens_to_map(&y, e, gh, gw);
 
     // Coarse branch.
-    let c = g.conv(
+    let c = conv(
+        &mut g,
         &encoded,
         "coarse",
         &heads.coarse.ws,
@@ -190,16 +215,16 @@ pub fn export_onnx(
         let im = if (h, w) == (hh, ww) { img.clone() } else { g.resize_bilinear(&img, h, w) };
         let cat = g.node("Concat", &[&up, &im], vec![("axis", Attr::Int(1))]);
         let (wt, b) = fold_bn(&fb.conv, &fb.bn)?;
-        let conv = g.conv(&cat, &format!("fine.blocks.{i}"), &wt, &b, 1, 1)?;
-        f = g.node("LeakyRelu", &[&conv], vec![("alpha", Attr::Float(0.01))]);
+        let c = conv(&mut g, &cat, &format!("fine.blocks.{i}"), &wt, &b, 1, 1)?;
+        f = g.node("LeakyRelu", &[&c], vec![("alpha", Attr::Float(0.01))]);
     }
     let last = heads.fine_blocks.last().ok_or_else(|| anyhow!("no fine blocks"))?;
     let (wt, b) = fold_bn(&last.conv, &last.bn)?;
-    let conv = g.conv(&f, &format!("fine.blocks.{}", sizes.len()), &wt, &b, 1, 1)?;
-    let f = g.node("LeakyRelu", &[&conv], vec![("alpha", Attr::Float(0.01))]);
+    let c = conv(&mut g, &f, &format!("fine.blocks.{}", sizes.len()), &wt, &b, 1, 1)?;
+    let f = g.node("LeakyRelu", &[&c], vec![("alpha", Attr::Float(0.01))]);
     let cat = g.node("Concat", &[&f, &img], vec![("axis", Attr::Int(1))]);
     let fine_b = heads.fine_head.bs.as_ref().ok_or_else(|| anyhow!("fine head without bias"))?;
-    let logits = g.conv(&cat, "fine.head", &heads.fine_head.ws, fine_b, 1, 0)?;
+    let logits = conv(&mut g, &cat, "fine.head", &heads.fine_head.ws, fine_b, 1, 0)?;
     g.node_named("Sigmoid", &[&logits], vec![], model_format::FINE_OUTPUT);
 
     let triple = |v: [f64; 3]| format!("{},{},{}", v[0], v[1], v[2]);
@@ -213,17 +238,17 @@ pub fn export_onnx(
         (keys::BACKBONE_NAME.to_string(), provenance.backbone_name.clone()),
         (keys::BACKBONE_ORIGIN.to_string(), provenance.backbone_origin.clone()),
         (keys::TRAINING.to_string(), provenance.training.to_string()),
-        ("sempart.backbone.config".to_string(), serde_json::to_string(vcfg)?),
-        ("sempart.heads.config".to_string(), serde_json::to_string(hcfg)?),
+        (keys::BACKBONE_CONFIG.to_string(), serde_json::to_string(vcfg)?),
+        (keys::HEADS_CONFIG.to_string(), serde_json::to_string(hcfg)?),
     ];
     let doc = "Sempart salient-object segmentation (arXiv 2309.10972): DINO backbone + Sempart heads. \
                Input 'image' [N,3,H,W] normalised RGB; outputs 'fine' [N,1,H,W] and 'coarse' [N,1,H/p,W/p] probabilities of partition A.";
-    Ok(g.finish(
+    Ok(model_format::seal(g.finish(
         (image, [3, hh, ww]),
         &[(model_format::FINE_OUTPUT, [1, hh, ww]), (model_format::COARSE_OUTPUT, [1, gh, gw])],
         &metadata,
         doc,
-    ))
+    )))
 }
 
 /// Largest absolute differences between the tch model and the exported file run by the SDK.

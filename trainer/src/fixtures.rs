@@ -7,8 +7,8 @@ use crate::config::TrainConfig;
 use crate::export::{export_onnx, Provenance};
 use crate::heads::{FineImage, Heads, HeadsConfig};
 use crate::losses::AffinityFeatures;
-use crate::onnx::builder::GraphBuilder;
-use crate::onnx::proto::ModelProto;
+use sempart::onnx::builder::{self, GraphBuilder};
+use sempart::onnx::proto::ModelProto;
 use anyhow::Result;
 use prost::Message;
 use sempart::model_format::keys;
@@ -127,7 +127,12 @@ pub fn foreign_onnx() -> Vec<u8> {
     let mut g = GraphBuilder::default();
     g.node_named("Identity", &["image"], vec![], "fine");
     g.node_named("Identity", &["image"], vec![], "coarse");
-    g.finish(("image", [3, 8, 8]), &[("fine", [3, 8, 8]), ("coarse", [3, 8, 8])], &[], "not a Sempart model")
+    builder::encode(&g.finish(
+        ("image", [3, 8, 8]),
+        &[("fine", [3, 8, 8]), ("coarse", [3, 8, 8])],
+        &[],
+        "not a Sempart model",
+    ))
 }
 
 /// The same model with its format version replaced (for the unsupported-version test).
@@ -138,5 +143,5 @@ pub fn with_format_version(onnx: &[u8], version: &str) -> Result<Vec<u8>> {
             p.value = version.to_string();
         }
     }
-    Ok(model.encode_to_vec())
+    Ok(sempart::model_format::seal(model))
 }

@@ -10,6 +10,5 @@ pub mod feature_cache;
 pub mod fixtures;
 pub mod heads;
 pub mod losses;
-pub mod onnx;
 pub mod tokencut;
 pub mod train;

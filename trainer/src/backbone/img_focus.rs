@@ -25,7 +25,7 @@ use tch::Tensor;
 
 use super::hf::hf_to_canonical;
 use super::{PosInterpolation, VitConfig, Weights};
-use crate::onnx::proto::{
+use sempart::onnx::proto::{
     attribute_type, data_type, GraphProto, ModelProto, NodeProto, TensorProto, TensorTypeProto, TypeProto,
     ValueInfoProto,
 };
@@ -144,7 +144,7 @@ pub fn extract(
             s.dim
                 .iter()
                 .map(|d| match d.value {
-                    Some(crate::onnx::proto::DimensionValue::DimValue(v)) => Some(v),
+                    Some(sempart::onnx::proto::DimensionValue::DimValue(v)) => Some(v),
                     _ => None,
                 })
                 .collect()
@@ -197,7 +197,7 @@ fn tensor_of(t: &TensorProto) -> anyhow::Result<Tensor> {
     Ok(Tensor::from_slice(&v).reshape(t.dims.as_slice()))
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a crate::onnx::proto::AttributeProto> {
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a sempart::onnx::proto::AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
 

@@ -1,14 +1,13 @@
 //! A small builder for ONNX graphs: named initializers, nodes with attributes, and the
-//! transformer pieces (LayerNorm, attention, MLP) shared by the backbone and the encoder.
+//! pieces (linear, LayerNorm, GELU, convolution, resize, token reshapes) the trainer's export
+//! writes the Sempart graph from. It takes plain `f32` values, so it needs no tensor library.
 
 use super::proto::{
     attribute_type, data_type, AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
     OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TensorTypeProto, TypeProto,
     ValueInfoProto,
 };
-use anyhow::{ensure, Result};
 use prost::Message;
-use tch::Tensor;
 
 /// The opset the exporter targets (LayerNormalization needs 17).
 pub const OPSET: i64 = 17;
@@ -25,6 +24,15 @@ pub enum Attr {
     Ints(Vec<i64>),
     /// A string.
     Str(&'static str),
+}
+
+/// Float values with their shape (row-major), as an initializer holds them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatTensor {
+    /// Shape.
+    pub dims: Vec<i64>,
+    /// Values, row-major.
+    pub values: Vec<f32>,
 }
 
 /// Accumulates a graph.
@@ -56,13 +64,10 @@ impl GraphBuilder {
         format!("{stem}_{}", self.counter)
     }
 
-    /// Adds a float initializer from a tch tensor (any shape; copied to f32 on the CPU).
-    pub fn weight(&mut self, name: &str, t: &Tensor) -> Result<String> {
-        let t = t.detach().to_kind(tch::Kind::Float).to_device(tch::Device::Cpu).contiguous();
-        let dims = t.size();
-        let values = Vec::<f32>::try_from(t.flatten(0, -1))?;
-        self.initializers.push(f32_tensor(name, &dims, &values));
-        Ok(name.to_string())
+    /// Adds a float initializer under the given name.
+    pub fn weight(&mut self, name: &str, t: &FloatTensor) -> String {
+        self.initializers.push(f32_tensor(name, &t.dims, &t.values));
+        name.to_string()
     }
 
     /// Adds a float initializer from values.
@@ -134,23 +139,23 @@ impl GraphBuilder {
         });
     }
 
-    /// `x W^T + b` for a PyTorch linear layer (`weight` `[out, in]`).
-    pub fn linear(&mut self, x: &str, name: &str, weight: &Tensor, bias: &Tensor) -> Result<String> {
-        let wt = self.weight(&format!("{name}.weight_t"), &weight.transpose(0, 1))?;
-        let b = self.weight(&format!("{name}.bias"), bias)?;
+    /// `x W + b` with `weight_t` stored `[in, out]` (a PyTorch linear layer's weight, transposed).
+    pub fn linear(&mut self, x: &str, name: &str, weight_t: &FloatTensor, bias: &FloatTensor) -> String {
+        let wt = self.weight(&format!("{name}.weight_t"), weight_t);
+        let b = self.weight(&format!("{name}.bias"), bias);
         let mm = self.node("MatMul", &[x, &wt], vec![]);
-        Ok(self.node("Add", &[&mm, &b], vec![]))
+        self.node("Add", &[&mm, &b], vec![])
     }
 
     /// LayerNormalization over the last axis.
-    pub fn layer_norm(&mut self, x: &str, name: &str, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<String> {
-        let w = self.weight(&format!("{name}.weight"), weight)?;
-        let b = self.weight(&format!("{name}.bias"), bias)?;
-        Ok(self.node(
+    pub fn layer_norm(&mut self, x: &str, name: &str, weight: &FloatTensor, bias: &FloatTensor, eps: f64) -> String {
+        let w = self.weight(&format!("{name}.weight"), weight);
+        let b = self.weight(&format!("{name}.bias"), bias);
+        self.node(
             "LayerNormalization",
             &[x, &w, &b],
             vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps as f32))],
-        ))
+        )
     }
 
     /// Exact GELU: `x * 0.5 * (1 + erf(x / sqrt(2)))` (ONNX Runtime fuses the pattern).
@@ -165,25 +170,29 @@ impl GraphBuilder {
         self.node("Mul", &[&m, &half], vec![])
     }
 
-    /// Conv2d with optional bias, square kernel, padding and stride.
+    /// Conv2d with bias (`weight` `[out, in, kh, kw]`), padding and stride. `None` when the
+    /// weight is not 4-D.
     pub fn conv(
         &mut self,
         x: &str,
         name: &str,
-        weight: &Tensor,
-        bias: &Tensor,
+        weight: &FloatTensor,
+        bias: &FloatTensor,
         stride: i64,
         pad: i64,
-    ) -> Result<String> {
-        let k = weight.size();
-        ensure!(k.len() == 4, "{name}: conv weight must be 4-D");
-        let w = self.weight(&format!("{name}.weight"), weight)?;
-        let b = self.weight(&format!("{name}.bias"), bias)?;
-        Ok(self.node(
+    ) -> Option<String> {
+        let k = &weight.dims;
+        if k.len() != 4 {
+            return None;
+        }
+        let kernel = vec![k[2], k[3]];
+        let w = self.weight(&format!("{name}.weight"), weight);
+        let b = self.weight(&format!("{name}.bias"), bias);
+        Some(self.node(
             "Conv",
             &[x, &w, &b],
             vec![
-                ("kernel_shape", Attr::Ints(vec![k[2], k[3]])),
+                ("kernel_shape", Attr::Ints(kernel)),
                 ("strides", Attr::Ints(vec![stride, stride])),
                 ("pads", Attr::Ints(vec![pad, pad, pad, pad])),
             ],
@@ -231,14 +240,14 @@ impl GraphBuilder {
     }
 
     /// Finishes the model: one float input `[batch, 3, H, W]`, the given outputs (name and
-    /// shape with `batch` as the symbolic first dimension), and metadata.
+    /// shape with `batch` as the symbolic first dimension), and metadata. [`encode`] writes it.
     pub fn finish(
         self,
         input: (&str, [i64; 3]),
         outputs: &[(&str, [i64; 3])],
         metadata: &[(String, String)],
         doc: &str,
-    ) -> Vec<u8> {
+    ) -> ModelProto {
         let value_info = |name: &str, dims: [i64; 3]| ValueInfoProto {
             name: name.into(),
             r#type: Some(TypeProto {
@@ -260,9 +269,7 @@ impl GraphBuilder {
             output: outputs.iter().map(|(n, d)| value_info(n, *d)).collect(),
             ..Default::default()
         };
-        // The metadata goes before the graph, so a file cut anywhere loses (part of) the graph
-        // and the SDK reports it as truncated rather than as a foreign model.
-        let head = ModelProto {
+        ModelProto {
             ir_version: IR_VERSION,
             producer_name: "sempart-trainer".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -272,11 +279,21 @@ impl GraphBuilder {
                 .iter()
                 .map(|(k, v)| StringStringEntryProto { key: k.clone(), value: v.clone() })
                 .collect(),
+            graph: Some(graph),
             ..Default::default()
-        };
-        let mut bytes = head.encode_to_vec();
-        let tail = ModelProto { graph: Some(graph), ..Default::default() };
-        bytes.extend_from_slice(&tail.encode_to_vec());
-        bytes
+        }
     }
+}
+
+/// The bytes of a model file: every field but the graph first, then the graph. A file cut
+/// anywhere so loses (part of) the graph, and the SDK reports it as truncated rather than as a
+/// foreign model. Protobuf reads the two parts as one message; the same model always gives the
+/// same bytes.
+pub fn encode(model: &ModelProto) -> Vec<u8> {
+    let mut bytes = model.clone_without_graph().encode_to_vec();
+    if let Some(graph) = &model.graph {
+        // Field 7 of ModelProto, written from the borrowed graph.
+        prost::encoding::message::encode(7, graph, &mut bytes);
+    }
+    bytes
 }

