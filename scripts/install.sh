@@ -9,6 +9,9 @@
 #   PREFIX/lib/pkgconfig/sempart.pc           cc app.c $(pkg-config --cflags --libs sempart)
 #   PREFIX/lib/cmake/Sempart/                 find_package(Sempart) -> Sempart::sempart
 #   PREFIX/share/doc/sempart/                 C_API.md and the examples
+#   PREFIX/bin/sempart                        the command (when built alongside the library)
+#   PREFIX/share/sempart/sempart-default.onnx the default model (when setup composed it); the
+#                                             installed command and library find it without --model
 #
 # usage: scripts/install.sh [--lib-dir DIR] PREFIX
 #   Builds the release library first (cargo build --release -p sempart --lib), unless
@@ -45,7 +48,7 @@ ort="$root/.deps/onnxruntime/libonnxruntime.so.1.31.1"
 
 if [ -z "$lib_dir" ]; then
   say "building the release library"
-  (cd "$root" && cargo build --release --quiet -p sempart --lib)
+  (cd "$root" && cargo build --release --quiet -p sempart)
   lib_dir="$root/target/release"
 fi
 built="$lib_dir/libsempart.so"
@@ -76,6 +79,22 @@ subst() {
 subst "$root/packaging/sempart.pc.in" "$lib/pkgconfig/sempart.pc"
 subst "$root/packaging/SempartConfig.cmake.in" "$lib/cmake/Sempart/SempartConfig.cmake"
 subst "$root/packaging/SempartConfigVersion.cmake.in" "$lib/cmake/Sempart/SempartConfigVersion.cmake"
+
+# The command and the default model. An installed `sempart` looks for the model in
+# ../share/sempart/ and for ONNX Runtime in ../lib/ from its own folder.
+if [ -x "$lib_dir/sempart" ]; then
+  mkdir -p "$prefix/bin"
+  install -m 755 "$lib_dir/sempart" "$prefix/bin/sempart"
+fi
+model="$root/models/sempart-default.onnx"
+if [ -f "$model" ]; then
+  (cd "$root/models" && sha256sum --check --quiet sempart-default.sha256) \
+    || die "$model does not match models/sempart-default.sha256: run scripts/setup.sh"
+  mkdir -p "$prefix/share/sempart"
+  install -m 644 "$model" "$prefix/share/sempart/sempart-default.onnx"
+else
+  say "no default model to install (run scripts/setup.sh first to include it)"
+fi
 
 install -m 644 "$root/docs/C_API.md" "$prefix/share/doc/sempart/"
 for f in "$root"/examples/*; do

@@ -90,7 +90,8 @@ pub fn make_template(model: &[u8], source: &[u8], source_label: &str) -> Result<
     for t in &mut graph.initializer {
         let bytes = tensor_bytes(t).into_owned();
         let hash = sha256_hex(&bytes);
-        let found = (bytes.len() >= MIN_REFERENCED_BYTES).then(|| by_content.get(&(t.data_type, hash.clone()))).flatten();
+        let found =
+            (bytes.len() >= MIN_REFERENCED_BYTES).then(|| by_content.get(&(t.data_type, hash.clone()))).flatten();
         match found {
             Some(&name) => {
                 stats.referenced += 1;

@@ -142,7 +142,7 @@ impl Reference {
         let coarse = load("coarse.pb")?;
         let floats = |t: &TensorProto| -> Result<Vec<f32>> {
             let b = tensor_bytes(t);
-            if t.data_type != data_type::FLOAT || b.len() % 4 != 0 {
+            if t.data_type != data_type::FLOAT || !b.len().is_multiple_of(4) {
                 return Err(bad(&format!("{} is not a float tensor", t.name)));
             }
             Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
@@ -158,7 +158,14 @@ impl Reference {
             [1, 1, gh, gw] => (*gw as usize, *gh as usize),
             _ => return Err(bad("coarse.pb is not [1, 1, h, w]")),
         };
-        let r = Reference { width_px: w, height_px: h, frame: frame.raw_data.clone(), fine: floats(&fine)?, coarse: floats(&coarse)?, grid };
+        let r = Reference {
+            width_px: w,
+            height_px: h,
+            frame: frame.raw_data.clone(),
+            fine: floats(&fine)?,
+            coarse: floats(&coarse)?,
+            grid,
+        };
         if r.fine.len() != w * h || r.coarse.len() != grid.0 * grid.1 {
             return Err(bad("the outputs do not match the frame's size"));
         }

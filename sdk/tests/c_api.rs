@@ -477,6 +477,19 @@ fn install_tree_builds_applications() {
     assert_eq!(std::fs::read_link(lib.join("libsempart.so.0")).unwrap(), Path::new("libsempart.so.0.1.0"));
     assert_eq!(std::fs::read_link(lib.join("libsempart.so")).unwrap(), Path::new("libsempart.so.0"));
 
+    // The default model (composed by setup, which the test command runs first) is installed,
+    // and an installed `sempart` finds it, and ONNX Runtime, without --model or variables.
+    let installed_model = prefix.join("share/sempart/sempart-default.onnx");
+    assert!(installed_model.is_file(), "the default model is not installed");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_sempart"), prefix.join("bin/sempart")).unwrap();
+    let info =
+        run_ok(Command::new(prefix.join("bin/sempart")).arg("info").env_remove("SEMPART_MODEL").current_dir(s.path()));
+    let info = text(&info.stdout);
+    let shown = format!("model file       {}", prefix.join("bin/../share/sempart/sempart-default.onnx").display());
+    assert!(info.contains(&shown), "the installed command uses the installed model:\n{info}");
+    assert!(info.contains("integrity        verified"), "{info}");
+
     if !have("pkg-config") {
         println!("skipped the pkg-config build: pkg-config is not installed");
         return;

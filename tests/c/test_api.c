@@ -504,12 +504,12 @@ static float max_prob_diff(const sempart_result *a, const sempart_result *b) {
 static void test_static_functions(void) {
     char want[32];
     int s;
-    const char *seen[12];
+    const char *seen[13];
     int distinct = 1;
     snprintf(want, sizeof want, "%d.%d.%d", SEMPART_VERSION_MAJOR, SEMPART_VERSION_MINOR, SEMPART_VERSION_PATCH);
     CHECK(sempart_version() != NULL && strcmp(sempart_version(), want) == 0, "sempart_version() is \"%s\" (header: %s)",
           sempart_version() ? sempart_version() : "(NULL)", want);
-    for (s = 0; s <= SEMPART_STATUS_INTERNAL; s++) {
+    for (s = 0; s <= SEMPART_STATUS_MODEL_INTEGRITY; s++) {
         const char *text = sempart_status_string(s);
         int j;
         seen[s] = text;
@@ -520,9 +520,9 @@ static void test_static_functions(void) {
         }
     }
     CHECK(distinct, "status strings are distinct");
-    CHECK(strcmp(sempart_status_string(-1), "unknown status") == 0 && strcmp(sempart_status_string(12), "unknown status") == 0 &&
+    CHECK(strcmp(sempart_status_string(-1), "unknown status") == 0 && strcmp(sempart_status_string(13), "unknown status") == 0 &&
               strcmp(sempart_status_string(INT32_MAX), "unknown status") == 0,
-          "sempart_status_string of unknown values (-1, 12, INT32_MAX) is \"unknown status\"");
+          "sempart_status_string of unknown values (-1, 13, INT32_MAX) is \"unknown status\"");
     CHECK(sempart_last_error_message() != NULL, "sempart_last_error_message() is never NULL");
 }
 
@@ -627,6 +627,29 @@ static void test_model_variants(const char *fixtures, const char *tmp) {
     write_file(path, bytes, size - 1);
     EXPECT(sempart_model_open(path, NULL, &m), SEMPART_STATUS_MODEL_CORRUPT, NULL, "open tiny.onnx less its last byte");
 
+    {
+        /* One flipped bit in the middle of the weights: the content digest catches it, and
+           skipping the check (verify_integrity = 0) opens the file. */
+        sempart_options o;
+        unsigned char *flipped = malloc(size);
+        CHECK(flipped != NULL, "allocate a copy of tiny.onnx");
+        if (flipped) {
+            memcpy(flipped, bytes, size);
+            flipped[size / 2] ^= 0x10;
+            snprintf(path, sizeof path, "%s/bit-flip.onnx", tmp);
+            write_file(path, flipped, size);
+            EXPECT(sempart_model_open(path, NULL, &m), SEMPART_STATUS_MODEL_INTEGRITY, "does not match its digest",
+                   "open tiny.onnx with one bit flipped in the weights");
+            sempart_options_init(&o);
+            o.verify_integrity = 0;
+            EXPECT(sempart_model_open(path, &o, &m), SEMPART_STATUS_OK, NULL, "the same file with verify_integrity 0");
+            if (m) {
+                sempart_model_free(m);
+                m = NULL;
+            }
+            free(flipped);
+        }
+    }
     derived = rewrite_metadata(bytes, size, NULL, &dsize);
     CHECK(derived != NULL && dsize < size, "derive a model without metadata from tiny.onnx");
     if (derived) {
@@ -696,6 +719,19 @@ static void test_options(const char *tiny) {
     o.refine_eps = 0.0f;
     EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "refinement eps", "refine_eps 0");
     CHECK(m == NULL, "out_model stays untouched after bad refinement options");
+    sempart_options_init(&o);
+    CHECK(o.verify_integrity == 1, "options_init turns the integrity check on");
+    o.cpu_threads = 100000;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "0 (ONNX Runtime chooses) to 256",
+           "cpu_threads 100000 returns at once");
+    o.cpu_threads = 257;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "cpu_threads", "cpu_threads 257");
+    sempart_options_init(&o);
+    o.device_id = -1;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "device_id", "device_id -1");
+    o.device_id = 256;
+    EXPECT(sempart_model_open(tiny, &o, &m), SEMPART_STATUS_INVALID_ARGUMENT, "device_id", "device_id 256");
+    CHECK(m == NULL, "out_model stays untouched after out-of-range options");
 
     /* GPUs on a machine without them (or an ONNX Runtime without them). */
     sempart_options_init(&o);
@@ -770,7 +806,7 @@ static void test_metadata(sempart_model *m) {
            "model_metadata(buffer_size 0)");
     memset(buf, 'x', sizeof buf);
     EXPECT(sempart_model_metadata(m, key, buf, len + 1, &len), SEMPART_STATUS_OK, NULL, "model_metadata(exact size)");
-    CHECK(strcmp(buf, "1") == 0, "format version is \"%s\"", buf);
+    CHECK(strcmp(buf, "2") == 0, "format version is \"%s\"", buf);
     EXPECT(sempart_model_metadata(m, "sempart.backbone.origin", buf, sizeof buf, &len), SEMPART_STATUS_OK, NULL,
            "model_metadata(sempart.backbone.origin)");
     CHECK(len > 0 && strlen(buf) == len, "backbone origin is %zu bytes", len);

@@ -136,7 +136,7 @@ void test_with_model(const std::string& path) {
     check(size.width_px > 0 && size.grid_width > 0 && size.width_px / size.grid_width ==
                                                           static_cast<std::uint32_t>(std::stoi(model.metadata("sempart.patch_size"))),
           "input_size agrees with the patch size");
-    check(model.metadata("sempart.format_version") == "1", "metadata(sempart.format_version) is \"1\"");
+    check(model.metadata("sempart.format_version") == "2", "metadata(sempart.format_version) is \"2\"");
     check(!model.metadata("sempart.backbone.origin").empty(), "metadata(sempart.backbone.origin) is not empty");
     expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "no.such.key", "metadata of a missing key",
                  [&] { (void)model.metadata("no.such.key"); });

@@ -183,7 +183,8 @@ pub fn export_onnx(
         y = g.node("Add", &[&y, &p], vec![]);
     }
     let y = block(&mut g, &y, &hw, "encoder.block", &hcfg.encoder_block())?;
-    let y = g.layer_norm(&y, "encoder.norm", &hw.values("encoder.norm.weight")?, &hw.values("encoder.norm.bias")?, 1e-6);
+    let y =
+        g.layer_norm(&y, "encoder.norm", &hw.values("encoder.norm.weight")?, &hw.values("encoder.norm.bias")?, 1e-6);
     let encoded = g.tokens_to_map(&y, e, gh, gw);
 
     // Coarse branch.

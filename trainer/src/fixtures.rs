@@ -7,11 +7,11 @@ use crate::config::TrainConfig;
 use crate::export::{export_onnx, Provenance};
 use crate::heads::{FineImage, Heads, HeadsConfig};
 use crate::losses::AffinityFeatures;
-use sempart::onnx::builder::{self, GraphBuilder};
-use sempart::onnx::proto::ModelProto;
 use anyhow::Result;
 use prost::Message;
 use sempart::model_format::keys;
+use sempart::onnx::builder::{self, GraphBuilder};
+use sempart::onnx::proto::ModelProto;
 use std::path::Path;
 use tch::{nn, Device, Tensor};
 

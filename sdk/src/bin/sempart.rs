@@ -367,15 +367,17 @@ fn cmd_segment(args: &ModelArgs, out: &Path, with_overlay: bool, inputs: &[PathB
 
 fn cmd_info(args: &ModelArgs, as_json: bool) -> Result<()> {
     let model = open_model(args)?;
+    let path = args.model.clone().unwrap_or_else(default_model_path);
     let options = Options::default();
     let available: Vec<&str> = sempart::runtime::available_providers(&options)?.iter().map(|p| p.name()).collect();
     let info = model.info();
     if as_json {
-        let doc = json!({"sdk_version": sempart::VERSION, "info": info, "providers_available": available, "provider_in_use": model.provider().name()});
+        let doc = json!({"sdk_version": sempart::VERSION, "model_path": path.display().to_string(), "info": info, "providers_available": available, "provider_in_use": model.provider().name()});
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     println!("sempart SDK {}", sempart::VERSION);
+    println!("model file       {}", path.display());
     println!("format version   {}", info.format_version);
     println!(
         "input            {}x{} px, patch {} px, grid {}x{}",
