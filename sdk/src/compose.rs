@@ -19,7 +19,6 @@ use crate::onnx::builder;
 use crate::onnx::header;
 use crate::onnx::proto::{data_type, ModelProto, StringStringEntryProto, TensorProto};
 use prost::Message;
-use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -58,7 +57,7 @@ pub fn tensor_bytes(t: &TensorProto) -> Cow<'_, [u8]> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    model_format::sha256_hex(&[bytes])
 }
 
 fn decode(what: &str, bytes: &[u8]) -> Result<ModelProto> {

@@ -90,17 +90,21 @@ impl Integrity {
     }
 }
 
-/// The sha256 (lowercase hex) of `bytes` with the `cut` range left out.
-fn digest_without(bytes: &[u8], cut: Option<std::ops::Range<usize>>) -> String {
+/// The sha256 (lowercase hex) of the concatenation of `parts`.
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
-    match cut {
-        Some(r) => {
-            h.update(&bytes[..r.start]);
-            h.update(&bytes[r.end..]);
-        }
-        None => h.update(bytes),
+    for p in parts {
+        h.update(p);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 (lowercase hex) of `bytes` with the `cut` range left out.
+fn digest_without(bytes: &[u8], cut: Option<std::ops::Range<usize>>) -> String {
+    match cut {
+        Some(r) => sha256_hex(&[&bytes[..r.start], &bytes[r.end..]]),
+        None => sha256_hex(&[bytes]),
+    }
 }
 
 /// Writes a model file: adds (or replaces) the [`keys::CONTENT_SHA256`] entry, last in the

@@ -11,6 +11,7 @@
 use crate::compose::tensor_bytes;
 use crate::error::{Error, Result, Status};
 use crate::frame::{Frame, PixelFormat};
+use crate::onnx::builder::f32_tensor;
 use crate::onnx::proto::{data_type, TensorProto};
 use crate::segmenter::Segmenter;
 use prost::Message;
@@ -47,16 +48,6 @@ pub struct Deviation {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
-}
-
-fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: data_type::FLOAT,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
 }
 
 impl Reference {
@@ -118,8 +109,8 @@ impl Reference {
         };
         let files = [
             ("frame.pb", frame),
-            ("fine.pb", float_tensor("fine", &[1, 1, h, w], &self.fine)),
-            ("coarse.pb", float_tensor("coarse", &[1, 1, gh, gw], &self.coarse)),
+            ("fine.pb", f32_tensor("fine", &[1, 1, h, w], &self.fine)),
+            ("coarse.pb", f32_tensor("coarse", &[1, 1, gh, gw], &self.coarse)),
         ];
         for (name, t) in files {
             std::fs::write(dir.join(name), t.encode_to_vec()).map_err(io)?;

@@ -130,10 +130,7 @@ fn compose_file_writes_only_checked_models() {
     Reference::record(&model, frame).unwrap().write(&reference_dir).unwrap();
 
     let out = dir.path().join("out.onnx");
-    let sha = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&tiny).iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
+    let sha = model_format::sha256_hex(&[&tiny]);
     let report = compose::compose_file(&tp, &sp, &out, Some(&sha), Some(&reference_dir)).unwrap();
     assert_eq!(report.sha256, sha);
     let d = report.reference.unwrap();

@@ -214,10 +214,7 @@ fn export_default(heads: &Path, out: &Path, reference_image: &Path) -> Result<()
     let template_path = heads.join("model-template.onnx");
     write_atomic(&template_path, &template)?;
     write_atomic(out, &bytes)?;
-    let digest: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
-    };
+    let digest = trainer::data::sha256_hex(&bytes);
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     write_atomic(&out.with_extension("sha256"), format!("{digest}  {name}\n").as_bytes())?;
     println!(

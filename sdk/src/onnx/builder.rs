@@ -43,7 +43,8 @@ pub struct GraphBuilder {
     counter: usize,
 }
 
-fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+/// A float initializer holding `values` (little-endian raw data).
+pub fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     let mut raw = Vec::with_capacity(values.len() * 4);
     for v in values {
         raw.extend_from_slice(&v.to_le_bytes());
