@@ -10,7 +10,8 @@
 #   PREFIX/lib/cmake/Sempart/                 find_package(Sempart) -> Sempart::sempart
 #   PREFIX/share/doc/sempart/                 C_API.md and the examples
 #   PREFIX/bin/sempart                        the command (when built alongside the library)
-#   PREFIX/share/sempart/sempart-default.onnx the default model (when setup composed it); the
+#   PREFIX/share/sempart/sempart-default.onnx the default model (when setup composed it) and
+#   PREFIX/share/sempart/sempart-default-int8.onnx its int8 variant; the
 #                                             installed command and library find it without --model
 #
 # usage: scripts/install.sh [--lib-dir DIR] PREFIX
@@ -86,15 +87,17 @@ if [ -x "$lib_dir/sempart" ]; then
   mkdir -p "$prefix/bin"
   install -m 755 "$lib_dir/sempart" "$prefix/bin/sempart"
 fi
-model="$root/models/sempart-default.onnx"
-if [ -f "$model" ]; then
-  (cd "$root/models" && sha256sum --check --quiet sempart-default.sha256) \
-    || die "$model does not match models/sempart-default.sha256: run scripts/setup.sh"
-  mkdir -p "$prefix/share/sempart"
-  install -m 644 "$model" "$prefix/share/sempart/sempart-default.onnx"
-else
-  say "no default model to install (run scripts/setup.sh first to include it)"
-fi
+for name in sempart-default sempart-default-int8; do
+  model="$root/models/$name.onnx"
+  if [ -f "$model" ]; then
+    (cd "$root/models" && sha256sum --check --quiet "$name.sha256") \
+      || die "$model does not match models/$name.sha256: run scripts/setup.sh"
+    mkdir -p "$prefix/share/sempart"
+    install -m 644 "$model" "$prefix/share/sempart/$name.onnx"
+  else
+    say "no models/$name.onnx to install (run scripts/setup.sh first to include it)"
+  fi
+done
 
 install -m 644 "$root/docs/C_API.md" "$prefix/share/doc/sempart/"
 for f in "$root"/examples/*; do

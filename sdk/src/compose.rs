@@ -191,14 +191,26 @@ pub fn compose_file(
     };
     let reference = reference.map(crate::reference::Reference::read).transpose()?;
     let bytes = compose(&read(template)?, &read(backbone)?)?;
-    let sha256 = sha256_hex(&bytes);
+    write_checked(&bytes, out, expected_sha256, reference.as_ref())
+}
+
+/// Writes a model file that [`compose`] or [`crate::quantize::quantize_int8`] made, checked
+/// as [`compose_file`] describes: its sha256 against `expected_sha256`, then its outputs on
+/// the reference frame. `out` is only renamed into place when both pass.
+pub fn write_checked(
+    bytes: &[u8],
+    out: &std::path::Path,
+    expected_sha256: Option<&str>,
+    reference: Option<&crate::reference::Reference>,
+) -> Result<ComposeReport> {
+    let sha256 = sha256_hex(bytes);
     if let Some(expected) = expected_sha256 {
         if expected.trim() != sha256 {
             return Err(Error::new(
                 Status::ModelIntegrity,
                 format!(
-                    "bytes mismatch: the composed model's sha256 is {sha256}, expected {}: the template, the \
-                     backbone file and the expected checksum do not belong together (update the checkout)",
+                    "bytes mismatch: the model's sha256 is {sha256}, expected {}: its inputs (template, backbone \
+                     file, float model) and the expected checksum do not belong together (update the checkout)",
                     expected.trim()
                 ),
             ));
@@ -208,9 +220,9 @@ pub fn compose_file(
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);
     let result = (|| {
-        std::fs::write(&partial, &bytes)
+        std::fs::write(&partial, bytes)
             .map_err(|e| Error::new(Status::Io, format!("cannot write {}: {e}", partial.display())))?;
-        let deviation = match &reference {
+        let deviation = match reference {
             Some(r) => {
                 let options = crate::runtime::Options {
                     refine: crate::refine::GuidedFilter::OFF,

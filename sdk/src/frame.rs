@@ -136,6 +136,26 @@ impl<'a> Frame<'a> {
         self.row_stride_bytes
     }
 
+    /// Decodes row `y` into `out` (one RGB triple per pixel, `out.len()` = the width), as
+    /// [`Frame::rgb_at`] would pixel by pixel; the packed formats are copied without a
+    /// per-pixel format dispatch.
+    ///
+    /// # Panics
+    /// When `y` is outside the frame or `out` is not one row long.
+    pub fn row_rgb(&self, y: usize, out: &mut [[u8; 3]]) {
+        let w = self.width_px as usize;
+        assert!(y < self.height_px as usize && out.len() == w, "row_rgb: row {y} into {} pixels", out.len());
+        let row = &self.data[y * self.row_stride_bytes..];
+        match self.format {
+            PixelFormat::Rgb8 => out.iter_mut().zip(row.chunks_exact(3)).for_each(|(o, p)| *o = [p[0], p[1], p[2]]),
+            PixelFormat::Bgr8 => out.iter_mut().zip(row.chunks_exact(3)).for_each(|(o, p)| *o = [p[2], p[1], p[0]]),
+            PixelFormat::Rgba8 => out.iter_mut().zip(row.chunks_exact(4)).for_each(|(o, p)| *o = [p[0], p[1], p[2]]),
+            PixelFormat::Bgra8 => out.iter_mut().zip(row.chunks_exact(4)).for_each(|(o, p)| *o = [p[2], p[1], p[0]]),
+            PixelFormat::Gray8 => out.iter_mut().zip(row).for_each(|(o, &v)| *o = [v, v, v]),
+            PixelFormat::Nv12 => out.iter_mut().enumerate().for_each(|(x, o)| *o = self.rgb_at(x, y)),
+        }
+    }
+
     /// The colour of pixel (x, y) as RGB bytes.
     #[inline]
     pub fn rgb_at(&self, x: usize, y: usize) -> [u8; 3] {

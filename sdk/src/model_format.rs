@@ -62,9 +62,42 @@ pub mod keys {
     pub const HEADS_CONFIG: &str = "sempart.heads.config";
     /// Content digest (format version 2): 64 lowercase hex digits, see the module docs.
     pub const CONTENT_SHA256: &str = "sempart.content_sha256";
+    /// Numeric precision of the weights: `fp32` (also when absent) or `int8` (weight products
+    /// quantised by [`crate::quantize`]).
+    pub const PRECISION: &str = "sempart.precision";
     /// Keys every model must have.
     pub const REQUIRED: [&str; 9] =
         [FORMAT_VERSION, INPUT_WIDTH, INPUT_HEIGHT, PATCH_SIZE, MEAN, STD, BACKBONE_NAME, BACKBONE_ORIGIN, TRAINING];
+}
+
+/// Numeric precision of a model's weights ([`keys::PRECISION`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Float32 throughout: the file the trainer exports, for every provider.
+    Fp32,
+    /// The linear layers' weights in int8 with dynamically quantised activations
+    /// ([`crate::quantize`]): the CPU provider's default.
+    Int8,
+}
+
+impl Precision {
+    /// The metadata value: `fp32` or `int8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// Parses [`Precision::name`]'s values.
+    pub fn parse(text: &str) -> Option<Precision> {
+        match text.trim() {
+            "fp32" => Some(Precision::Fp32),
+            "int8" => Some(Precision::Int8),
+            _ => None,
+        }
+    }
 }
 
 /// What is known of a model file's integrity after opening it.
@@ -168,6 +201,8 @@ pub struct ModelInfo {
     pub backbone_origin: String,
     /// Training provenance (JSON text).
     pub training: String,
+    /// Precision of the weights.
+    pub precision: Precision,
     /// Every `sempart.*` and other metadata entry of the file, verbatim.
     pub metadata: BTreeMap<String, String>,
     /// Whether the content digest was checked ([`Integrity::NotChecked`] until the file is
@@ -235,8 +270,14 @@ impl ModelInfo {
         if std.iter().any(|&s| s.is_nan() || s <= 0.0) {
             return Err(foreign(format!("'{}' must be positive", keys::STD)));
         }
+        let precision = match metadata.get(keys::PRECISION) {
+            None => Precision::Fp32,
+            Some(text) => Precision::parse(text)
+                .ok_or_else(|| foreign(format!("'{}' is '{text}', expected fp32 or int8", keys::PRECISION)))?,
+        };
         Ok(ModelInfo {
             format_version,
+            precision,
             input_width_px,
             input_height_px,
             patch_size_px,
@@ -260,23 +301,31 @@ impl ModelInfo {
 
 /// Environment variable naming the model used when none is given.
 pub const MODEL_ENV: &str = "SEMPART_MODEL";
-/// File name of the default model.
+/// File name of the default model (float32: GPU providers).
 pub const DEFAULT_MODEL_FILE: &str = "sempart-default.onnx";
+/// File name of the default model's int8 variant (the CPU provider's default).
+pub const DEFAULT_INT8_MODEL_FILE: &str = "sempart-default-int8.onnx";
 
-/// The model used when the caller names none: `$SEMPART_MODEL` if set; else
-/// `../share/sempart/sempart-default.onnx` from the running program (an installed SDK); else
-/// `models/sempart-default.onnx` of the source tree the SDK was built from (what
-/// `scripts/setup.sh` composes).
-pub fn default_model_path() -> std::path::PathBuf {
+/// The default model of the given precision when the caller names none: `$SEMPART_MODEL` if
+/// set (whatever its precision); else `../share/sempart/<file>` from the running program (an
+/// installed SDK); else `models/<file>` of the source tree the SDK was built from (what
+/// `scripts/setup.sh` composes), where `<file>` is [`DEFAULT_MODEL_FILE`] or
+/// [`DEFAULT_INT8_MODEL_FILE`]. [`crate::Options::default_precision`] says which precision
+/// suits the providers.
+pub fn default_model_path(precision: Precision) -> std::path::PathBuf {
     if let Some(p) = std::env::var_os(MODEL_ENV) {
         return p.into();
     }
+    let file = match precision {
+        Precision::Fp32 => DEFAULT_MODEL_FILE,
+        Precision::Int8 => DEFAULT_INT8_MODEL_FILE,
+    };
     if let Some(installed) = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("../share/sempart").join(DEFAULT_MODEL_FILE)))
+        .and_then(|exe| exe.parent().map(|d| d.join("../share/sempart").join(file)))
         .filter(|p| p.is_file())
     {
         return installed;
     }
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(DEFAULT_MODEL_FILE)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(file)
 }

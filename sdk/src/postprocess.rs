@@ -85,6 +85,9 @@ pub struct BilinearResizer {
     /// `row_b` holds `row_b_idx`.
     row_a: Vec<f32>,
     row_b: Vec<f32>,
+    /// Source rows held in `row_a` / `row_b` (`usize::MAX`: none).
+    a_idx: usize,
+    b_idx: usize,
     /// The output row being emitted.
     row_out: Vec<f32>,
 }
@@ -114,6 +117,8 @@ impl BilinearResizer {
             rows,
             row_a: vec![0.0; dst_w],
             row_b: vec![0.0; dst_w],
+            a_idx: usize::MAX,
+            b_idx: usize::MAX,
             row_out: vec![0.0; dst_w],
         }
     }
@@ -142,6 +147,7 @@ impl BilinearResizer {
             self.dst_h
         );
         let dw = self.dst_w;
+        self.restart();
         self.for_each_row(src, |y, row| dst[y * dw..(y + 1) * dw].copy_from_slice(row));
     }
 
@@ -152,6 +158,14 @@ impl BilinearResizer {
     /// # Panics
     /// When `src.len()` does not match the source size given to [`BilinearResizer::new`].
     pub fn for_each_row(&mut self, src: &[f32], mut emit: impl FnMut(usize, &[f32])) {
+        self.check_source(src);
+        self.restart();
+        for y in 0..self.rows.len() {
+            emit(y, self.row(src, y));
+        }
+    }
+
+    fn check_source(&self, src: &[f32]) {
         assert_eq!(
             src.len(),
             self.src_w * self.src_h,
@@ -159,9 +173,18 @@ impl BilinearResizer {
             self.src_w,
             self.src_h
         );
-        if self.dst_w == 0 || self.dst_h == 0 {
-            return;
-        }
+    }
+
+    /// Output row `y` of `src` resized (`dst_w` values). The two horizontally resized source
+    /// rows it blends are kept, so walking `y` upwards computes each source row once (any
+    /// order works; the same `src` must be passed until the walk ends, and a new walk over
+    /// another `src` starts with [`BilinearResizer::restart`]).
+    ///
+    /// # Panics
+    /// When `src.len()` does not match the source size or `y` is not below the output height.
+    pub fn row(&mut self, src: &[f32], y: usize) -> &[f32] {
+        self.check_source(src);
+        let t = self.rows[y];
         let sw = self.src_w;
         let cols = &self.cols;
         let horizontal = |src_row: &[f32], out: &mut [f32]| {
@@ -171,35 +194,36 @@ impl BilinearResizer {
                 *o = a + (b - a) * t.w1;
             }
         };
-        // Indices of the source rows currently held in row_a / row_b.
-        let mut a_idx = usize::MAX;
-        let mut b_idx = usize::MAX;
-        for (y, t) in self.rows.iter().enumerate() {
-            if a_idx != t.i0 {
-                if b_idx == t.i0 {
-                    // Moving down by one source row: reuse the lower row.
-                    std::mem::swap(&mut self.row_a, &mut self.row_b);
-                    std::mem::swap(&mut a_idx, &mut b_idx);
-                } else {
-                    horizontal(&src[t.i0 * sw..(t.i0 + 1) * sw], &mut self.row_a);
-                    a_idx = t.i0;
-                }
+        if self.a_idx != t.i0 {
+            if self.b_idx == t.i0 {
+                // Moving down by one source row: reuse the lower row.
+                std::mem::swap(&mut self.row_a, &mut self.row_b);
+                std::mem::swap(&mut self.a_idx, &mut self.b_idx);
+            } else {
+                horizontal(&src[t.i0 * sw..(t.i0 + 1) * sw], &mut self.row_a);
+                self.a_idx = t.i0;
             }
-            if b_idx != t.i1 {
-                if t.i1 == a_idx {
-                    self.row_b.copy_from_slice(&self.row_a);
-                } else {
-                    horizontal(&src[t.i1 * sw..(t.i1 + 1) * sw], &mut self.row_b);
-                }
-                b_idx = t.i1;
-            }
-            let w1 = t.w1;
-            let w0 = 1.0 - w1;
-            for ((o, &a), &b) in self.row_out.iter_mut().zip(&self.row_a).zip(&self.row_b) {
-                *o = a * w0 + b * w1;
-            }
-            emit(y, &self.row_out);
         }
+        if self.b_idx != t.i1 {
+            if t.i1 == self.a_idx {
+                self.row_b.copy_from_slice(&self.row_a);
+            } else {
+                horizontal(&src[t.i1 * sw..(t.i1 + 1) * sw], &mut self.row_b);
+            }
+            self.b_idx = t.i1;
+        }
+        let w1 = t.w1;
+        let w0 = 1.0 - w1;
+        for ((o, &a), &b) in self.row_out.iter_mut().zip(&self.row_a).zip(&self.row_b) {
+            *o = a * w0 + b * w1;
+        }
+        &self.row_out
+    }
+
+    /// Forgets the cached source rows, before [`BilinearResizer::row`] walks another source.
+    pub fn restart(&mut self) {
+        self.a_idx = usize::MAX;
+        self.b_idx = usize::MAX;
     }
 }
 

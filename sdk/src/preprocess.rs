@@ -65,40 +65,53 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
     let src_h = frame.height_px() as usize;
     let xt = axis_taps(src_w, dst_w);
     let yt = axis_taps(src_h, dst_h);
-
-    // Horizontal pass over every source row the vertical taps use.
-    let rows_lo = yt.first().map_or(0, |t| t.first);
-    let rows_hi = yt.last().map_or(0, |t| t.first + t.weights.len());
-    let mut horizontal = vec![0f32; (rows_hi - rows_lo) * dst_w * 3];
-    let mut row_rgb = vec![[0u8; 3]; src_w];
-    for y in rows_lo..rows_hi {
-        for (x, px) in row_rgb.iter_mut().enumerate() {
-            *px = frame.rgb_at(x, y);
-        }
-        let out = &mut horizontal[(y - rows_lo) * dst_w * 3..(y - rows_lo + 1) * dst_w * 3];
-        for (x, taps) in xt.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for (k, &w) in taps.weights.iter().enumerate() {
-                let p = row_rgb[taps.first + k];
-                acc[0] += w * p[0] as f32;
-                acc[1] += w * p[1] as f32;
-                acc[2] += w * p[2] as f32;
-            }
-            out[3 * x..3 * x + 3].copy_from_slice(&acc);
-        }
-    }
-
     let mut out = vec![0f32; dst_w * dst_h * 3];
-    for (y, taps) in yt.iter().enumerate() {
-        let dst_row = &mut out[y * dst_w * 3..(y + 1) * dst_w * 3];
-        for (k, &w) in taps.weights.iter().enumerate() {
-            let src_row = taps.first + k - rows_lo;
-            let src = &horizontal[src_row * dst_w * 3..(src_row + 1) * dst_w * 3];
-            for (d, s) in dst_row.iter_mut().zip(src) {
-                *d += w * s;
+    if dst_w == 0 || dst_h == 0 {
+        return out;
+    }
+    // Vertical pass first, one output row at a time (contiguous multiply-adds over whole source
+    // rows), then the horizontal taps on that one row: when shrinking, the gathering
+    // horizontal pass runs on the few output rows instead of every source row. Bands of
+    // output rows run on up to two threads for large frames.
+    let threads =
+        if src_w * src_h >= 1 << 18 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(2) } else { 1 };
+    let band = dst_h.div_ceil(threads);
+    let (xt, yt) = (&xt, &yt);
+    std::thread::scope(|scope| {
+        for (i, chunk) in out.chunks_mut(band * dst_w * 3).enumerate() {
+            let mut run = move || {
+                let mut rgb = vec![[0u8; 3]; src_w];
+                let mut column = vec![0f32; src_w * 3];
+                for (j, dst_row) in chunk.chunks_exact_mut(dst_w * 3).enumerate() {
+                    let taps = &yt[i * band + j];
+                    column.iter_mut().for_each(|v| *v = 0.0);
+                    for (k, &w) in taps.weights.iter().enumerate() {
+                        frame.row_rgb(taps.first + k, &mut rgb);
+                        for (c, p) in column.chunks_exact_mut(3).zip(&rgb) {
+                            c[0] += w * p[0] as f32;
+                            c[1] += w * p[1] as f32;
+                            c[2] += w * p[2] as f32;
+                        }
+                    }
+                    for (x, taps) in xt.iter().enumerate() {
+                        let mut acc = [0f32; 3];
+                        for (k, &w) in taps.weights.iter().enumerate() {
+                            let p = &column[3 * (taps.first + k)..3 * (taps.first + k) + 3];
+                            acc[0] += w * p[0];
+                            acc[1] += w * p[1];
+                            acc[2] += w * p[2];
+                        }
+                        dst_row[3 * x..3 * x + 3].copy_from_slice(&acc);
+                    }
+                }
+            };
+            if threads == 1 {
+                run();
+            } else {
+                scope.spawn(run);
             }
         }
-    }
+    });
     out
 }
 

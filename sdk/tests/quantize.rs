@@ -1,0 +1,143 @@
+//! The int8 model: what `sempart quantize` rewrites, that the result opens, is sealed, is the
+//! same bytes every time, stays close to the float model, and that the default model quantises
+//! to the checked-in sha256 (needs `scripts/setup.sh`, which the test command runs first).
+
+use prost::Message;
+use sempart::model_format::{keys, Integrity, Precision};
+use sempart::onnx::proto::ModelProto;
+use sempart::quantize::{quantize_int8, MIN_QUANTIZED_ELEMENTS};
+use sempart::reference::Reference;
+use sempart::{Frame, GuidedFilter, Options, PixelFormat, Segmenter, Status};
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("sdk/ has a parent").to_path_buf()
+}
+
+fn tiny_bytes() -> Vec<u8> {
+    std::fs::read(workspace().join("tests/fixtures/tiny.onnx")).expect("tests/fixtures/tiny.onnx")
+}
+
+fn ops(bytes: &[u8]) -> Vec<String> {
+    ModelProto::decode(bytes).unwrap().graph.unwrap().node.into_iter().map(|n| n.op_type).collect()
+}
+
+fn open_bytes(bytes: &[u8], dir: &Path, name: &str) -> Segmenter {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    Segmenter::open(&path, &Options { refine: GuidedFilter::OFF, ..Options::default() }).unwrap()
+}
+
+fn frame_data(w: usize, h: usize) -> Vec<u8> {
+    (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = ((i % w) as i64 - w as i64 / 2, (i / w) as i64 - h as i64 / 2);
+            if x * x + y * y < (h as i64 / 4).pow(2) {
+                [210u8, 70, 50]
+            } else {
+                [(i % 97) as u8, (i % 53) as u8 + 60, 120]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_weight_product_becomes_an_integer_product() {
+    let float = tiny_bytes();
+    let float_matmuls = ops(&float).iter().filter(|o| *o == "MatMul").count();
+    let (int8, stats) = quantize_int8(&float, 0).unwrap();
+    let after = ops(&int8);
+    assert!(stats.matmuls > 0);
+    assert_eq!(after.iter().filter(|o| *o == "MatMulInteger").count(), stats.matmuls);
+    assert_eq!(after.iter().filter(|o| *o == "DynamicQuantizeLinear").count(), stats.matmuls);
+    // What stays MatMul multiplies two activations (attention): the tiny model has two per
+    // transformer block.
+    assert_eq!(after.iter().filter(|o| *o == "MatMul").count(), float_matmuls - stats.matmuls);
+    assert!(stats.int8_bytes < stats.float_bytes / 3, "{stats:?}");
+    // Small weights stay float32 above the threshold.
+    let (_, none) = quantize_int8(&float, usize::MAX).unwrap();
+    assert_eq!(none.matmuls, 0);
+}
+
+#[test]
+fn the_int8_file_is_sealed_deterministic_and_refuses_a_second_pass() {
+    let float = tiny_bytes();
+    let (a, _) = quantize_int8(&float, 0).unwrap();
+    let (b, _) = quantize_int8(&float, 0).unwrap();
+    assert_eq!(a, b, "the same input gives the same bytes");
+    let dir = tempfile::tempdir().unwrap();
+    let model = open_bytes(&a, dir.path(), "int8.onnx");
+    assert_eq!(model.info().precision, Precision::Int8);
+    assert_eq!(model.info().metadata[keys::PRECISION], "int8");
+    assert_eq!(model.info().integrity, Integrity::Verified);
+    let float_model = open_bytes(&float, dir.path(), "fp32.onnx");
+    assert_eq!(float_model.info().precision, Precision::Fp32, "no precision entry means fp32");
+    let e = quantize_int8(&a, 0).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument);
+    assert!(e.message().contains("only a float32 model"), "{}", e.message());
+    let e = quantize_int8(b"not a model", 0).unwrap_err();
+    assert_eq!(e.status(), Status::ModelCorrupt);
+}
+
+#[test]
+fn the_int8_outputs_stay_close_to_the_float_ones() {
+    let float = tiny_bytes();
+    let (int8, _) = quantize_int8(&float, 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = open_bytes(&float, dir.path(), "fp32.onnx");
+    let q = open_bytes(&int8, dir.path(), "int8.onnx");
+    let (w, h) = (f.info().input_width_px, f.info().input_height_px);
+    let data = frame_data(w, h);
+    let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+    let (ff, fc) = f.raw_outputs(&frame).unwrap();
+    let (qf, qc) = q.raw_outputs(&frame).unwrap();
+    let mean = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+    let (df, dc) = (mean(&ff, &qf), mean(&fc, &qc));
+    println!("tiny model, int8 vs fp32: mean |difference| fine {df:.2e}, coarse {dc:.2e}");
+    assert!(df < 0.03 && dc < 0.03, "fine {df}, coarse {dc}");
+    assert!(ff != qf, "the int8 model really is another computation");
+    // The reference check applies the int8 tolerance to an int8 model.
+    let reference = Reference::record(&f, data.clone()).unwrap();
+    let d = reference.check(&q).unwrap();
+    assert!(d.fine_mean < sempart::reference::INT8_MEAN_TOLERANCE);
+    // And the float tolerance to a float model: the int8 outputs recorded as a reference do not
+    // pass as the float model's.
+    let int8_reference = Reference::record(&q, data).unwrap();
+    if d.fine > sempart::reference::TOLERANCE || d.coarse > sempart::reference::TOLERANCE {
+        let e = int8_reference.check(&f).unwrap_err();
+        assert!(e.message().starts_with("numeric mismatch"), "{}", e.message());
+    }
+}
+
+/// The default model: `sempart quantize`'s computation of the setup's float model gives the
+/// checked-in sha256 on this processor too, and passes the reference frame.
+#[test]
+fn default_model_quantises_to_the_checked_in_sha256() {
+    let root = workspace();
+    let float_path = root.join("models/sempart-default.onnx");
+    assert!(float_path.is_file(), "{} is missing: run scripts/setup.sh", float_path.display());
+    let expected = std::fs::read_to_string(root.join("models/sempart-default-int8.sha256")).unwrap();
+    let expected = expected.split_whitespace().next().unwrap().to_string();
+    let (int8, stats) = quantize_int8(&std::fs::read(&float_path).unwrap(), MIN_QUANTIZED_ELEMENTS).unwrap();
+    // q, k, v, proj, fc1, fc2 in each of the 12 blocks; the encoder's input projection and its
+    // block's six.
+    assert_eq!(stats.matmuls, 12 * 6 + 7);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("int8.onnx");
+    let reference = Reference::read(&root.join("models/default/reference")).unwrap();
+    let report = sempart::compose::write_checked(&int8, &out, Some(&expected), Some(&reference)).unwrap();
+    assert_eq!(report.sha256, expected);
+    let d = report.reference.unwrap();
+    println!(
+        "default int8 model vs the float reference: mean |difference| fine {:.2e}, coarse {:.2e}",
+        d.fine_mean, d.coarse_mean
+    );
+    // A flipped bit in the int8 file is caught at open.
+    let mut bytes = int8.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    let flipped = dir.path().join("flipped.onnx");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let e = Segmenter::open(&flipped, &Options::default()).unwrap_err();
+    assert_eq!(e.status(), Status::ModelIntegrity);
+}
