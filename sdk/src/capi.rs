@@ -172,6 +172,7 @@ fn options_from_c(opts: &SempartOptions) -> Result<Options> {
         tensorrt_engine_cache_dir: c_path(opts.tensorrt_engine_cache_dir, "tensorrt_engine_cache_dir")?,
         ort_library: c_path(opts.ort_library, "ort_library")?,
         refine: GuidedFilter { radius: opts.refine_radius, eps: opts.refine_eps },
+        profile: None,
         verify_integrity: opts.verify_integrity != 0,
     })
 }

@@ -15,6 +15,10 @@
 //! as it is. Products of two activations (attention), convolutions, normalisations and
 //! everything else keep float32.
 //!
+//! Before that, each self-attention becomes one `MultiHeadAttention` node
+//! ([`crate::onnx::fuse::fuse_attention`]), ONNX Runtime's fused CPU kernel (the attention
+//! products stay float32).
+//!
 //! The arithmetic is one IEEE 754 division and one rounding per weight, in scalar `f32` (Rust
 //! never contracts or reorders float operations), so the quantised file is the same bytes on
 //! every processor, like the float file it comes from. The result carries
@@ -38,6 +42,8 @@ pub struct QuantizeStats {
     pub float_bytes: usize,
     /// Bytes of the int8 weights and float32 scales that replace them.
     pub int8_bytes: usize,
+    /// Self-attentions fused into `MultiHeadAttention` nodes ([`crate::onnx::fuse`]).
+    pub attentions: usize,
 }
 
 /// Weights of one linear layer, quantised per output column.
@@ -91,6 +97,7 @@ fn node(op: &str, name: String, inputs: &[&str], outputs: &[&str], attribute: Ve
 pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, QuantizeStats)> {
     let mut model = ModelProto::decode(model)
         .map_err(|e| Error::new(Status::ModelCorrupt, format!("the model is not a readable ONNX file: {e}")))?;
+    let mut stats = QuantizeStats::default();
     let stated = model.metadata_props.iter().find(|p| p.key == keys::PRECISION).map(|p| p.value.clone());
     if let Some(p) = stated {
         if Precision::parse(&p) != Some(Precision::Fp32) {
@@ -100,6 +107,7 @@ pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, Quan
         }
     }
     let graph = model.graph.as_mut().ok_or_else(|| Error::new(Status::ModelCorrupt, "the model has no graph"))?;
+    stats.attentions = crate::onnx::fuse::fuse_attention(graph, &mut model.opset_import);
     let mut uses: HashMap<String, usize> = HashMap::new();
     for n in &graph.node {
         for i in &n.input {
@@ -109,7 +117,6 @@ pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, Quan
     let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
     let weights: HashMap<String, usize> =
         graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-    let mut stats = QuantizeStats::default();
     let mut nodes = Vec::with_capacity(graph.node.len() * 2);
     let mut replaced: HashSet<usize> = HashSet::new();
     let mut added = Vec::new();

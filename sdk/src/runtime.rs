@@ -75,6 +75,9 @@ pub struct Options {
     /// Edge-aware refinement of the fine map with the frame as the guide
     /// ([`crate::refine`]); [`GuidedFilter::OFF`] gives the paper's plain bilinear resize.
     pub refine: GuidedFilter,
+    /// Write ONNX Runtime's per-operator profile (a JSON trace) to a file starting with this
+    /// path, for performance work (`sempart bench --profile`). Rust API only.
+    pub profile: Option<PathBuf>,
     /// Check the model file's content digest when opening it (format version 2 files; a
     /// mismatch gives [`Status::ModelIntegrity`]). Turn it off only when the file was
     /// verified elsewhere.
@@ -126,6 +129,7 @@ impl Default for Options {
             ort_library: None,
             refine: GuidedFilter::DEFAULT,
             verify_integrity: true,
+            profile: None,
         }
     }
 }
@@ -271,6 +275,9 @@ fn open_with(bytes: &[u8], provider: Provider, options: &Options) -> Result<Sess
         .map_err(|e| internal(e.into()))?
         .with_intra_op_spinning(false)
         .map_err(|e| internal(e.into()))?;
+    if let Some(prefix) = &options.profile {
+        builder = builder.with_profiling(prefix).map_err(|e| internal(e.into()))?;
+    }
     if options.cpu_threads > 0 {
         builder = builder.with_intra_threads(options.cpu_threads).map_err(|e| internal(e.into()))?;
     }

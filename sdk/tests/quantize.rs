@@ -50,13 +50,41 @@ fn every_weight_product_becomes_an_integer_product() {
     assert!(stats.matmuls > 0);
     assert_eq!(after.iter().filter(|o| *o == "MatMulInteger").count(), stats.matmuls);
     assert_eq!(after.iter().filter(|o| *o == "DynamicQuantizeLinear").count(), stats.matmuls);
-    // What stays MatMul multiplies two activations (attention): the tiny model has two per
-    // transformer block.
-    assert_eq!(after.iter().filter(|o| *o == "MatMul").count(), float_matmuls - stats.matmuls);
+    // The products of two activations (two per attention) went into the fused attentions.
+    assert!(stats.attentions > 0);
+    assert_eq!(after.iter().filter(|o| *o == "MultiHeadAttention").count(), stats.attentions);
+    assert_eq!(after.iter().filter(|o| *o == "MatMul").count(), float_matmuls - stats.matmuls - 2 * stats.attentions);
     assert!(stats.int8_bytes < stats.float_bytes / 3, "{stats:?}");
     // Small weights stay float32 above the threshold.
     let (_, none) = quantize_int8(&float, usize::MAX).unwrap();
     assert_eq!(none.matmuls, 0);
+}
+
+/// The attention rewrite alone (float32 kept) computes what the unfused graph does, within
+/// float rounding, and leaves no piece of the pattern behind.
+#[test]
+fn fused_attention_computes_the_same_function() {
+    let float = tiny_bytes();
+    let mut model = ModelProto::decode(float.as_slice()).unwrap();
+    let softmaxes = ops(&float).iter().filter(|o| *o == "Softmax").count();
+    let graph = model.graph.as_mut().unwrap();
+    let fused = sempart::onnx::fuse::fuse_attention(graph, &mut model.opset_import);
+    assert_eq!(fused, softmaxes, "every attention of the exporter's graph is matched");
+    assert!(model.opset_import.iter().any(|o| o.domain == sempart::onnx::fuse::MS_DOMAIN));
+    let bytes = sempart::model_format::seal(model);
+    let after = ops(&bytes);
+    assert_eq!(after.iter().filter(|o| *o == "MultiHeadAttention").count(), fused);
+    assert_eq!(after.iter().filter(|o| *o == "Softmax").count(), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let f = open_bytes(&float, dir.path(), "fp32.onnx");
+    let m = open_bytes(&bytes, dir.path(), "fused.onnx");
+    let (w, h) = (f.info().input_width_px, f.info().input_height_px);
+    let data = frame_data(w, h);
+    let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+    let (ff, fc) = f.raw_outputs(&frame).unwrap();
+    let (mf, mc) = m.raw_outputs(&frame).unwrap();
+    let max = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(max(&ff, &mf) < 1e-4 && max(&fc, &mc) < 1e-4, "{} {}", max(&ff, &mf), max(&fc, &mc));
 }
 
 #[test]

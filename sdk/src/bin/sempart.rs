@@ -43,6 +43,9 @@ struct ModelArgs {
     /// Do not check the model file's content digest when opening it.
     #[arg(long)]
     no_verify_integrity: bool,
+    /// Write ONNX Runtime's per-operator profile to a JSON file starting with this path.
+    #[arg(long)]
+    profile: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +228,7 @@ fn options(args: &ModelArgs) -> Result<Options> {
         cpu_threads: args.threads,
         refine: GuidedFilter { radius: args.refine_radius, eps: args.refine_eps },
         verify_integrity: !args.no_verify_integrity,
+        profile: args.profile.clone(),
         ..Options::default()
     };
     Ok(options)
@@ -872,7 +876,8 @@ fn cmd_quantize(model: &Path, sha256: Option<&str>, reference: Option<&Path>, ou
     let (int8, stats) = sempart::quantize::quantize_int8(&bytes, sempart::quantize::MIN_QUANTIZED_ELEMENTS)?;
     let report = sempart::compose::write_checked(&int8, out, expected.as_deref(), reference.as_ref())?;
     println!(
-        "quantised {} MatMul weights ({:.1} MB float32 -> {:.1} MB int8 and scales)",
+        "fused {} attentions; quantised {} MatMul weights ({:.1} MB float32 -> {:.1} MB int8 and scales)",
+        stats.attentions,
         stats.matmuls,
         stats.float_bytes as f64 / 1e6,
         stats.int8_bytes as f64 / 1e6
