@@ -14,7 +14,8 @@
 // Formats (ffmpeg -pix_fmt names): rgb24, bgr24, rgba, bgra, gray, nv12.
 // Prints one line per frame with its boxes ("x0,y0,x1,y1" with exclusive x1/y1; the object
 // box is marked with *), and the mean time per stage at the end (on stderr). The model
-// defaults to $SEMPART_MODEL, else models/sempart-default.onnx.
+// defaults to $SEMPART_MODEL, else models/sempart-default-int8.onnx on the CPU and
+// models/sempart-default.onnx (float32) with a GPU provider.
 //
 // Build:  c++ -std=c++17 camera_pipeline.cpp $(pkg-config --cflags --libs sempart) -o camera_pipeline
 #include <sempart.hpp>
@@ -63,7 +64,7 @@ std::size_t read_full(std::FILE* in, std::uint8_t* buffer, std::size_t size) {
 
 int main(int argc, char** argv) {
     const char* env_model = std::getenv("SEMPART_MODEL");
-    std::string model_path = env_model && *env_model ? env_model : "models/sempart-default.onnx";
+    std::string model_path = env_model && *env_model ? env_model : "";
     unsigned width = 0, height = 0;
     sempart_pixel_format format = SEMPART_PIXEL_FORMAT_BGR8;
     sempart_provider provider = SEMPART_PROVIDER_CPU;
@@ -117,6 +118,9 @@ int main(int argc, char** argv) {
     if (width == 0) {
         usage(argv[0]);
         return 2;
+    }
+    if (model_path.empty()) {
+        model_path = provider == SEMPART_PROVIDER_CPU ? "models/sempart-default-int8.onnx" : "models/sempart-default.onnx";
     }
 
     try {

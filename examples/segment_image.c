@@ -11,8 +11,9 @@
  *
  * Writes the fine mask as a PGM (255 = object; default: mask.pgm), then prints every box of
  * the mask, the object box and the time each stage took. The model defaults to
- * $SEMPART_MODEL, else models/sempart-default.onnx. A provider other than cpu falls back to
- * the CPU when it is not available.
+ * $SEMPART_MODEL, else models/sempart-default-int8.onnx on the CPU (the int8 variant, about
+ * twice as fast there) and models/sempart-default.onnx (float32) with a GPU provider. A
+ * provider other than cpu falls back to the CPU when it is not available.
  *
  * Build:  cc segment_image.c $(pkg-config --cflags --libs sempart) -o segment_image
  */
@@ -149,9 +150,6 @@ int main(int argc, char **argv) {
     int64_t object;
     int rc = 1, a;
 
-    if (model_path == NULL || model_path[0] == '\0') {
-        model_path = "models/sempart-default.onnx";
-    }
     sempart_options_init(&options);
     for (a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--model") == 0 && a + 1 < argc) {
@@ -179,6 +177,10 @@ int main(int argc, char **argv) {
         } else {
             input = argv[a];
         }
+    }
+    if (model_path == NULL || model_path[0] == '\0') {
+        model_path = options.providers[0] == SEMPART_PROVIDER_CPU ? "models/sempart-default-int8.onnx"
+                                                                   : "models/sempart-default.onnx";
     }
     if (input == NULL) {
         usage(argv[0]);

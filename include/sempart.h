@@ -131,18 +131,14 @@ typedef enum {
 } sempart_pixel_format;
 
 /*
- Parameters of the refinement.
- */
-typedef struct GuidedFilter GuidedFilter;
-
-/*
  A loaded model (opaque). Create with [`sempart_model_open`], release with
  [`sempart_model_free`]. Safe to share between threads.
  */
 typedef struct sempart_model sempart_model;
 
 /*
- The result of segmenting one frame (opaque). Release with [`sempart_result_free`].
+ The result of segmenting one frame (opaque). Release with [`sempart_result_free`]. A
+ result owns its data and may outlive the model that made it.
  */
 typedef struct sempart_result sempart_result;
 
@@ -182,8 +178,10 @@ typedef struct {
    */
   const char *tensorrt_engine_cache_dir;
   /*
-   Path of `libonnxruntime.so.1.31.1` to load, or NULL to search next to `libsempart.so`.
-   Copied during the call.
+   Path of `libonnxruntime.so.1.31.1` to load, or NULL to search (`$SEMPART_ORT_LIBRARY`,
+   then next to `libsempart.so`). Copied during the call. ONNX Runtime is loaded once per
+   process, by the first successful open: later opens with NULL use that library, and a
+   later open naming another file fails with `SEMPART_STATUS_RUNTIME_UNAVAILABLE`.
    */
   const char *ort_library;
   /*
@@ -206,6 +204,13 @@ typedef struct {
 
 /*
  A frame in caller memory. The SDK reads it during the call only.
+
+ Buffer size: with `b` bytes per pixel (RGB8, BGR8: 3; RGBA8, BGRA8: 4; GRAY8, NV12: 1),
+ `data_size_bytes` must be at least `row_stride_bytes * (height_px - 1) + width_px * b`
+ (the last row needs no padding); for NV12 the interleaved U/V plane of `height_px / 2`
+ rows follows the Y plane at `row_stride_bytes * height_px`, so at least
+ `row_stride_bytes * (height_px + height_px / 2 - 1) + width_px`. A smaller buffer gives
+ `SEMPART_STATUS_INVALID_ARGUMENT` with both sizes in the message.
  */
 typedef struct {
   /*
@@ -296,8 +301,9 @@ const char *sempart_version(void);
 const char *sempart_status_string(int32_t status);
 
 /*
- The message of the last failed call on this thread (empty if none). Valid until the next
- failing call on the same thread; never NULL.
+ The message of the last failed call on this thread (empty if none). Successful calls do
+ not clear it, so read it right after a call returned a status other than
+ `SEMPART_STATUS_OK`. Valid until the next failing call on the same thread; never NULL.
  */
 const char *sempart_last_error_message(void);
 
@@ -317,6 +323,8 @@ sempart_status sempart_model_open(const char *path,
 
 /*
  Releases a model. NULL is ignored. No call on this model may be running or follow.
+ Results already returned by it stay valid: they own their data and are released with
+ [`sempart_result_free`] before or after the model.
  */
 void sempart_model_free(sempart_model *model);
 
@@ -339,6 +347,8 @@ sempart_status sempart_model_input_size(const sempart_model *model,
  string into `buffer` of `buffer_size` bytes and its length (without NUL) into
  `*out_length`. A too small buffer gives `SEMPART_STATUS_INVALID_ARGUMENT` with
  `*out_length` set, so the caller can retry; `buffer` may be NULL to ask the length only.
+ `out_length` may be NULL when the caller does not need the length (then a NULL `buffer`
+ only checks that the key exists).
  */
 sempart_status sempart_model_metadata(const sempart_model *model,
                                       const char *key,

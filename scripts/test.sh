@@ -12,5 +12,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace
+# The fuzz targets run once each here and for their time budget in the next step.
+SEMPART_FUZZ_SECONDS=0 cargo test --workspace
+echo "== fuzz (sdk/tests/fuzz.rs, 20 s per target, 3 targets in parallel; scripts/fuzz.sh for longer)"
+SEMPART_FUZZ_SECONDS=20 cargo test -p sempart --test fuzz -- --nocapture --test-threads 3 2>&1 | grep -E "^fuzz |^  \(|test result|panicked|FAILED"
+echo "== Python host (bindings/python, pytest in .deps/python)"
+if [ ! -x .deps/python/bin/python ]; then
+  python3 -m venv .deps/python
+fi
+.deps/python/bin/pip install --quiet --disable-pip-version-check ./bindings/python pytest
+.deps/python/bin/python -m pytest -q bindings/python/tests
 echo "== all checks passed"

@@ -2,12 +2,15 @@
 //!
 //! Conventions, the same for every function:
 //! - fallible calls return a `sempart_status`; `SEMPART_STATUS_OK` (0) is success, and
-//!   [`sempart_last_error_message`] then describes the most recent failure on the calling thread;
+//!   [`sempart_last_error_message`] then describes the most recent failure on the calling
+//!   thread (a successful call does not clear it: read it only after a failure);
 //! - output pointers are written only on success;
 //! - every object created by `*_open`/`sempart_segment*` is released by its `*_free`, which
 //!   accepts NULL;
-//! - no Rust panic ever crosses this boundary: each body runs inside [`guard`], which turns a
-//!   panic into `SEMPART_STATUS_INTERNAL`;
+//! - no Rust panic ever crosses this boundary, and none is printed: each body runs inside
+//!   [`boundary`] (through [`guard`] for status-returning functions), which turns a panic into
+//!   `SEMPART_STATUS_INTERNAL` (or the accessor's NULL / 0 / -1) with the panic's message as
+//!   the last error;
 //! - threads: a `sempart_model` may be used by any number of threads at once; a
 //!   `sempart_result` belongs to one thread at a time.
 
@@ -32,7 +35,8 @@ pub struct SempartModel {
     inner: Segmenter,
 }
 
-/// The result of segmenting one frame (opaque). Release with [`sempart_result_free`].
+/// The result of segmenting one frame (opaque). Release with [`sempart_result_free`]. A
+/// result owns its data and may outlive the model that made it.
 pub struct SempartResult {
     inner: Segmentation,
 }
@@ -57,8 +61,10 @@ pub struct SempartOptions {
     pub tensorrt_fp16: u8,
     /// Folder for TensorRT's engine cache (UTF-8), or NULL for none. Copied during the call.
     pub tensorrt_engine_cache_dir: *const c_char,
-    /// Path of `libonnxruntime.so.1.31.1` to load, or NULL to search next to `libsempart.so`.
-    /// Copied during the call.
+    /// Path of `libonnxruntime.so.1.31.1` to load, or NULL to search (`$SEMPART_ORT_LIBRARY`,
+    /// then next to `libsempart.so`). Copied during the call. ONNX Runtime is loaded once per
+    /// process, by the first successful open: later opens with NULL use that library, and a
+    /// later open naming another file fails with `SEMPART_STATUS_RUNTIME_UNAVAILABLE`.
     pub ort_library: *const c_char,
     /// Radius of the fine mask's edge-aware refinement (guided filter with the frame as the
     /// guide), in model-input pixels, 0..=256; 0 switches it off (plain bilinear resize).
@@ -73,6 +79,13 @@ pub struct SempartOptions {
 }
 
 /// A frame in caller memory. The SDK reads it during the call only.
+///
+/// Buffer size: with `b` bytes per pixel (RGB8, BGR8: 3; RGBA8, BGRA8: 4; GRAY8, NV12: 1),
+/// `data_size_bytes` must be at least `row_stride_bytes * (height_px - 1) + width_px * b`
+/// (the last row needs no padding); for NV12 the interleaved U/V plane of `height_px / 2`
+/// rows follows the Y plane at `row_stride_bytes * height_px`, so at least
+/// `row_stride_bytes * (height_px + height_px / 2 - 1) + width_px`. A smaller buffer gives
+/// `SEMPART_STATUS_INVALID_ARGUMENT` with both sizes in the message.
 #[repr(C)]
 pub struct SempartFrame {
     /// First byte of the first row.
@@ -115,29 +128,79 @@ fn set_last_error(message: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = text);
 }
 
-/// Runs an ABI body: converts errors and panics into a status and records the message.
-fn guard(body: impl FnOnce() -> Result<()>) -> Status {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => Status::Ok,
-        Ok(Err(e)) => {
-            set_last_error(e.message());
-            e.status()
-        }
+// ---------------------------------------------------------------------------------------
+// The panic boundary: every `extern "C"` function runs its body through `boundary` (directly,
+// or through `guard` for status-returning bodies). A panic is caught there, never unwinds into
+// C, and is not printed: the library must not write to the host's stderr. The panic hook that
+// keeps it quiet is installed once, the first time a C function is called, and only silences
+// panics raised inside a boundary on the panicking thread; any other panic of the process
+// still goes to the previous hook.
+// ---------------------------------------------------------------------------------------
+
+thread_local! {
+    /// Depth of `boundary` calls on this thread (a callback could nest them).
+    static IN_BOUNDARY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Where the quiet hook puts the location of the last caught panic.
+    static PANIC_AT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_BOUNDARY.with(|d| d.get()) > 0 {
+                let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+                PANIC_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs the body of an `extern "C"` function: its value, or `fallback` when it panicked (the
+/// panic's message and location are then the thread's last error message).
+fn boundary<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    install_quiet_hook();
+    IN_BOUNDARY.with(|d| d.set(d.get() + 1));
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    IN_BOUNDARY.with(|d| d.set(d.get() - 1));
+    match outcome {
+        Ok(value) => value,
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!("internal error (panic caught at the C boundary): {what}"));
-            Status::Internal
+            let at = PANIC_AT.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            set_last_error(&format!("internal error (panic caught at the C boundary): {what}{at}"));
+            fallback
         }
     }
 }
 
-/// Runs an accessor body: returns its value, or `fallback` on a panic.
-fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+/// [`boundary`] for a body returning `Result<()>`: errors become their status (and the
+/// thread's last error message), a panic `SEMPART_STATUS_INTERNAL`.
+fn guard(body: impl FnOnce() -> Result<()>) -> Status {
+    boundary(Status::Internal, || match body() {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            set_last_error(e.message());
+            e.status()
+        }
+    })
+}
+
+/// Writes each `value` through its pointer, skipping NULL pointers (optional outputs).
+fn write_optional<T: Copy>(outputs: &[(*mut T, T)]) {
+    for &(ptr, value) in outputs {
+        // SAFETY: NULL is allowed and skipped; otherwise the caller provides writable memory.
+        if let Some(slot) = unsafe { ptr.as_mut() } {
+            *slot = value;
+        }
+    }
 }
 
 fn non_null<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
@@ -192,21 +255,24 @@ fn frame_from_c(frame: &SempartFrame) -> Result<Frame<'_>> {
 /// The SDK version as a static NUL-terminated string, e.g. `"0.1.0"`.
 #[no_mangle]
 pub extern "C" fn sempart_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    boundary(c"".as_ptr(), || concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast())
 }
 
 /// A static description of a `sempart_status` value (never NULL; unknown values give
 /// "unknown status").
 #[no_mangle]
 pub extern "C" fn sempart_status_string(status: i32) -> *const c_char {
-    Status::from_raw(status).map_or(c"unknown status".as_ptr(), |s| s.describe_c().as_ptr())
+    boundary(c"unknown status".as_ptr(), || {
+        Status::from_raw(status).map_or(c"unknown status".as_ptr(), |s| s.describe_c().as_ptr())
+    })
 }
 
-/// The message of the last failed call on this thread (empty if none). Valid until the next
-/// failing call on the same thread; never NULL.
+/// The message of the last failed call on this thread (empty if none). Successful calls do
+/// not clear it, so read it right after a call returned a status other than
+/// `SEMPART_STATUS_OK`. Valid until the next failing call on the same thread; never NULL.
 #[no_mangle]
 pub extern "C" fn sempart_last_error_message() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    boundary(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
 }
 
 /// Fills `out` with the defaults: CPU only, fallback allowed, ONNX Runtime picks the threads,
@@ -259,11 +325,13 @@ pub extern "C" fn sempart_model_open(
 }
 
 /// Releases a model. NULL is ignored. No call on this model may be running or follow.
+/// Results already returned by it stay valid: they own their data and are released with
+/// [`sempart_result_free`] before or after the model.
 #[no_mangle]
 pub extern "C" fn sempart_model_free(model: *mut SempartModel) {
     if !model.is_null() {
         // SAFETY: the pointer came from sempart_model_open and is released once.
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(model) })));
+        boundary((), || drop(unsafe { Box::from_raw(model) }));
     }
 }
 
@@ -290,17 +358,12 @@ pub extern "C" fn sempart_model_input_size(
 ) -> Status {
     guard(|| {
         let info = non_null(model, "model")?.inner.info();
-        for (ptr, value) in [
-            (out_width_px, info.input_width_px),
-            (out_height_px, info.input_height_px),
-            (out_grid_width, info.grid_width),
-            (out_grid_height, info.grid_height),
-        ] {
-            // SAFETY: NULL is allowed and skipped; otherwise the caller provides writable memory.
-            if let Some(slot) = unsafe { ptr.as_mut() } {
-                *slot = value as u32;
-            }
-        }
+        write_optional(&[
+            (out_width_px, info.input_width_px as u32),
+            (out_height_px, info.input_height_px as u32),
+            (out_grid_width, info.grid_width as u32),
+            (out_grid_height, info.grid_height as u32),
+        ]);
         Ok(())
     })
 }
@@ -309,6 +372,8 @@ pub extern "C" fn sempart_model_input_size(
 /// string into `buffer` of `buffer_size` bytes and its length (without NUL) into
 /// `*out_length`. A too small buffer gives `SEMPART_STATUS_INVALID_ARGUMENT` with
 /// `*out_length` set, so the caller can retry; `buffer` may be NULL to ask the length only.
+/// `out_length` may be NULL when the caller does not need the length (then a NULL `buffer`
+/// only checks that the key exists).
 #[no_mangle]
 pub extern "C" fn sempart_model_metadata(
     model: *const SempartModel,
@@ -409,7 +474,7 @@ pub extern "C" fn sempart_segment_batch(
 pub extern "C" fn sempart_result_free(result: *mut SempartResult) {
     if !result.is_null() {
         // SAFETY: the pointer came from sempart_segment* and is released once.
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(result) })));
+        boundary((), || drop(unsafe { Box::from_raw(result) }));
     }
 }
 
@@ -430,16 +495,12 @@ pub extern "C" fn sempart_result_size(
 ) -> Status {
     guard(|| {
         let r = result_ref(result).ok_or_else(|| Error::new(Status::NullArgument, "result is NULL"))?;
-        for (ptr, value) in [
+        write_optional(&[
             (out_width_px, r.width_px),
             (out_height_px, r.height_px),
             (out_grid_width, r.grid_width),
             (out_grid_height, r.grid_height),
-        ] {
-            if let Some(slot) = unsafe { ptr.as_mut() } {
-                *slot = value;
-            }
-        }
+        ]);
         Ok(())
     })
 }
@@ -448,31 +509,31 @@ pub extern "C" fn sempart_result_size(
 /// background. Owned by the result; NULL for a NULL result.
 #[no_mangle]
 pub extern "C" fn sempart_result_fine_mask(result: *const SempartResult) -> *const u8 {
-    guard_value(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.fine_mask.as_ptr()))
+    boundary(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.fine_mask.as_ptr()))
 }
 
 /// Foreground probability per frame pixel (width x height floats in 0..1). Owned by the result.
 #[no_mangle]
 pub extern "C" fn sempart_result_fine_probability(result: *const SempartResult) -> *const f32 {
-    guard_value(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.fine_probability.as_ptr()))
+    boundary(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.fine_probability.as_ptr()))
 }
 
 /// The coarse mask on the model grid (grid_width x grid_height bytes, 255 = foreground).
 #[no_mangle]
 pub extern "C" fn sempart_result_coarse_mask(result: *const SempartResult) -> *const u8 {
-    guard_value(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.coarse_mask.as_ptr()))
+    boundary(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.coarse_mask.as_ptr()))
 }
 
 /// Foreground probability per grid cell (grid_width x grid_height floats).
 #[no_mangle]
 pub extern "C" fn sempart_result_coarse_probability(result: *const SempartResult) -> *const f32 {
-    guard_value(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.coarse_probability.as_ptr()))
+    boundary(std::ptr::null(), || result_ref(result).map_or(std::ptr::null(), |r| r.coarse_probability.as_ptr()))
 }
 
 /// Number of connected components of the fine mask (0 for a NULL result).
 #[no_mangle]
 pub extern "C" fn sempart_result_box_count(result: *const SempartResult) -> usize {
-    guard_value(0, || result_ref(result).map_or(0, |r| r.components.len()))
+    boundary(0, || result_ref(result).map_or(0, |r| r.components.len()))
 }
 
 /// Copies component `index` into `*out_box`.
@@ -494,11 +555,49 @@ pub extern "C" fn sempart_result_box(result: *const SempartResult, index: usize,
 /// -1 when the mask is empty or the result is NULL.
 #[no_mangle]
 pub extern "C" fn sempart_result_object_index(result: *const SempartResult) -> i64 {
-    guard_value(-1, || result_ref(result).and_then(|r| r.object).map_or(-1, |i| i as i64))
+    boundary(-1, || result_ref(result).and_then(|r| r.object).map_or(-1, |i| i as i64))
 }
 
 /// Time spent per stage of the call that produced the result (zeros for a NULL result).
 #[no_mangle]
 pub extern "C" fn sempart_result_timing(result: *const SempartResult) -> Timing {
-    guard_value(Timing::default(), || result_ref(result).map_or(Timing::default(), |r| r.timing))
+    boundary(Timing::default(), || result_ref(result).map_or(Timing::default(), |r| r.timing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every exported function runs its body through the one boundary.
+    #[test]
+    fn every_extern_function_goes_through_the_boundary() {
+        let source = include_str!("capi.rs");
+        let source = &source[..source.find("#[cfg(test)]").expect("tests at the end")];
+        let bodies: Vec<&str> = source.split("pub extern \"C\" fn ").skip(1).collect();
+        assert!(bodies.len() >= 20, "{} exported functions", bodies.len());
+        for body in bodies {
+            let name = body.split('(').next().unwrap_or_default();
+            let end = body.find("\n}\n").expect("function end");
+            let code = &body[..end];
+            // sempart_segment is sempart_segment_batch with one frame (which has the guard).
+            let delegates = code.contains("sempart_segment_batch(model, frame, 1, out_result)");
+            assert!(
+                code.contains("boundary(") || code.contains("guard(") || delegates,
+                "{name} bypasses the panic boundary"
+            );
+        }
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message_with_its_location() {
+        let status = guard(|| panic!("boom {}", 7));
+        assert_eq!(status, Status::Internal);
+        let msg = unsafe { CStr::from_ptr(sempart_last_error_message()) }.to_string_lossy().into_owned();
+        assert!(msg.contains("internal error (panic caught at the C boundary): boom 7"), "{msg}");
+        assert!(msg.contains("capi.rs:"), "the location is in the message: {msg}");
+        assert_eq!(boundary(-1i64, || panic!("accessor")), -1);
+        // Outside a boundary the previous hook still runs (the process's own panics stay visible):
+        // the hook only silences panics while the thread is inside one.
+        assert_eq!(IN_BOUNDARY.with(|d| d.get()), 0);
+    }
 }

@@ -21,6 +21,7 @@ pub mod preprocess;
 pub mod quantize;
 pub mod reference;
 pub mod refine;
+pub mod resize;
 pub mod runtime;
 pub mod segmenter;
 

@@ -185,7 +185,7 @@ impl SaliencyMetrics {
     /// Scores one image and adds it to the dataset.
     ///
     /// `prob` holds probabilities in [0, 1], already resized to the ground-truth size
-    /// (bilinear, see [`postprocess::resize_bilinear`]); `gt` is the mask, 0..255,
+    /// (bilinear, see [`crate::resize::resize_bilinear`]); `gt` is the mask, 0..255,
     /// foreground > 127, 128 ignored. Both row-major, same length.
     ///
     /// # Panics
@@ -247,7 +247,7 @@ impl SaliencyMetrics {
     ) -> Result<ImageScores, MetricsError> {
         let (prob, pw, ph) = load_probability_image(prediction)?;
         let (gt, gw, gh) = load_mask_image(mask)?;
-        let prob = if (pw, ph) == (gw, gh) { prob } else { postprocess::resize_bilinear(&prob, pw, ph, gw, gh) };
+        let prob = if (pw, ph) == (gw, gh) { prob } else { crate::resize::resize_bilinear(&prob, pw, ph, gw, gh) };
         Ok(self.add(&prob, &gt))
     }
 

@@ -10,8 +10,8 @@
 
 use crate::error::{Error, Result, Status};
 use crate::frame::Frame;
-use crate::postprocess::resize_bilinear;
-use crate::preprocess::{frame_to_input, InputSpec};
+use crate::preprocess::{frame_to_input, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
+use crate::resize::resize_bilinear;
 use crate::runtime::{self, Options, Provider};
 use crate::segmenter::Timing;
 use ort::session::Session;
@@ -19,10 +19,6 @@ use ort::value::TensorRef;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// ImageNet mean and standard deviation (RGB), the normalisation of DINO-family models.
-const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// A loaded peer model.
 pub struct PeerModel {
@@ -55,7 +51,12 @@ impl PeerModel {
                 )))
             }
         };
-        let spec = InputSpec { width_px: width, height_px: height, mean: IMAGENET_MEAN, std: IMAGENET_STD };
+        let spec = InputSpec {
+            width_px: width,
+            height_px: height,
+            mean: IMAGENET_MEAN.map(|v| v as f32),
+            std: IMAGENET_STD.map(|v| v as f32),
+        };
         let (input, output) = (input.name().to_string(), output.name().to_string());
         Ok(PeerModel { session: Mutex::new(session), input, output, spec, provider })
     }

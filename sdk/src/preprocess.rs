@@ -6,6 +6,11 @@
 
 use crate::frame::Frame;
 
+/// ImageNet's per-channel mean (RGB, 0..1 scale): the normalisation of the DINO family.
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation (RGB, 0..1 scale).
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
 /// How the model wants its input: size and per-channel normalisation
 /// `(value / 255 - mean) / std`, channels in RGB order.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,8 +20,8 @@
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::postprocess::{resize_bilinear, BilinearResizer};
 use crate::preprocess::resize_rgb;
+use crate::resize::{resize_bilinear, BilinearResizer};
 
 /// Frames whose longer side exceeds this many times the model input's longer side are filtered
 /// on a copy reduced to that size. It was 2 up to SDK 0.4 (a 640x480 frame was filtered at full

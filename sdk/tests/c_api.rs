@@ -100,6 +100,11 @@ impl Scratch {
 
     /// Compiles and links `sources` (C or C++, by the first one's extension) into `name`.
     fn build(&self, name: &str, sources: &[&str]) -> PathBuf {
+        self.build_with(name, sources, &[])
+    }
+
+    /// [`Scratch::build`] with extra compiler flags (sanitizers).
+    fn build_with(&self, name: &str, sources: &[&str], flags: &[&str]) -> PathBuf {
         let ws = workspace();
         let out = self.path().join(name);
         let cpp = sources[0].ends_with(".cpp");
@@ -110,6 +115,7 @@ impl Scratch {
             cmd.arg("-std=c11");
         }
         cmd.args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
+            .args(flags)
             .arg("-I")
             .arg(ws.join("include"))
             .arg("-I")
@@ -201,6 +207,37 @@ fn c_test_program_is_clean_under_valgrind() {
         failed_lines(&out),
         text(&out.stderr)
     );
+}
+
+/// The C test program built with AddressSanitizer and UndefinedBehaviorSanitizer (any report
+/// fails it: out-of-bounds or use-after-free in the program or, through ASan's allocator, in
+/// the library's heap, leaks of what the program owns, undefined behaviour in the C code).
+/// The tiny model keeps it fast. `tests/c/lsan.supp` silences ONNX Runtime's process-lifetime
+/// allocations.
+#[test]
+fn c_test_program_is_clean_under_asan_and_ubsan() {
+    let model = tiny_model();
+    let s = Scratch::new();
+    let flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"];
+    let exe = s.build_with("test_api_asan", &["tests/c/test_api.c"], &flags);
+    let tmp = s.path().join("work");
+    std::fs::create_dir(&tmp).unwrap();
+    let supp = workspace().join("tests/c/lsan.supp");
+    let out = run(Command::new(&exe)
+        .arg(model.parent().unwrap())
+        .arg(&tmp)
+        .env("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:exitcode=23")
+        .env("LSAN_OPTIONS", format!("suppressions={}:print_suppressions=0", supp.display()))
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"));
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("ERROR: AddressSanitizer") && !stderr.contains("runtime error:"),
+        "test_api under ASan + UBSan failed ({}):\n{}\n{}",
+        out.status,
+        failed_lines(&out),
+        stderr
+    );
+    assert!(text(&out.stdout).contains(", 0 failed"), "no summary line:\n{}", text(&out.stdout));
 }
 
 #[test]

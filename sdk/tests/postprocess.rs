@@ -1,10 +1,11 @@
-//! Tests of `sempart::postprocess`: bilinear resize, binarisation, foreground
-//! selection, connected components and the object box.
+//! Tests of `sempart::resize` (bilinear resize) and `sempart::postprocess`: binarisation,
+//! foreground selection, connected components and the object box.
 
 use sempart::postprocess::{
-    binarize, binarize_into, connected_components, corners_touched, foreground_is_a, object_box, resize_bilinear,
-    resize_bilinear_into, select_foreground, BilinearResizer, Component, THRESHOLD,
+    binarize, binarize_into, connected_components, corners_touched, foreground_is_a, object_box, select_foreground,
+    Component, THRESHOLD,
 };
+use sempart::resize::{resize_bilinear, resize_bilinear_into, BilinearResizer};
 
 // ---------------------------------------------------------------------------------
 // helpers

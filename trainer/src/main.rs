@@ -120,6 +120,11 @@ enum Command {
         /// Output ONNX file.
         #[arg(long)]
         out: PathBuf,
+        /// Export for another input size than the one trained (N or HxW pixels, multiples of
+        /// the patch): both positional tables are resized bicubically (the speed/quality table
+        /// of the README is made this way).
+        #[arg(long)]
+        input_size: Option<String>,
     },
     /// Export the default model from the committed heads in models/default/ and write what is
     /// distributed with it: models/default/model-template.onnx (the graph and every tensor that
@@ -138,6 +143,12 @@ enum Command {
         /// Image for the reference frame (resized to the model's input size once, here).
         #[arg(long, default_value = "examples/images/chelsea.png")]
         reference_image: PathBuf,
+        /// Export at another input size than the trained one (N or HxW; positional tables
+        /// resized, as `export --input-size`): the template and reference then get the size in
+        /// their names (model-template-N.onnx, reference-N/). The CPU default model is made
+        /// this way at 280.
+        #[arg(long)]
+        input_size: Option<String>,
     },
     /// Write the SDK's test fixtures (tiny random-weight models made by the real exporter).
     ///
@@ -175,9 +186,32 @@ fn backbone_provenance(cfg: &TrainConfig) -> (String, String) {
     }
 }
 
-fn export_checkpoint(checkpoint: &Path, training_note: serde_json::Value) -> Result<Vec<u8>> {
-    let (cfg, heads_vs, heads) =
-        load_heads_checkpoint(checkpoint).with_context(|| format!("loading checkpoint {}", checkpoint.display()))?;
+/// `N` or `HxW` (pixels).
+fn parse_size(text: &str) -> Result<(i64, i64)> {
+    let parts: Vec<&str> = text.split('x').collect();
+    let num =
+        |t: &str| t.trim().parse::<i64>().map_err(|_| anyhow::anyhow!("--input-size {text:?}: expected N or HxW"));
+    match parts.as_slice() {
+        [n] => Ok((num(n)?, num(n)?)),
+        [h, w] => Ok((num(h)?, num(w)?)),
+        _ => bail!("--input-size {text:?}: expected N or HxW"),
+    }
+}
+
+/// The checkpoint's heads, at its own input size or at `size` (height, width).
+fn load_heads(
+    checkpoint: &Path,
+    size: Option<(i64, i64)>,
+) -> Result<(TrainConfig, tch::nn::VarStore, trainer::heads::Heads)> {
+    match size {
+        None => load_heads_checkpoint(checkpoint),
+        Some((h, w)) => train::load_heads_checkpoint_at(checkpoint, h, w),
+    }
+    .with_context(|| format!("loading checkpoint {}", checkpoint.display()))
+}
+
+fn export_checkpoint(checkpoint: &Path, size: Option<(i64, i64)>, training_note: serde_json::Value) -> Result<Vec<u8>> {
+    let (cfg, heads_vs, heads) = load_heads(checkpoint, size)?;
     let backbone = train::load_backbone_for(&cfg)?;
     let (name, origin) = backbone_provenance(&cfg);
     let provenance = Provenance {
@@ -193,7 +227,7 @@ fn export_checkpoint(checkpoint: &Path, training_note: serde_json::Value) -> Res
 }
 
 /// `trainer export-default`: see its help.
-fn export_default(heads: &Path, out: &Path, reference_image: &Path) -> Result<()> {
+fn export_default(heads: &Path, out: &Path, reference_image: &Path, input_size: Option<&str>) -> Result<()> {
     use sempart::compose;
     use sempart::reference::Reference;
     let checkpoint = heads.join("checkpoint.safetensors");
@@ -202,7 +236,13 @@ fn export_default(heads: &Path, out: &Path, reference_image: &Path) -> Result<()
         &std::fs::read_to_string(&note_path).with_context(|| format!("reading {}", note_path.display()))?,
     )
     .with_context(|| format!("parsing {}", note_path.display()))?;
-    let bytes = export_checkpoint(&checkpoint, note)?;
+    let size = input_size.map(parse_size).transpose()?;
+    let suffix = match size {
+        None => String::new(),
+        Some((h, w)) if h == w => format!("-{h}"),
+        Some((h, w)) => format!("-{h}x{w}"),
+    };
+    let bytes = export_checkpoint(&checkpoint, size, note)?;
     let (cfg, _, _) = load_heads_checkpoint(&checkpoint)?;
     let source_path = &cfg.backbone.path;
     let source = std::fs::read(source_path).with_context(|| format!("reading {}", source_path.display()))?;
@@ -211,7 +251,7 @@ fn export_default(heads: &Path, out: &Path, reference_image: &Path) -> Result<()
     if compose::compose(&template, &source)? != bytes {
         bail!("composing the template again does not give the exported bytes (a bug)");
     }
-    let template_path = heads.join("model-template.onnx");
+    let template_path = heads.join(format!("model-template{suffix}.onnx"));
     write_atomic(&template_path, &template)?;
     write_atomic(out, &bytes)?;
     let digest = trainer::data::sha256_hex(&bytes);
@@ -234,7 +274,7 @@ fn export_default(heads: &Path, out: &Path, reference_image: &Path) -> Result<()
     let (w, h) = (model.info().input_width_px as u32, model.info().input_height_px as u32);
     let img = image::open(reference_image).with_context(|| format!("reading {}", reference_image.display()))?;
     let frame = image::imageops::resize(&img.to_rgb8(), w, h, image::imageops::FilterType::Triangle).into_raw();
-    let reference_dir = heads.join("reference");
+    let reference_dir = heads.join(format!("reference{suffix}"));
     Reference::record(&model, frame)?.write(&reference_dir)?;
     println!("wrote the reference outputs of {} to {}", reference_image.display(), reference_dir.display());
     Ok(())
@@ -343,12 +383,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
-        Command::Export { checkpoint, out } => {
-            let bytes = export_checkpoint(&checkpoint, serde_json::json!("exported with trainer export"))?;
+        Command::Export { checkpoint, out, input_size } => {
+            let size = input_size.as_deref().map(parse_size).transpose()?;
+            let note = match size {
+                None => serde_json::json!("exported with trainer export"),
+                Some((h, w)) => serde_json::json!(format!(
+                    "exported with trainer export --input-size {h}x{w}: trained at another size, positional tables resized"
+                )),
+            };
+            let bytes = export_checkpoint(&checkpoint, size, note)?;
             write_atomic(&out, &bytes)?;
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
             // Check the file against tch on two synthetic frames at the input size.
-            let (cfg, _vs, heads) = load_heads_checkpoint(&checkpoint)?;
+            let (cfg, _vs, heads) = load_heads(&checkpoint, size)?;
             let backbone = train::load_backbone_for(&cfg)?;
             let (w, h) = (cfg.heads.input_width as usize, cfg.heads.input_height as usize);
             let frames: Vec<Vec<u8>> =
@@ -360,7 +407,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::ExportDefault { heads, out, reference_image } => export_default(&heads, &out, &reference_image),
+        Command::ExportDefault { heads, out, reference_image, input_size } => {
+            export_default(&heads, &out, &reference_image, input_size.as_deref())
+        }
         Command::Fixtures { out, seed } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let model = fixtures::tiny_model(seed)?;

@@ -24,8 +24,9 @@ use crate::feature_cache::{FeatureStore, Features};
 use crate::losses::{normalize_features, AffinityFeatures};
 use anyhow::{ensure, Context, Result};
 use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
-use sempart::postprocess::{foreground_is_a, resize_bilinear};
+use sempart::postprocess::foreground_is_a;
 use sempart::refine::{refine_to_frame, GuidedFilter};
+use sempart::resize::resize_bilinear;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 

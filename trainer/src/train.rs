@@ -34,7 +34,7 @@ use crate::losses::{self, FineInputs, LossValues};
 use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
-use sempart::postprocess::resize_bilinear;
+use sempart::resize::resize_bilinear;
 use sempart::{Frame, GuidedFilter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -345,6 +345,32 @@ pub fn restore_variables(vs: &nn::VarStore, tensors: &BTreeMap<String, Tensor>) 
 /// `VarStore` and the heads built on it.
 pub fn load_heads_checkpoint(path: &Path) -> Result<(TrainConfig, nn::VarStore, Heads)> {
     let ck = read_checkpoint(path)?;
+    let (vs, heads) = heads_from_checkpoint(&ck)?;
+    Ok((ck.config, vs, heads))
+}
+
+/// [`load_heads_checkpoint`] for another input size (`height`, `width` in pixels, multiples of
+/// the patch): the heads are size-agnostic except for the encoder's positional embedding,
+/// which is resized bicubically from the trained grid to the new one (its [CLS] entry kept),
+/// as the backbone's own table is. Quality at another size is measured, not assumed (README).
+pub fn load_heads_checkpoint_at(path: &Path, height: i64, width: i64) -> Result<(TrainConfig, nn::VarStore, Heads)> {
+    let mut ck = read_checkpoint(path)?;
+    let (gh0, gw0) = ck.config.heads.grid();
+    ck.config.heads.input_height = height;
+    ck.config.heads.input_width = width;
+    ck.config.heads.validate()?;
+    let (gh, gw) = ck.config.heads.grid();
+    if let Some(pos) = ck.tensors.get_mut("encoder.pos_embed") {
+        let e = pos.size()[2];
+        ensure!(pos.size() == [1, 1 + gh0 * gw0, e], "encoder.pos_embed has shape {:?}", pos.size());
+        let kind = pos.kind();
+        let p = pos.to_kind(tch::Kind::Double);
+        let cls = p.narrow(1, 0, 1);
+        let grid = p.narrow(1, 1, gh0 * gw0).reshape([1, gh0, gw0, e]).permute([0, 3, 1, 2]);
+        let resized =
+            grid.upsample_bicubic2d([gh, gw], false, None, None).permute([0, 2, 3, 1]).reshape([1, gh * gw, e]);
+        *pos = Tensor::cat(&[cls, resized], 1).to_kind(kind);
+    }
     let (vs, heads) = heads_from_checkpoint(&ck)?;
     Ok((ck.config, vs, heads))
 }

@@ -5,7 +5,6 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sempart::metrics::{self, BoxPredictions, SaliencyMetrics};
 use sempart::model_format::default_model_path;
-use sempart::postprocess;
 use sempart::{Frame, GuidedFilter, Options, PixelFormat, Provider, Segmentation, Segmenter};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -494,9 +493,9 @@ fn cmd_eval(
         let fine_prob = if (w, h) == (gw, gh) {
             seg.fine_probability.clone()
         } else {
-            postprocess::resize_bilinear(&seg.fine_probability, w, h, gw, gh)
+            sempart::resize::resize_bilinear(&seg.fine_probability, w, h, gw, gh)
         };
-        let coarse_prob = postprocess::resize_bilinear(
+        let coarse_prob = sempart::resize::resize_bilinear(
             &seg.coarse_probability,
             seg.grid_width as usize,
             seg.grid_height as usize,

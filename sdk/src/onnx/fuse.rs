@@ -75,16 +75,19 @@ pub fn fuse_attention(graph: &mut GraphProto, opsets: &mut Vec<OperatorSetIdProt
         let single_use = consumers.get(value).map_or(0, Vec::len) == 1 && !outputs.contains(value);
         (nodes[i].op_type == op && nodes[i].domain.is_empty() && single_use).then_some(i)
     };
+    // Input `k` and output 0 of node `i`, when it has them (a malformed graph may not).
+    let input = |i: usize, k: usize| nodes[i].input.get(k).map(String::as_str);
+    let output = |i: usize| nodes[i].output.first().map(String::as_str);
     // `Transpose(Reshape(x, [0, -1, heads, hd]), perm)`: returns (x, heads, reshape, transpose).
     let head_split = |value: &str, want_perm: &[i64]| -> Option<(String, i64, usize, usize)> {
         let t = made_by(value, "Transpose")?;
         if perm(&nodes[t]) != want_perm {
             return None;
         }
-        let r = made_by(&nodes[t].input[0], "Reshape")?;
+        let r = made_by(input(t, 0)?, "Reshape")?;
         let shape = int_values(constants.get(nodes[r].input.get(1)?.as_str())?)?;
         match shape.as_slice() {
-            [0, -1, heads, _] if *heads > 0 => Some((nodes[r].input[0].clone(), *heads, r, t)),
+            [0, -1, heads, _] if *heads > 0 => Some((input(r, 0)?.to_string(), *heads, r, t)),
             _ => None,
         }
     };
@@ -98,21 +101,22 @@ pub fn fuse_attention(graph: &mut GraphProto, opsets: &mut Vec<OperatorSetIdProt
             if axis != -1 && axis != 3 {
                 return None;
             }
-            let mul = made_by(&n.input[0], "Mul")?;
+            let mul = made_by(input(softmax, 0)?, "Mul")?;
             let scale = float_scalar(constants.get(nodes[mul].input.get(1)?.as_str())?)?;
-            let qk = made_by(&nodes[mul].input[0], "MatMul")?;
-            let (q, hq, qr, qt) = head_split(&nodes[qk].input[0], &[0, 2, 1, 3])?;
-            let (k, hk, kr, kt) = head_split(&nodes[qk].input[1], &[0, 2, 3, 1])?;
-            let av = only_consumer(&n.output[0], "MatMul")?;
-            if nodes[av].input[0] != n.output[0] {
+            let qk = made_by(input(mul, 0)?, "MatMul")?;
+            let (q, hq, qr, qt) = head_split(input(qk, 0)?, &[0, 2, 1, 3])?;
+            let (k, hk, kr, kt) = head_split(input(qk, 1)?, &[0, 2, 3, 1])?;
+            let probabilities = output(softmax)?;
+            let av = only_consumer(probabilities, "MatMul")?;
+            if input(av, 0)? != probabilities {
                 return None;
             }
-            let (v, hv, vr, vt) = head_split(&nodes[av].input[1], &[0, 2, 1, 3])?;
-            let back = only_consumer(&nodes[av].output[0], "Transpose")?;
+            let (v, hv, vr, vt) = head_split(input(av, 1)?, &[0, 2, 1, 3])?;
+            let back = only_consumer(output(av)?, "Transpose")?;
             if perm(&nodes[back]) != [0, 2, 1, 3] {
                 return None;
             }
-            let merge = only_consumer(&nodes[back].output[0], "Reshape")?;
+            let merge = only_consumer(output(back)?, "Reshape")?;
             let shape = int_values(constants.get(nodes[merge].input.get(1)?.as_str())?)?;
             if !(hq == hk && hk == hv && matches!(shape.as_slice(), [0, -1, _])) {
                 return None;
@@ -124,7 +128,7 @@ pub fn fuse_attention(graph: &mut GraphProto, opsets: &mut Vec<OperatorSetIdProt
                 v,
                 heads: hq,
                 scale,
-                output: nodes[merge].output[0].clone(),
+                output: output(merge)?.to_string(),
             })
         })();
         found.extend(matched);
@@ -173,4 +177,50 @@ pub fn fuse_attention(graph: &mut GraphProto, opsets: &mut Vec<OperatorSetIdProt
         opsets.push(OperatorSetIdProto { domain: MS_DOMAIN.into(), version: 1 });
     }
     found.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::data_type;
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Found by `sdk/tests/fuzz.rs` (a mutated file whose Transpose had lost its input): a
+    /// pattern with missing inputs or outputs is left alone instead of indexing past them.
+    #[test]
+    fn malformed_nodes_are_skipped_not_indexed() {
+        let scale = TensorProto {
+            name: "c".into(),
+            data_type: data_type::FLOAT,
+            raw_data: 0.125f32.to_le_bytes().to_vec(),
+            ..Default::default()
+        };
+        let cases = [
+            vec![
+                node("Transpose", &[], &["qT"]),
+                node("MatMul", &["qT", "kT"], &["m"]),
+                node("Mul", &["m", "c"], &["s"]),
+                node("Softmax", &["s"], &["a"]),
+            ],
+            vec![node("MatMul", &["qT"], &["m"]), node("Mul", &["m", "c"], &["s"]), node("Softmax", &["s"], &["a"])],
+            vec![node("Mul", &[], &["s"]), node("Softmax", &["s"], &["a"])],
+            vec![node("Softmax", &[], &[])],
+            vec![node("Softmax", &["s"], &[]), node("MatMul", &[], &[])],
+        ];
+        for nodes in cases {
+            let mut graph = GraphProto { node: nodes.clone(), initializer: vec![scale.clone()], ..Default::default() };
+            let mut opsets = Vec::new();
+            assert_eq!(fuse_attention(&mut graph, &mut opsets), 0);
+            assert_eq!(graph.node, nodes);
+            assert!(opsets.is_empty());
+        }
+    }
 }

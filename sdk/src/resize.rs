@@ -1,0 +1,237 @@
+//! Bilinear resizing of probability maps with PyTorch's `F.interpolate(mode="bilinear",
+//! align_corners=False)` semantics: the one resizer of float maps that post-processing,
+//! the refinement, the metrics and the trainer share (the frame's own antialiased resize to
+//! the model input is [`crate::preprocess::resize_rgb`]).
+#![warn(missing_docs)]
+
+/// Source taps of one output coordinate along one axis: the two source indices and the
+/// weight of the second one (the first one's weight is `1 - w1`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    w1: f32,
+}
+
+/// Computes the taps of every output coordinate along one axis, exactly as PyTorch's
+/// `upsample_bilinear2d` with `align_corners=False` does on the CPU: the scale is
+/// `src / dst` (in `f32`), the source coordinate is `(dst + 0.5) * scale - 0.5`,
+/// clamped below at 0; `i0 = floor(coord)`, `i1 = min(i0 + 1, src - 1)`,
+/// `w1 = coord - i0`.
+fn axis_taps(src: usize, dst: usize, taps: &mut Vec<Tap>) {
+    taps.clear();
+    taps.reserve(dst);
+    if src == dst {
+        // Same size: coord = d exactly, so the result is the identity. Computed
+        // directly to avoid any float rounding on very large sizes.
+        taps.extend((0..dst).map(|d| Tap { i0: d, i1: d, w1: 0.0 }));
+        return;
+    }
+    let scale = src as f32 / dst as f32;
+    for d in 0..dst {
+        let coord = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (coord as usize).min(src - 1);
+        let i1 = if i0 + 1 < src { i0 + 1 } else { i0 };
+        let w1 = coord - i0 as f32;
+        taps.push(Tap { i0, i1, w1 });
+    }
+}
+
+/// A bilinear resizer for a fixed pair of sizes, reusable without allocation.
+///
+/// It precomputes the source indices and weights of every output column and row once
+/// (see [`resize_bilinear`] for the exact semantics) and keeps two scratch rows, so
+/// [`BilinearResizer::resize_into`] allocates nothing. Use one per video stream: the
+/// sizes do not change from frame to frame.
+///
+/// The implementation is separable: each needed source row is interpolated
+/// horizontally once into a scratch row (cached while consecutive output rows share
+/// it), then output rows are blended vertically. The result matches PyTorch up to
+/// `f32` rounding (a few ULP).
+#[derive(Clone, Debug)]
+pub struct BilinearResizer {
+    src_w: usize,
+    src_h: usize,
+    dst_w: usize,
+    dst_h: usize,
+    cols: Vec<Tap>,
+    rows: Vec<Tap>,
+    /// Horizontally resized source rows: `row_a` holds source row `row_a_idx`, and
+    /// `row_b` holds `row_b_idx`.
+    row_a: Vec<f32>,
+    row_b: Vec<f32>,
+    /// Source rows held in `row_a` / `row_b` (`usize::MAX`: none).
+    a_idx: usize,
+    b_idx: usize,
+    /// The output row being emitted.
+    row_out: Vec<f32>,
+}
+
+impl BilinearResizer {
+    /// Prepares a resizer from a `src_w` x `src_h` grid to a `dst_w` x `dst_h` grid.
+    ///
+    /// # Panics
+    /// When the destination is not empty but the source is (nothing to sample).
+    pub fn new(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Self {
+        assert!(
+            dst_w == 0 || dst_h == 0 || (src_w > 0 && src_h > 0),
+            "resize_bilinear: cannot resize an empty {src_w}x{src_h} grid to {dst_w}x{dst_h}"
+        );
+        let mut cols = Vec::new();
+        let mut rows = Vec::new();
+        if dst_w > 0 && dst_h > 0 {
+            axis_taps(src_w, dst_w, &mut cols);
+            axis_taps(src_h, dst_h, &mut rows);
+        }
+        Self {
+            src_w,
+            src_h,
+            dst_w,
+            dst_h,
+            cols,
+            rows,
+            row_a: vec![0.0; dst_w],
+            row_b: vec![0.0; dst_w],
+            a_idx: usize::MAX,
+            b_idx: usize::MAX,
+            row_out: vec![0.0; dst_w],
+        }
+    }
+
+    /// The source size `(width, height)` this resizer was built for.
+    pub fn src_size(&self) -> (usize, usize) {
+        (self.src_w, self.src_h)
+    }
+
+    /// The destination size `(width, height)` this resizer was built for.
+    pub fn dst_size(&self) -> (usize, usize) {
+        (self.dst_w, self.dst_h)
+    }
+
+    /// Resizes `src` (row-major, `src_w * src_h` values) into `dst` (row-major,
+    /// `dst_w * dst_h` values), overwriting all of `dst`. Allocates nothing.
+    ///
+    /// # Panics
+    /// When the slice lengths do not match the sizes given to [`BilinearResizer::new`].
+    pub fn resize_into(&mut self, src: &[f32], dst: &mut [f32]) {
+        assert_eq!(
+            dst.len(),
+            self.dst_w * self.dst_h,
+            "resize_bilinear: destination length does not match {}x{}",
+            self.dst_w,
+            self.dst_h
+        );
+        let dw = self.dst_w;
+        self.restart();
+        self.for_each_row(src, |y, row| dst[y * dw..(y + 1) * dw].copy_from_slice(row));
+    }
+
+    /// Resizes `src` (row-major, `src_w * src_h` values) one output row at a time: calls
+    /// `emit(y, row)` for every output row `y` in order, `row` holding its `dst_w` values, so
+    /// that a caller can consume a large output without storing it. Allocates nothing.
+    ///
+    /// # Panics
+    /// When `src.len()` does not match the source size given to [`BilinearResizer::new`].
+    pub fn for_each_row(&mut self, src: &[f32], mut emit: impl FnMut(usize, &[f32])) {
+        self.check_source(src);
+        self.restart();
+        for y in 0..self.rows.len() {
+            emit(y, self.row(src, y));
+        }
+    }
+
+    fn check_source(&self, src: &[f32]) {
+        assert_eq!(
+            src.len(),
+            self.src_w * self.src_h,
+            "resize_bilinear: source length does not match {}x{}",
+            self.src_w,
+            self.src_h
+        );
+    }
+
+    /// Output row `y` of `src` resized (`dst_w` values). The two horizontally resized source
+    /// rows it blends are kept, so walking `y` upwards computes each source row once (any
+    /// order works; the same `src` must be passed until the walk ends, and a new walk over
+    /// another `src` starts with [`BilinearResizer::restart`]).
+    ///
+    /// # Panics
+    /// When `src.len()` does not match the source size or `y` is not below the output height.
+    pub fn row(&mut self, src: &[f32], y: usize) -> &[f32] {
+        self.check_source(src);
+        let t = self.rows[y];
+        let sw = self.src_w;
+        let cols = &self.cols;
+        let horizontal = |src_row: &[f32], out: &mut [f32]| {
+            for (o, t) in out.iter_mut().zip(cols) {
+                let a = src_row[t.i0];
+                let b = src_row[t.i1];
+                *o = a + (b - a) * t.w1;
+            }
+        };
+        if self.a_idx != t.i0 {
+            if self.b_idx == t.i0 {
+                // Moving down by one source row: reuse the lower row.
+                std::mem::swap(&mut self.row_a, &mut self.row_b);
+                std::mem::swap(&mut self.a_idx, &mut self.b_idx);
+            } else {
+                horizontal(&src[t.i0 * sw..(t.i0 + 1) * sw], &mut self.row_a);
+                self.a_idx = t.i0;
+            }
+        }
+        if self.b_idx != t.i1 {
+            if t.i1 == self.a_idx {
+                self.row_b.copy_from_slice(&self.row_a);
+            } else {
+                horizontal(&src[t.i1 * sw..(t.i1 + 1) * sw], &mut self.row_b);
+            }
+            self.b_idx = t.i1;
+        }
+        let w1 = t.w1;
+        let w0 = 1.0 - w1;
+        for ((o, &a), &b) in self.row_out.iter_mut().zip(&self.row_a).zip(&self.row_b) {
+            *o = a * w0 + b * w1;
+        }
+        &self.row_out
+    }
+
+    /// Forgets the cached source rows, before [`BilinearResizer::row`] walks another source.
+    pub fn restart(&mut self) {
+        self.a_idx = usize::MAX;
+        self.b_idx = usize::MAX;
+    }
+}
+
+/// Resizes a row-major `src_w` x `src_h` map to `dst_w` x `dst_h` by bilinear
+/// interpolation with half-pixel centres.
+///
+/// These are exactly the semantics of PyTorch
+/// `F.interpolate(x, size=(dst_h, dst_w), mode="bilinear", align_corners=False,
+/// antialias=False)`: along each axis the source coordinate of output index `d` is
+/// `(d + 0.5) * src / dst - 0.5`, clamped below at 0; the two neighbours are
+/// `floor(coord)` and the next index, clamped to the last one at the border. When
+/// downscaling there is no antialiasing (only the two nearest source samples count).
+/// Equal sizes give the input back unchanged.
+///
+/// Allocates the result; for repeated calls (video) use [`resize_bilinear_into`] or
+/// keep a [`BilinearResizer`].
+///
+/// # Panics
+/// When `src.len() != src_w * src_h`, or the source is empty and the destination not.
+pub fn resize_bilinear(src: &[f32], src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Vec<f32> {
+    let mut dst = vec![0.0; dst_w * dst_h];
+    resize_bilinear_into(src, src_w, src_h, &mut dst, dst_w, dst_h);
+    dst
+}
+
+/// [`resize_bilinear`] writing into a caller-provided buffer of `dst_w * dst_h` values.
+///
+/// The output buffer is not allocated, but the small per-axis index tables are
+/// (`O(dst_w + dst_h)`); a [`BilinearResizer`] kept across calls avoids even that.
+///
+/// # Panics
+/// When `src.len() != src_w * src_h`, `dst.len() != dst_w * dst_h`, or the source is
+/// empty and the destination not.
+pub fn resize_bilinear_into(src: &[f32], src_w: usize, src_h: usize, dst: &mut [f32], dst_w: usize, dst_h: usize) {
+    BilinearResizer::new(src_w, src_h, dst_w, dst_h).resize_into(src, dst);
+}
