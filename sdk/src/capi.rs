@@ -22,8 +22,9 @@
 use crate::error::{Error, Result, Status};
 use crate::frame::{Frame, PixelFormat};
 use crate::refine::GuidedFilter;
+use crate::result::{Segmentation, Timing};
 use crate::runtime::{Options, Provider};
-use crate::segmenter::{Segmentation, Segmenter, Timing};
+use crate::segmenter::Segmenter;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};

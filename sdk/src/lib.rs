@@ -11,6 +11,7 @@
 pub mod capi;
 pub mod compose;
 pub mod error;
+pub mod evaluate;
 pub mod frame;
 pub mod metrics;
 pub mod model_format;
@@ -22,6 +23,7 @@ pub mod quantize;
 pub mod reference;
 pub mod refine;
 pub mod resize;
+pub mod result;
 pub mod runtime;
 pub mod segmenter;
 

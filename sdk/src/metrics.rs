@@ -247,8 +247,22 @@ impl SaliencyMetrics {
     ) -> Result<ImageScores, MetricsError> {
         let (prob, pw, ph) = load_probability_image(prediction)?;
         let (gt, gw, gh) = load_mask_image(mask)?;
-        let prob = if (pw, ph) == (gw, gh) { prob } else { crate::resize::resize_bilinear(&prob, pw, ph, gw, gh) };
-        Ok(self.add(&prob, &gt))
+        Ok(self.add_resized(&prob, (pw, ph), &gt, (gw, gh)))
+    }
+
+    /// Resizes `prob` (`size` = width, height) bilinearly to the mask's size `gt_size` when
+    /// they differ, as the protocol prescribes, and adds it ([`SaliencyMetrics::add`]).
+    pub fn add_resized(
+        &mut self,
+        prob: &[f32],
+        size: (usize, usize),
+        gt: &[u8],
+        gt_size: (usize, usize),
+    ) -> ImageScores {
+        if size == gt_size {
+            return self.add(prob, gt);
+        }
+        self.add(&crate::resize::resize_bilinear(prob, size.0, size.1, gt_size.0, gt_size.1), gt)
     }
 
     /// Mean F-measure over the images added so far, for each threshold `k / 255`
@@ -366,6 +380,24 @@ pub struct CorLocScore {
     pub missing: usize,
 }
 
+/// Bounding box of all foreground pixels of a ground-truth mask of width `w` (`xyxy`,
+/// exclusive ends; foreground > 127, 128 ignored), the ground truth CorLoc is scored against
+/// when a set has masks but no boxes; `None` for an empty mask.
+pub fn mask_box(mask: &[u8], w: usize) -> Option<BoxXyxy> {
+    let mut b: Option<[usize; 4]> = None;
+    for (i, &v) in mask.iter().enumerate() {
+        if v > 127 && v != 128 {
+            let (x, y) = (i % w, i / w);
+            let e = b.get_or_insert([x, y, x + 1, y + 1]);
+            e[0] = e[0].min(x);
+            e[1] = e[1].min(y);
+            e[2] = e[2].max(x + 1);
+            e[3] = e[3].max(y + 1);
+        }
+    }
+    b.map(|b| b.map(|v| v as f32))
+}
+
 /// CorLoc of one predicted box per image against the ground-truth boxes.
 ///
 /// Every image of `ground_truth` counts: it is correct when its predicted box has IoU
@@ -464,4 +496,37 @@ pub fn load_corloc_gt(path: impl AsRef<Path>) -> Result<CorLocGroundTruth, Metri
 /// Reads a box prediction file (format: [`BoxPredictions`]).
 pub fn load_box_predictions(path: impl AsRef<Path>) -> Result<BoxPredictions, MetricsError> {
     load_json(path.as_ref())
+}
+
+/// The fine and the coarse map of a model scored together, one prediction at a time: the
+/// scoring step that `sempart eval`, the trainer's evaluation and the tests share.
+#[derive(Debug, Clone, Default)]
+pub struct FineCoarseMetrics {
+    /// Scores of the fine map.
+    pub fine: SaliencyMetrics,
+    /// Scores of the coarse map.
+    pub coarse: SaliencyMetrics,
+}
+
+impl FineCoarseMetrics {
+    /// Nothing scored yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Scores one prediction against its mask: the foreground probabilities of the fine map
+    /// (`fine_size` = width, height; e.g. the frame's) and of the coarse map (its `grid`), each
+    /// resized bilinearly to the mask's size `gt_size` when it differs.
+    pub fn add(
+        &mut self,
+        fine: &[f32],
+        fine_size: (usize, usize),
+        coarse: &[f32],
+        grid: (usize, usize),
+        gt: &[u8],
+        gt_size: (usize, usize),
+    ) {
+        self.fine.add_resized(fine, fine_size, gt, gt_size);
+        self.coarse.add_resized(coarse, grid, gt, gt_size);
+    }
 }

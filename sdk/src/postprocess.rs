@@ -20,8 +20,10 @@
 #![warn(missing_docs)]
 
 use crate::frame::Frame;
+use crate::model_format::ModelInfo;
 use crate::refine::{refine_to_frame, GuidedFilter};
 use crate::resize::resize_bilinear;
+use crate::result::{Segmentation, Timing};
 
 /// The binarisation threshold of the paper: a pixel belongs to partition "A" when its
 /// probability is strictly greater than this value.
@@ -347,4 +349,39 @@ pub fn foreground_maps(
         }
     };
     ForegroundMaps { foreground_is_b, fine, coarse: coarse_a.iter().map(|&p| orient(p)).collect() }
+}
+
+/// The result for one frame from the model's two raw outputs (partition-A probabilities at
+/// its resolution): the maps oriented, brought to the frame (refined as `refine` says) and
+/// binarised, the fine mask's components and the object box. The timing is left at zero.
+pub fn segmentation(
+    info: &ModelInfo,
+    frame: &Frame<'_>,
+    refine: &GuidedFilter,
+    fine_model: &[f32],
+    coarse_model: &[f32],
+) -> Segmentation {
+    let (gw, gh) = (info.grid_width, info.grid_height);
+    let (width_px, height_px) = (frame.width_px(), frame.height_px());
+    let (w, h) = (width_px as usize, height_px as usize);
+    let (iw, ih) = (info.input_width_px, info.input_height_px);
+    let maps = foreground_maps(coarse_model, gw, gh, fine_model, iw, ih, w, h, Some((frame, refine)));
+    let coarse_mask = maps.coarse.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect();
+    let fine_fg = binarize(&maps.fine, THRESHOLD);
+    let components = connected_components(&fine_fg, w, h);
+    let object = object_box(&components);
+    Segmentation {
+        width_px,
+        height_px,
+        fine_mask: fine_fg.iter().map(|&f| if f { 255 } else { 0 }).collect(),
+        fine_probability: maps.fine,
+        grid_width: gw as u32,
+        grid_height: gh as u32,
+        coarse_mask,
+        coarse_probability: maps.coarse,
+        foreground_is_b: maps.foreground_is_b,
+        components,
+        object,
+        timing: Timing::default(),
+    }
 }

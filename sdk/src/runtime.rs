@@ -7,6 +7,7 @@ use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
+use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -323,4 +324,34 @@ pub fn open_session(bytes: &[u8], options: &Options) -> Result<(Session, Provide
         }
     }
     Err(Error::new(Status::ProviderUnavailable, "no execution provider could be used"))
+}
+
+/// A Sempart model's ONNX Runtime session, run one call at a time (ONNX Runtime already uses
+/// every CPU thread it was given for one run).
+pub struct ModelSession {
+    session: Mutex<Session>,
+}
+
+impl ModelSession {
+    /// Wraps an open session (see [`open_session`]).
+    pub fn new(session: Session) -> ModelSession {
+        ModelSession { session: Mutex::new(session) }
+    }
+
+    /// Runs the graph on a prepared input `[N, 3, H, W]`; returns the flat `fine` and
+    /// `coarse` outputs. Runs are serialised (one at a time per session).
+    pub fn run(&self, shape: &[usize; 4], input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let failed = |e: ort::Error| Error::new(Status::InferenceFailed, format!("inference failed: {e}"));
+        let tensor = TensorRef::from_array_view((*shape, input)).map_err(failed)?;
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = session.run(ort::inputs![crate::model_format::INPUT_NAME => tensor]).map_err(failed)?;
+        let take = |name: &str| -> Result<Vec<f32>> {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| Error::new(Status::InferenceFailed, format!("the model produced no '{name}' output")))?;
+            let (_, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
+            Ok(data.to_vec())
+        };
+        Ok((take(crate::model_format::FINE_OUTPUT)?, take(crate::model_format::COARSE_OUTPUT)?))
+    }
 }

@@ -1,71 +1,25 @@
-//! The Rust API: open a model, segment frames. Data flows one way:
-//! frame -> [`crate::preprocess`] -> ONNX Runtime session -> [`crate::postprocess`] -> [`Segmentation`].
+//! The Rust API: open a model, segment frames. Data flows one way, each stage in its module:
+//! [`crate::frame`] -> [`crate::preprocess`] -> [`crate::runtime`] (the ONNX Runtime run) ->
+//! [`crate::postprocess`] -> [`crate::result`] ([`Segmentation`]).
 
 use crate::error::{Error, Result, Status};
 use crate::frame::Frame;
 use crate::model_format::{self, ModelInfo};
 use crate::onnx::header;
-use crate::postprocess::{self, Component};
+use crate::postprocess;
 use crate::preprocess;
 use crate::refine::GuidedFilter;
+pub use crate::result::{Segmentation, Timing};
 use crate::runtime::{self, Options, Provider};
-use ort::session::Session;
-use ort::value::TensorRef;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
-
-/// Wall-clock time spent in each stage of one call, in milliseconds.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct Timing {
-    /// Resize and normalisation of the frame.
-    pub preprocess_ms: f64,
-    /// ONNX Runtime inference (for a batch: the whole batch's run).
-    pub inference_ms: f64,
-    /// Thresholding, foreground selection, resize to the frame, refinement and connected
-    /// components.
-    pub postprocess_ms: f64,
-}
-
-/// The result of segmenting one frame.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Segmentation {
-    /// Frame width in pixels.
-    pub width_px: u32,
-    /// Frame height in pixels.
-    pub height_px: u32,
-    /// Fine mask at the frame's resolution, row-major, 255 = foreground, 0 = background.
-    pub fine_mask: Vec<u8>,
-    /// Foreground probability of each frame pixel (fine branch, brought to the frame's size
-    /// and refined as [`Options::refine`] says).
-    pub fine_probability: Vec<f32>,
-    /// Coarse grid width (model input width / patch size).
-    pub grid_width: u32,
-    /// Coarse grid height.
-    pub grid_height: u32,
-    /// Coarse mask on the model grid, 255 = foreground.
-    pub coarse_mask: Vec<u8>,
-    /// Foreground probability of each grid cell (coarse branch).
-    pub coarse_probability: Vec<f32>,
-    /// True when the foreground is the network's partition B (probability <= 0.5), as decided
-    /// by the corner rule on the coarse mask.
-    pub foreground_is_b: bool,
-    /// Connected components (4-connectivity) of the fine mask, in raster order of their first
-    /// pixel. Boxes are in frame pixels.
-    pub components: Vec<Component>,
-    /// Index into `components` of the object: the component with the largest bounding box.
-    pub object: Option<usize>,
-    /// Time spent per stage.
-    pub timing: Timing,
-}
 
 /// A loaded model. `Segmenter` is `Send + Sync`: any number of threads may call
 /// [`Segmenter::segment`] on one instance at once. Preprocessing and postprocessing run in
 /// parallel; the ONNX Runtime run itself is serialised per instance (ONNX Runtime already
 /// uses all CPU threads for one run), so results equal those of serial calls.
 pub struct Segmenter {
-    session: Mutex<Session>,
+    session: runtime::ModelSession,
     info: ModelInfo,
     provider: Provider,
     refine: GuidedFilter,
@@ -74,40 +28,6 @@ pub struct Segmenter {
 impl std::fmt::Debug for Segmenter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segmenter").field("info", &self.info).field("provider", &self.provider).finish()
-    }
-}
-
-/// Builds the result for one frame from the two raw outputs (partition-A probabilities at the
-/// model's resolution).
-fn postprocess_frame(
-    info: &ModelInfo,
-    frame: &Frame<'_>,
-    refine: &GuidedFilter,
-    fine_model: &[f32],
-    coarse_model: &[f32],
-) -> Segmentation {
-    let (gw, gh) = (info.grid_width, info.grid_height);
-    let (width_px, height_px) = (frame.width_px(), frame.height_px());
-    let (w, h) = (width_px as usize, height_px as usize);
-    let (iw, ih) = (info.input_width_px, info.input_height_px);
-    let maps = postprocess::foreground_maps(coarse_model, gw, gh, fine_model, iw, ih, w, h, Some((frame, refine)));
-    let coarse_mask = maps.coarse.iter().map(|&p| if p > postprocess::THRESHOLD { 255 } else { 0 }).collect();
-    let fine_fg = postprocess::binarize(&maps.fine, postprocess::THRESHOLD);
-    let components = postprocess::connected_components(&fine_fg, w, h);
-    let object = postprocess::object_box(&components);
-    Segmentation {
-        width_px,
-        height_px,
-        fine_mask: fine_fg.iter().map(|&f| if f { 255 } else { 0 }).collect(),
-        fine_probability: maps.fine,
-        grid_width: gw as u32,
-        grid_height: gh as u32,
-        coarse_mask,
-        coarse_probability: maps.coarse,
-        foreground_is_b: maps.foreground_is_b,
-        components,
-        object,
-        timing: Timing::default(),
     }
 }
 
@@ -138,7 +58,7 @@ impl Segmenter {
                 format!("{shown}: the graph has no input '{}'", model_format::INPUT_NAME),
             ));
         }
-        Ok(Segmenter { session: Mutex::new(session), info, provider, refine: options.refine })
+        Ok(Segmenter { session: runtime::ModelSession::new(session), info, provider, refine: options.refine })
     }
 
     /// What the model file says about itself.
@@ -179,7 +99,7 @@ impl Segmenter {
 
         let t = Instant::now();
         let shape = [frames.len(), 3, spec.height_px, spec.width_px];
-        let (fine, coarse) = self.run(&shape, &input)?;
+        let (fine, coarse) = self.session.run(&shape, &input)?;
         let inference_ms = ms(t);
 
         let fine_plane = spec.width_px * spec.height_px;
@@ -202,7 +122,7 @@ impl Segmenter {
             .enumerate()
             .map(|(i, frame)| {
                 let t = Instant::now();
-                let mut seg = postprocess_frame(
+                let mut seg = postprocess::segmentation(
                     &self.info,
                     frame,
                     &self.refine,
@@ -221,23 +141,7 @@ impl Segmenter {
         let spec = self.info.input_spec();
         let mut input = vec![0f32; 3 * spec.width_px * spec.height_px];
         preprocess::frame_to_input(frame, &spec, &mut input);
-        self.run(&[1, 3, spec.height_px, spec.width_px], &input)
-    }
-
-    /// Runs the graph on a prepared input; returns the flat `fine` and `coarse` outputs.
-    fn run(&self, shape: &[usize; 4], input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
-        let failed = |e: ort::Error| Error::new(Status::InferenceFailed, format!("inference failed: {e}"));
-        let tensor = TensorRef::from_array_view((*shape, input)).map_err(failed)?;
-        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session.run(ort::inputs![model_format::INPUT_NAME => tensor]).map_err(failed)?;
-        let take = |name: &str| -> Result<Vec<f32>> {
-            let value = outputs
-                .get(name)
-                .ok_or_else(|| Error::new(Status::InferenceFailed, format!("the model produced no '{name}' output")))?;
-            let (_, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
-            Ok(data.to_vec())
-        };
-        Ok((take(model_format::FINE_OUTPUT)?, take(model_format::COARSE_OUTPUT)?))
+        self.session.run(&[1, 3, spec.height_px, spec.width_px], &input)
     }
 }
 

@@ -49,7 +49,7 @@ fn budget() -> Duration {
 
 fn seed(target: u64) -> u64 {
     let base = std::env::var("SEMPART_FUZZ_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(1);
-    base.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(target) | 1
+    (base.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (target << 40)) | 1
 }
 
 fn workspace() -> PathBuf {

@@ -180,6 +180,29 @@ pub fn refinement_guide(l: &LabelledImage, w: usize, h: usize, refine: &GuidedFi
     Ok(Some(RgbImage { width: w as u32, height: h as u32, data }))
 }
 
+/// A mask image: pixels (row-major), width, height.
+pub type Mask = (Vec<u8>, usize, usize);
+
+/// A labelled example's mask and the refinement guide at the mask's size
+/// ([`refinement_guide`]), as both evaluations read them; `None`, reported on stderr, when
+/// either cannot be read (the example is then skipped).
+pub fn mask_and_guide(l: &LabelledImage, refine: &GuidedFilter) -> Option<(Mask, Option<RgbImage>)> {
+    let (gt, w, h) = match sempart::metrics::load_mask_image(&l.mask) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("skipping {}: {e}", l.mask.display());
+            return None;
+        }
+    };
+    match refinement_guide(l, w, h, refine) {
+        Ok(g) => Some(((gt, w, h), g)),
+        Err(e) => {
+            eprintln!("skipping {}: {e:#}", l.image.path.display());
+            None
+        }
+    }
+}
+
 /// A labelled folder: `dir/images/<stem>.<ext>` paired with `dir/masks/<stem>.png` (or any
 /// image extension). Images without a mask are reported and skipped; so are unreadable files.
 /// Sorted by image path; at most `limit` pairs (the first ones) when given.

@@ -19,11 +19,11 @@
 //! component around the seed, bilateral solver) is not applied; for a like-for-like comparison
 //! with the SDK's output, [`evaluate_tokencut`] can apply the SDK's refinement instead.
 
-use crate::data::{refinement_guide, LabelledImage};
+use crate::data::{mask_and_guide, LabelledImage};
 use crate::feature_cache::{FeatureStore, Features};
 use crate::losses::{normalize_features, AffinityFeatures};
 use anyhow::{ensure, Context, Result};
-use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
+use sempart::metrics::{SaliencyMetrics, SaliencyScores};
 use sempart::postprocess::foreground_is_a;
 use sempart::refine::{refine_to_frame, GuidedFilter};
 use sempart::resize::resize_bilinear;
@@ -165,20 +165,7 @@ pub fn evaluate_tokencut(
         let feats = store.get_many(&items);
         for (l, f) in chunk.iter().zip(feats) {
             let Some(f) = f else { continue };
-            let (gt, mw, mh) = match load_mask_image(&l.mask) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("skipping {}: {e}", l.mask.display());
-                    continue;
-                }
-            };
-            let guide = match refinement_guide(l, mw, mh, refine) {
-                Ok(g) => g,
-                Err(e) => {
-                    eprintln!("skipping {}: {e:#}", l.image.path.display());
-                    continue;
-                }
-            };
+            let Some(((gt, mw, mh), guide)) = mask_and_guide(l, refine) else { continue };
             let r = tokencut(tokencut_features(&f, cfg.features)?, grid, cfg)?;
             let (gw, gh) = (grid.1 as usize, grid.0 as usize);
             let prob = match &guide {

@@ -33,9 +33,8 @@ use crate::heads::Heads;
 use crate::losses::{self, FineInputs, LossValues};
 use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig};
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use sempart::metrics::{load_mask_image, SaliencyMetrics, SaliencyScores};
-use sempart::resize::resize_bilinear;
-use sempart::{Frame, GuidedFilter};
+use sempart::metrics::SaliencyScores;
+use sempart::GuidedFilter;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -414,31 +413,10 @@ pub struct HeadsScores {
     pub coarse: SaliencyScores,
 }
 
-/// The SDK's post-processing of one image's raw outputs (partition-A probabilities),
-/// [`sempart::postprocess::foreground_maps`] (with the refinement when `refine` holds the image
-/// at the output size and a filter), with the oriented coarse map (`grid_w x grid_h`) also
-/// resized bilinearly to `out_w x out_h`, as the evaluation protocol scores it. Returns
-/// `(fine, coarse)` foreground probabilities.
-#[allow(clippy::too_many_arguments)]
-pub fn foreground_probabilities(
-    coarse: &[f32],
-    grid_w: usize,
-    grid_h: usize,
-    fine: &[f32],
-    in_w: usize,
-    in_h: usize,
-    out_w: usize,
-    out_h: usize,
-    refine: Option<(&Frame<'_>, &GuidedFilter)>,
-) -> (Vec<f32>, Vec<f32>) {
-    let maps = sempart::postprocess::foreground_maps(coarse, grid_w, grid_h, fine, in_w, in_h, out_w, out_h, refine);
-    let coarse_p = resize_bilinear(&maps.coarse, grid_w, grid_h, out_w, out_h);
-    (maps.fine, coarse_p)
-}
-
 /// Scores the heads (eval mode) on a labelled set with the SDK's post-processing
-/// ([`foreground_probabilities`], the fine map refined by `refine` with the image as the guide)
-/// and metrics ([`SaliencyMetrics`]): each prediction is resized to its mask's size. Features
+/// ([`sempart::postprocess::foreground_maps`], the fine map refined by `refine` with the image as
+/// the guide)
+/// and metrics ([`sempart::metrics::FineCoarseMetrics`]): each prediction is resized to its mask's size. Features
 /// come from `store` (cached or computed), `batch` images at a time. Unreadable images or
 /// masks are reported and skipped.
 pub fn evaluate_heads(
@@ -451,8 +429,7 @@ pub fn evaluate_heads(
     let cfg = heads.config();
     let (gh, gw) = cfg.grid();
     let (ih, iw) = (cfg.input_height, cfg.input_width);
-    let mut fine_m = SaliencyMetrics::new();
-    let mut coarse_m = SaliencyMetrics::new();
+    let mut scores = sempart::metrics::FineCoarseMetrics::new();
     for chunk in set.chunks(batch.max(1)) {
         let items: Vec<_> = chunk.iter().map(|l| (&l.image, false)).collect();
         let feats = store.get_many(&items);
@@ -469,27 +446,15 @@ pub fn evaluate_heads(
         let images = Tensor::stack(&ok.iter().map(|(_, f)| f.image.shallow_clone()).collect::<Vec<_>>(), 0);
         let out = tch::no_grad(|| heads_forward(heads, &tokens, &images, false, true));
         for (i, (l, _)) in ok.iter().enumerate() {
-            let (gt, mw, mh) = match load_mask_image(&l.mask) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("skipping {}: {e}", l.mask.display());
-                    continue;
-                }
-            };
-            let guide = match data::refinement_guide(l, mw, mh, refine) {
-                Ok(g) => g,
-                Err(e) => {
-                    eprintln!("skipping {}: {e:#}", l.image.path.display());
-                    continue;
-                }
-            };
+            let Some(((gt, mw, mh), guide)) = data::mask_and_guide(l, refine) else { continue };
             let frame = guide.as_ref().map(|g| g.frame()).transpose()?;
             let coarse = Vec::<f32>::try_from(&out.coarse.get(i as i64).reshape([-1]))?;
             let fine = Vec::<f32>::try_from(&out.fine.get(i as i64).reshape([-1]))?;
-            let (fp, cp) = foreground_probabilities(
+            let (gw, gh) = (gw as usize, gh as usize);
+            let maps = sempart::postprocess::foreground_maps(
                 &coarse,
-                gw as usize,
-                gh as usize,
+                gw,
+                gh,
                 &fine,
                 iw as usize,
                 ih as usize,
@@ -497,11 +462,10 @@ pub fn evaluate_heads(
                 mh,
                 frame.as_ref().map(|f| (f, refine)),
             );
-            fine_m.add(&fp, &gt);
-            coarse_m.add(&cp, &gt);
+            scores.add(&maps.fine, (mw, mh), &maps.coarse, (gw, gh), &gt, (mw, mh));
         }
     }
-    Ok(HeadsScores { fine: fine_m.finish(), coarse: coarse_m.finish() })
+    Ok(HeadsScores { fine: scores.fine.finish(), coarse: scores.coarse.finish() })
 }
 
 // ------------------------------------------------------------------------------------------

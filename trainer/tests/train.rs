@@ -566,6 +566,25 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
     assert!((0.0..=1.0).contains(&tr.iou));
 }
 
+/// The evaluation's post-processing of one image, as `evaluate_heads` applies it before the
+/// shared scoring step: the SDK's `foreground_maps`, and the oriented coarse map resized to
+/// the output size as `FineCoarseMetrics::add` resizes it.
+#[allow(clippy::too_many_arguments)]
+fn foreground_probabilities(
+    coarse: &[f32],
+    grid_w: usize,
+    grid_h: usize,
+    fine: &[f32],
+    in_w: usize,
+    in_h: usize,
+    out_w: usize,
+    out_h: usize,
+    refine: Option<(&sempart::Frame<'_>, &GuidedFilter)>,
+) -> (Vec<f32>, Vec<f32>) {
+    let maps = sempart::postprocess::foreground_maps(coarse, grid_w, grid_h, fine, in_w, in_h, out_w, out_h, refine);
+    (maps.fine, sempart::resize::resize_bilinear(&maps.coarse, grid_w, grid_h, out_w, out_h))
+}
+
 #[test]
 fn epoch_plans_are_permutations_fixed_by_seed_and_epoch() {
     let a = epoch_plan(1, 0, 10, true);

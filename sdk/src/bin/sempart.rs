@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sempart::metrics::{self, BoxPredictions, SaliencyMetrics};
+use sempart::metrics;
 use sempart::model_format::default_model_path;
 use sempart::{Frame, GuidedFilter, Options, PixelFormat, Provider, Segmentation, Segmenter};
 use serde_json::json;
@@ -272,15 +272,8 @@ fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Decodes an image file to RGB8 (any colour type and bit depth).
 fn load_rgb(path: &Path) -> Result<image::RgbImage> {
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .decode()
-        .with_context(|| format!("cannot decode {}", path.display()))?;
-    Ok(img.to_rgb8())
+    Ok(sempart::evaluate::load_rgb(path)?)
 }
 
 fn segment_file(model: &Segmenter, path: &Path) -> Result<(image::RgbImage, Segmentation)> {
@@ -441,26 +434,6 @@ fn cmd_info(args: &ModelArgs, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Bounding box of all foreground pixels of a ground-truth mask (`xyxy`, exclusive ends).
-fn mask_box(mask: &[u8], w: usize) -> Option<[f32; 4]> {
-    let mut b: Option<[usize; 4]> = None;
-    for (i, &v) in mask.iter().enumerate() {
-        if v > 127 && v != 128 {
-            let (x, y) = (i % w, i / w);
-            let e = b.get_or_insert([x, y, x + 1, y + 1]);
-            e[0] = e[0].min(x);
-            e[1] = e[1].min(y);
-            e[2] = e[2].max(x + 1);
-            e[3] = e[3].max(y + 1);
-        }
-    }
-    b.map(|b| b.map(|v| v as f32))
-}
-
-fn find_mask(masks: &Path, stem: &str) -> Option<PathBuf> {
-    ["png", "PNG", "bmp", "jpg"].iter().map(|e| masks.join(format!("{stem}.{e}"))).find(|p| p.is_file())
-}
-
 fn cmd_eval(
     args: &ModelArgs,
     images: &Path,
@@ -477,54 +450,18 @@ fn cmd_eval(
         bail!("no images in {}", images.display());
     }
     let model = open_model(args)?;
-    let (mut fine, mut coarse) = (SaliencyMetrics::new(), SaliencyMetrics::new());
-    let mut latencies = Vec::new();
-    let mut predicted =
-        BoxPredictions { source: Some("sempart eval: object box of the fine mask".into()), ..Default::default() };
-    let mut gt_boxes = BTreeMap::new();
-    let failed = for_each_file(&files, |path| {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let mask_path = find_mask(masks, &stem).ok_or_else(|| anyhow!("no mask for {stem} in {}", masks.display()))?;
-        let (gt, gw, gh) = metrics::load_mask_image(&mask_path)?;
-        let (_, seg) = segment_file(&model, path)?;
-        let t = seg.timing;
-        latencies.push(t.preprocess_ms + t.inference_ms + t.postprocess_ms);
-        let (w, h) = (seg.width_px as usize, seg.height_px as usize);
-        let fine_prob = if (w, h) == (gw, gh) {
-            seg.fine_probability.clone()
-        } else {
-            sempart::resize::resize_bilinear(&seg.fine_probability, w, h, gw, gh)
-        };
-        let coarse_prob = sempart::resize::resize_bilinear(
-            &seg.coarse_probability,
-            seg.grid_width as usize,
-            seg.grid_height as usize,
-            gw,
-            gh,
-        );
-        fine.add(&fine_prob, &gt);
-        coarse.add(&coarse_prob, &gt);
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if let Some(b) = mask_box(&gt, gw) {
-            gt_boxes.insert(name.clone(), vec![b]);
-        }
-        if let Some(o) = seg.object {
-            let c = &seg.components[o];
-            let (sx, sy) = (gw as f32 / w as f32, gh as f32 / h as f32);
-            predicted.boxes.insert(name, c.xyxy_scaled(sx, sy));
-        }
-        Ok(())
-    });
-    if fine.is_empty() {
-        bail!("no image could be evaluated");
+    let bar = progress(files.len());
+    let report = sempart::evaluate::evaluate(&model, &files, masks, |_| bar.inc(1))?;
+    bar.finish_and_clear();
+    for (path, why) in &report.failed {
+        eprintln!("sempart: skipped {}: {why}", path.display());
     }
-    let (f, c) = (fine.finish(), coarse.finish());
-    let loc = metrics::corloc(&predicted.boxes, &gt_boxes);
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let median = latencies[latencies.len() / 2];
     if let Some(p) = boxes_out {
-        predicted.save(p)?;
+        report.boxes.save(p)?;
     }
+    let (f, c, loc) = (&report.fine, &report.coarse, &report.corloc);
+    let failed = report.failed.len();
+    let median = report.latency_ms_median;
     if as_json {
         let doc = json!({
             "n": f.n,
