@@ -1,4 +1,9 @@
-//! The `sempart` command: a thin layer over the SDK's Rust API.
+//! The `sempart` command: a thin layer over the SDK's Rust API (argument parsing and printing;
+//! the work is in the library). `bench`, `draw` and `model_file` hold the longer commands.
+
+mod bench;
+mod draw;
+mod model_file;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -284,43 +289,6 @@ fn segment_file(model: &Segmenter, path: &Path) -> Result<(image::RgbImage, Segm
     Ok((rgb, seg))
 }
 
-fn draw_rect(img: &mut image::RgbImage, c: &sempart::Component, colour: [u8; 3], thickness: u32) {
-    let (w, h) = img.dimensions();
-    for t in 0..thickness {
-        let (x0, y0) = (c.x0.saturating_sub(t), c.y0.saturating_sub(t));
-        let (x1, y1) = ((c.x1 + t).min(w) - 1, (c.y1 + t).min(h) - 1);
-        for x in x0..=x1 {
-            img.put_pixel(x, y0, image::Rgb(colour));
-            img.put_pixel(x, y1, image::Rgb(colour));
-        }
-        for y in y0..=y1 {
-            img.put_pixel(x0, y, image::Rgb(colour));
-            img.put_pixel(x1, y, image::Rgb(colour));
-        }
-    }
-}
-
-/// The image with the background dimmed, the foreground tinted, the components' boxes in
-/// yellow and the object box in red.
-fn overlay(rgb: &image::RgbImage, seg: &Segmentation) -> image::RgbImage {
-    let mut out = rgb.clone();
-    for (px, &m) in out.pixels_mut().zip(&seg.fine_mask) {
-        for (c, tint) in px.0.iter_mut().zip([255u16, 40, 40]) {
-            *c = if m == 255 { ((*c as u16 * 3 + tint * 2) / 5) as u8 } else { (*c as u16 * 2 / 5) as u8 };
-        }
-    }
-    let thick = (rgb.width().max(rgb.height()) / 300).max(1);
-    for (i, c) in seg.components.iter().enumerate() {
-        if Some(i) != seg.object && c.pixel_count >= 16 {
-            draw_rect(&mut out, c, [255, 220, 0], thick);
-        }
-    }
-    if let Some(o) = seg.object {
-        draw_rect(&mut out, &seg.components[o], [255, 0, 0], thick * 2);
-    }
-    out
-}
-
 fn boxes_json(seg: &Segmentation) -> serde_json::Value {
     let boxes: Vec<_> = seg
         .components
@@ -386,7 +354,7 @@ fn cmd_segment(args: &ModelArgs, out: &Path, with_overlay: bool, inputs: &[PathB
         mask.save(&mask_path).with_context(|| format!("cannot write {}", mask_path.display()))?;
         if with_overlay {
             let p = out.join(format!("{stem}.overlay.png"));
-            overlay(&rgb, &seg).save(&p).with_context(|| format!("cannot write {}", p.display()))?;
+            draw::overlay(&rgb, &seg).save(&p).with_context(|| format!("cannot write {}", p.display()))?;
         }
         let mut entry = boxes_json(&seg);
         entry["mask"] = json!(format!("{stem}.mask.png"));
@@ -503,223 +471,6 @@ fn cmd_corloc(gt: &Path, pred: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Median and mean of each stage over timed calls.
-struct Stages {
-    median: [f64; 4],
-    mean: [f64; 4],
-}
-
-impl Stages {
-    const NAMES: [&'static str; 4] = ["preprocess", "inference", "postprocess", "total"];
-
-    fn of(runs: &[sempart::Timing]) -> Stages {
-        let stat = |f: &dyn Fn(&sempart::Timing) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(f).collect();
-            v.sort_by(|a, b| a.total_cmp(b));
-            (v[v.len() / 2], v.iter().sum::<f64>() / v.len() as f64)
-        };
-        let s = [
-            stat(&|t| t.preprocess_ms),
-            stat(&|t| t.inference_ms),
-            stat(&|t| t.postprocess_ms),
-            stat(&|t| t.preprocess_ms + t.inference_ms + t.postprocess_ms),
-        ];
-        Stages { median: s.map(|x| x.0), mean: s.map(|x| x.1) }
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let obj = |v: &[f64; 4]| -> serde_json::Value {
-            Self::NAMES.iter().zip(v).map(|(k, v)| (k.to_string(), json!(v))).collect()
-        };
-        json!({"median_ms": obj(&self.median), "mean_ms": obj(&self.mean)})
-    }
-
-    fn print(&self) {
-        println!("             median    mean");
-        for (i, name) in Self::NAMES.iter().enumerate() {
-            println!("{name:<12} {:7.1} ms {:7.1} ms", self.median[i], self.mean[i]);
-        }
-    }
-}
-
-/// `sempart bench`'s options (see its help).
-struct BenchArgs<'a> {
-    image: Option<&'a Path>,
-    width: u32,
-    height: u32,
-    iterations: usize,
-    streams: usize,
-    batch: usize,
-    peer: Option<&'a Path>,
-    json: bool,
-}
-
-/// Frames per second of `streams` threads each calling `segment_batch` with `batch` frames
-/// `iterations` times (after one warm-up call each).
-fn throughput(model: &Segmenter, frame: &Frame<'_>, streams: usize, batch: usize, iterations: usize) -> Result<f64> {
-    let frames = vec![*frame; batch];
-    let t = std::time::Instant::now();
-    std::thread::scope(|scope| -> Result<()> {
-        let workers: Vec<_> = (0..streams)
-            .map(|_| {
-                scope.spawn(|| -> Result<()> {
-                    for _ in 0..iterations {
-                        model.segment_batch(&frames)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().map_err(|_| anyhow!("a benchmark thread panicked"))??;
-        }
-        Ok(())
-    })?;
-    Ok((streams * batch * iterations) as f64 / t.elapsed().as_secs_f64())
-}
-
-fn cmd_bench(args: &ModelArgs, bench: &BenchArgs<'_>) -> Result<()> {
-    let &BenchArgs { image, width, height, iterations, streams, batch, peer, json: as_json } = bench;
-    if width == 0 || height == 0 || iterations == 0 || streams == 0 || batch == 0 {
-        bail!("--width, --height, --iterations, --streams and --batch must be positive");
-    }
-    let rgb = match image {
-        Some(p) => image::imageops::resize(&load_rgb(p)?, width, height, image::imageops::FilterType::Triangle),
-        None => image::RgbImage::from_fn(width, height, |x, y| {
-            let inside = (x as i64 - width as i64 / 2).pow(2) + (y as i64 - height as i64 / 2).pow(2)
-                < (height as i64 / 4).pow(2);
-            if inside {
-                image::Rgb([220, 60, 40])
-            } else {
-                image::Rgb([(x % 256) as u8, (y % 256) as u8, 120])
-            }
-        }),
-    };
-    let model = open_model(args)?;
-    let peer = peer
-        .map(|p| sempart::peer::PeerModel::open(p, &options(args)?).with_context(|| format!("peer {}", p.display())))
-        .transpose()?;
-    let frame = Frame::new(rgb.as_raw(), width, height, width as usize * 3, PixelFormat::Rgb8)?;
-    if streams > 1 || batch > 1 {
-        model.segment(&frame)?;
-        let fps = throughput(&model, &frame, streams, batch, iterations)?;
-        let info = model.info();
-        if as_json {
-            let doc = json!({
-                "frame": [width, height], "input": [info.input_width_px, info.input_height_px],
-                "precision": info.precision.name(), "provider": model.provider().name(), "threads": args.threads,
-                "streams": streams, "batch": batch, "iterations": iterations, "frames_per_second": fps,
-            });
-            println!("{}", serde_json::to_string(&doc)?);
-        } else {
-            println!(
-                "{streams} stream(s) x {iterations} calls of {batch} frame(s), {width}x{height}, {} on {}, {} inference threads: {fps:.2} frames/s",
-                info.precision.name(),
-                model.provider().name(),
-                if args.threads == 0 { "default".to_string() } else { args.threads.to_string() }
-            );
-        }
-        return Ok(());
-    }
-    for _ in 0..3 {
-        model.segment(&frame)?;
-        if let Some(p) = &peer {
-            p.run(&frame)?;
-        }
-    }
-    let mut runs = Vec::with_capacity(iterations);
-    let mut peer_runs = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        runs.push(model.segment(&frame)?.timing);
-        if let Some(p) = &peer {
-            peer_runs.push(p.run(&frame)?.1);
-        }
-    }
-    let ours = Stages::of(&runs);
-    let theirs = peer.as_ref().map(|_| Stages::of(&peer_runs));
-    let ratio = theirs.as_ref().map(|t| ours.median[3] / t.median[3]);
-    let info = model.info();
-    if as_json {
-        let mut doc = json!({
-            "frame": [width, height], "input": [info.input_width_px, info.input_height_px], "iterations": iterations,
-            "precision": info.precision.name(), "provider": model.provider().name(), "threads": args.threads,
-            "refine_radius": model.refine().radius, "refine_eps": model.refine().eps,
-        });
-        doc.as_object_mut().expect("object").extend(ours.json().as_object().expect("object").clone());
-        if let (Some(p), Some(t)) = (&peer, &theirs) {
-            let mut pj = t.json();
-            pj["input"] = json!([p.input_size().0, p.input_size().1]);
-            doc["peer"] = pj;
-            doc["ratio_total_median"] = json!(ratio);
-            doc["ratio_inference_median"] = json!(ours.median[1] / t.median[1]);
-        }
-        println!("{}", serde_json::to_string(&doc)?);
-    } else {
-        println!(
-            "sempart_segment on a {width}x{height} frame, model input {}x{}, {} {} on {}, {iterations} calls",
-            info.input_width_px,
-            info.input_height_px,
-            info.backbone_name,
-            info.precision.name(),
-            model.provider().name()
-        );
-        ours.print();
-        if let (Some(p), Some(t)) = (&peer, &theirs) {
-            let (pw, ph) = p.input_size();
-            println!("peer model (input {pw}x{ph}, resized to the frame), calls alternating with the SDK's");
-            t.print();
-            println!(
-                "ratio SDK / peer (median): total {:.2}, inference {:.2}",
-                ours.median[3] / t.median[3],
-                ours.median[1] / t.median[1]
-            );
-        }
-    }
-    Ok(())
-}
-
-fn cmd_contact_sheet(args: &ModelArgs, out: &Path, tile_height: u32, inputs: &[PathBuf]) -> Result<()> {
-    use image::imageops::{self, FilterType};
-    let mut files = collect_inputs(inputs)?;
-    files.truncate(12);
-    if files.is_empty() || tile_height < 16 {
-        bail!("need at least one image and a tile height of at least 16");
-    }
-    let model = open_model(args)?;
-    let mut rows = Vec::new();
-    for path in &files {
-        let (rgb, seg) = segment_file(&model, path)?;
-        let tile_w = (rgb.width() as u64 * tile_height as u64 / rgb.height() as u64).max(1) as u32;
-        let gray = |data: Vec<u8>, w: u32, h: u32| -> Result<image::RgbImage> {
-            let g = image::GrayImage::from_raw(w, h, data).ok_or_else(|| anyhow!("mask size mismatch"))?;
-            Ok(image::DynamicImage::ImageLuma8(g).to_rgb8())
-        };
-        let coarse = gray(seg.coarse_mask.clone(), seg.grid_width, seg.grid_height)?;
-        let fine = gray(seg.fine_mask.clone(), seg.width_px, seg.height_px)?;
-        let tiles = [
-            imageops::resize(&rgb, tile_w, tile_height, FilterType::Triangle),
-            imageops::resize(&coarse, tile_w, tile_height, FilterType::Nearest),
-            imageops::resize(&fine, tile_w, tile_height, FilterType::Triangle),
-            imageops::resize(&overlay(&rgb, &seg), tile_w, tile_height, FilterType::Triangle),
-        ];
-        rows.push(tiles);
-    }
-    let gap = 4u32;
-    let width = rows.iter().map(|r| r.iter().map(|t| t.width() + gap).sum::<u32>()).max().unwrap_or(0) + gap;
-    let height = rows.len() as u32 * (tile_height + gap) + gap;
-    let mut sheet = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
-    for (i, row) in rows.iter().enumerate() {
-        let mut x = gap;
-        for tile in row {
-            imageops::replace(&mut sheet, tile, x as i64, (gap + i as u32 * (tile_height + gap)) as i64);
-            x += tile.width() + gap;
-        }
-    }
-    sheet.save(out).with_context(|| format!("cannot write {}", out.display()))?;
-    println!("wrote {} ({} images: image | coarse | fine | boxes)", out.display(), rows.len());
-    Ok(())
-}
-
 fn run(cli: Cli) -> Result<bool> {
     match &cli.command {
         Command::Segment { model, out, overlay, inputs } => cmd_segment(model, out, *overlay, inputs),
@@ -728,7 +479,7 @@ fn run(cli: Cli) -> Result<bool> {
             cmd_eval(model, images, masks, *json, *limit, boxes_out.as_deref())
         }
         Command::Bench { model, image, width, height, iterations, streams, batch, peer, json } => {
-            let bench = BenchArgs {
+            let bench = bench::BenchArgs {
                 image: image.as_deref(),
                 width: *width,
                 height: *height,
@@ -738,88 +489,19 @@ fn run(cli: Cli) -> Result<bool> {
                 peer: peer.as_deref(),
                 json: *json,
             };
-            cmd_bench(model, &bench).map(|_| true)
+            bench::cmd_bench(model, &bench).map(|_| true)
         }
         Command::ContactSheet { model, out, tile_height, inputs } => {
-            cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
+            draw::cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => cmd_corloc(gt, pred, *json).map(|_| true),
         Command::Compose { template, backbone, sha256, reference, out } => {
-            cmd_compose(template, backbone, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
+            model_file::cmd_compose(template, backbone, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
         }
         Command::Quantize { model, sha256, reference, out } => {
-            cmd_quantize(model, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
+            model_file::cmd_quantize(model, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
         }
     }
-}
-
-/// `--sha256` takes the digest itself or a file in sha256sum's format.
-fn expected_sha256(sha256: Option<&str>) -> Result<Option<String>> {
-    Ok(match sha256 {
-        Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some(s.to_ascii_lowercase()),
-        Some(file) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-            let digest = text.split_whitespace().next().unwrap_or_default();
-            if digest.len() != 64 {
-                bail!("{file} does not start with a sha256 digest");
-            }
-            Some(digest.to_ascii_lowercase())
-        }
-        None => None,
-    })
-}
-
-fn print_report(what: &str, out: &Path, report: &sempart::compose::ComposeReport, expected: bool) {
-    println!("{what} {} ({} bytes): content digest verified", out.display(), report.bytes);
-    if expected {
-        println!("sha256 {} (matches the expected checksum)", report.sha256);
-    } else {
-        println!("sha256 {}", report.sha256);
-    }
-    if let Some(d) = report.reference {
-        println!(
-            "reference frame: |difference| fine max {:.2e} mean {:.2e}, coarse max {:.2e} mean {:.2e} (within \
-             tolerance: max {:e} for float32 models, mean {:e} for int8)",
-            d.fine,
-            d.fine_mean,
-            d.coarse,
-            d.coarse_mean,
-            sempart::reference::TOLERANCE,
-            sempart::reference::INT8_MEAN_TOLERANCE
-        );
-    }
-}
-
-fn cmd_compose(
-    template: &Path,
-    backbone: &Path,
-    sha256: Option<&str>,
-    reference: Option<&Path>,
-    out: &Path,
-) -> Result<()> {
-    let expected = expected_sha256(sha256)?;
-    let report = sempart::compose::compose_file(template, backbone, out, expected.as_deref(), reference)?;
-    print_report("composed", out, &report, expected.is_some());
-    Ok(())
-}
-
-fn cmd_quantize(model: &Path, sha256: Option<&str>, reference: Option<&Path>, out: &Path) -> Result<()> {
-    let expected = expected_sha256(sha256)?;
-    let reference = reference.map(sempart::reference::Reference::read).transpose()?;
-    // Open the float model first: its content digest is checked before it is read again.
-    Segmenter::open(model, &Options { refine: GuidedFilter::OFF, ..Options::default() })?;
-    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let (int8, stats) = sempart::quantize::quantize_int8(&bytes, sempart::quantize::MIN_QUANTIZED_ELEMENTS)?;
-    let report = sempart::compose::write_checked(&int8, out, expected.as_deref(), reference.as_ref())?;
-    println!(
-        "fused {} attentions; quantised {} MatMul weights ({:.1} MB float32 -> {:.1} MB int8 and scales)",
-        stats.attentions,
-        stats.matmuls,
-        stats.float_bytes as f64 / 1e6,
-        stats.int8_bytes as f64 / 1e6
-    );
-    print_report("wrote", out, &report, expected.is_some());
-    Ok(())
 }
 
 fn main() {
