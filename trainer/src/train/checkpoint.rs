@@ -126,7 +126,7 @@ pub fn load_heads_checkpoint(path: &Path) -> Result<(TrainConfig, nn::VarStore, 
 
 /// [`load_heads_checkpoint`] for another input size (`height`, `width` in pixels, multiples of
 /// the patch): the heads are size-agnostic except for the encoder's positional embedding,
-/// which is resized bicubically from the trained grid to the new one (its [CLS] entry kept),
+/// which is resized bicubically from the trained grid to the new one (its class-token entry kept),
 /// as the backbone's own table is. Quality at another size is measured, not assumed (README).
 pub fn load_heads_checkpoint_at(path: &Path, height: i64, width: i64) -> Result<(TrainConfig, nn::VarStore, Heads)> {
     let mut ck = read_checkpoint(path)?;
