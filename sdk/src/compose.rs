@@ -16,7 +16,6 @@
 use crate::error::{Error, Result, Status};
 use crate::model_format;
 use crate::onnx::builder;
-use crate::onnx::header;
 use crate::onnx::proto::{data_type, ModelProto, StringStringEntryProto, TensorProto};
 use prost::Message;
 use std::borrow::Cow;
@@ -155,9 +154,7 @@ pub fn compose(template: &[u8], source: &[u8]) -> Result<Vec<u8>> {
         t.external_data.clear();
     }
     let bytes = builder::encode(&model);
-    let head = header::parse_header("the composed model", &bytes)?;
-    let info = model_format::ModelInfo::from_metadata("the composed model", head.metadata.clone())?;
-    model_format::verify_content("the composed model", &bytes, &head, info.format_version)?;
+    model_format::verified_info("the composed model", &bytes)?;
     Ok(bytes)
 }
 

@@ -16,6 +16,7 @@ pub mod frame;
 pub mod metrics;
 pub mod model_format;
 pub mod onnx;
+pub mod parallel;
 pub mod peer;
 pub mod postprocess;
 pub mod preprocess;

@@ -176,6 +176,15 @@ pub fn verify_content(path: &str, bytes: &[u8], header: &OnnxHeader, format_vers
     Ok(Integrity::Verified)
 }
 
+/// Reads and validates a whole model file held in memory: its header, its metadata and its
+/// content digest. `what` only serves the messages.
+pub fn verified_info(what: &str, bytes: &[u8]) -> Result<ModelInfo> {
+    let head = crate::onnx::header::parse_header(what, bytes)?;
+    let mut info = ModelInfo::from_metadata(what, head.metadata.clone())?;
+    info.integrity = verify_content(what, bytes, &head, info.format_version)?;
+    Ok(info)
+}
+
 /// Everything the file says about itself, validated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {

@@ -14,15 +14,13 @@ use crate::preprocess::{frame_to_input, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
 use crate::resize::resize_bilinear;
 use crate::result::Timing;
 use crate::runtime::{self, Options, Provider};
-use ort::session::Session;
-use ort::value::TensorRef;
+use crate::segmenter::ms;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// A loaded peer model.
 pub struct PeerModel {
-    session: Mutex<Session>,
+    session: runtime::ModelSession,
     input: String,
     output: String,
     spec: InputSpec,
@@ -58,7 +56,7 @@ impl PeerModel {
             std: IMAGENET_STD.map(|v| v as f32),
         };
         let (input, output) = (input.name().to_string(), output.name().to_string());
-        Ok(PeerModel { session: Mutex::new(session), input, output, spec, provider })
+        Ok(PeerModel { session: runtime::ModelSession::new(session), input, output, spec, provider })
     }
 
     /// The input size `(width, height)` the peer takes.
@@ -74,42 +72,27 @@ impl PeerModel {
     /// Runs the peer on one frame: its first output at the frame's size, and the time of each
     /// stage.
     pub fn run(&self, frame: &Frame<'_>) -> Result<(Vec<f32>, Timing)> {
-        let failed = |e: ort::Error| Error::new(Status::InferenceFailed, format!("peer inference failed: {e}"));
         let t = Instant::now();
         let (w, h) = self.input_size();
         let mut input = vec![0f32; 3 * w * h];
         frame_to_input(frame, &self.spec, &mut input);
         let preprocess_ms = ms(t);
         let t = Instant::now();
-        let (map, map_w, map_h) = {
-            let tensor = TensorRef::from_array_view(([1usize, 3, h, w], input.as_slice())).map_err(failed)?;
-            let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-            let outputs = session.run(ort::inputs![self.input.as_str() => tensor]).map_err(failed)?;
-            let value = outputs
-                .get(self.output.as_str())
-                .ok_or_else(|| Error::new(Status::InferenceFailed, "the peer produced no output"))?;
-            let (shape, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
-            let dims: Vec<i64> = shape.iter().copied().collect();
-            let (mh, mw) = match dims.as_slice() {
-                [.., mh, mw] if *mh > 0 && *mw > 0 && (*mh * *mw) as usize == data.len() => {
-                    (*mh as usize, *mw as usize)
-                }
-                _ => {
-                    return Err(Error::new(
-                        Status::InferenceFailed,
-                        format!("the peer's output has shape {dims:?}, expected one map [.., H, W]"),
-                    ))
-                }
-            };
-            (data.to_vec(), mw, mh)
+        let mut out = self.session.run_named(&self.input, &[1, 3, h, w], &input, &[self.output.as_str()])?;
+        let (dims, map) =
+            out.pop().ok_or_else(|| Error::new(Status::InferenceFailed, "the peer produced no output"))?;
+        let (map_w, map_h) = match dims.as_slice() {
+            [.., mh, mw] if *mh > 0 && *mw > 0 && (*mh * *mw) as usize == map.len() => (*mw as usize, *mh as usize),
+            _ => {
+                return Err(Error::new(
+                    Status::InferenceFailed,
+                    format!("the peer's output has shape {dims:?}, expected one map [.., H, W]"),
+                ))
+            }
         };
         let inference_ms = ms(t);
         let t = Instant::now();
         let out = resize_bilinear(&map, map_w, map_h, frame.width_px() as usize, frame.height_px() as usize);
         Ok((out, Timing { preprocess_ms, inference_ms, postprocess_ms: ms(t) }))
     }
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1000.0
 }

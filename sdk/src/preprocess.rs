@@ -77,43 +77,31 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
     // Vertical pass first, one output row at a time (contiguous multiply-adds over whole source
     // rows), then the horizontal taps on that one row: when shrinking, the gathering
     // horizontal pass runs on the few output rows instead of every source row. Bands of
-    // output rows run on up to two threads for large frames.
-    let threads =
-        if src_w * src_h >= 1 << 18 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(2) } else { 1 };
-    let band = dst_h.div_ceil(threads);
-    let (xt, yt) = (&xt, &yt);
-    std::thread::scope(|scope| {
-        for (i, chunk) in out.chunks_mut(band * dst_w * 3).enumerate() {
-            let mut run = move || {
-                let mut rgb = vec![[0u8; 3]; src_w];
-                let mut column = vec![0f32; src_w * 3];
-                for (j, dst_row) in chunk.chunks_exact_mut(dst_w * 3).enumerate() {
-                    let taps = &yt[i * band + j];
-                    column.iter_mut().for_each(|v| *v = 0.0);
-                    for (k, &w) in taps.weights.iter().enumerate() {
-                        frame.row_rgb(taps.first + k, &mut rgb);
-                        for (c, p) in column.chunks_exact_mut(3).zip(&rgb) {
-                            c[0] += w * p[0] as f32;
-                            c[1] += w * p[1] as f32;
-                            c[2] += w * p[2] as f32;
-                        }
-                    }
-                    for (x, taps) in xt.iter().enumerate() {
-                        let mut acc = [0f32; 3];
-                        for (k, &w) in taps.weights.iter().enumerate() {
-                            let p = &column[3 * (taps.first + k)..3 * (taps.first + k) + 3];
-                            acc[0] += w * p[0];
-                            acc[1] += w * p[1];
-                            acc[2] += w * p[2];
-                        }
-                        dst_row[3 * x..3 * x + 3].copy_from_slice(&acc);
-                    }
+    // output rows run on several threads for large frames.
+    let threads = crate::parallel::threads_for(src_w * src_h / 4);
+    crate::parallel::for_each_band(&mut out, dst_w * 3, threads, |first, rows| {
+        let mut rgb = vec![[0u8; 3]; src_w];
+        let mut column = vec![0f32; src_w * 3];
+        for (j, dst_row) in rows.chunks_exact_mut(dst_w * 3).enumerate() {
+            let taps = &yt[first + j];
+            column.iter_mut().for_each(|v| *v = 0.0);
+            for (k, &w) in taps.weights.iter().enumerate() {
+                frame.row_rgb(taps.first + k, &mut rgb);
+                for (c, p) in column.chunks_exact_mut(3).zip(&rgb) {
+                    c[0] += w * p[0] as f32;
+                    c[1] += w * p[1] as f32;
+                    c[2] += w * p[2] as f32;
                 }
-            };
-            if threads == 1 {
-                run();
-            } else {
-                scope.spawn(run);
+            }
+            for (x, taps) in xt.iter().enumerate() {
+                let mut acc = [0f32; 3];
+                for (k, &w) in taps.weights.iter().enumerate() {
+                    let p = &column[3 * (taps.first + k)..3 * (taps.first + k) + 3];
+                    acc[0] += w * p[0];
+                    acc[1] += w * p[1];
+                    acc[2] += w * p[2];
+                }
+                dst_row[3 * x..3 * x + 3].copy_from_slice(&acc);
             }
         }
     });

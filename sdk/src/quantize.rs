@@ -75,11 +75,6 @@ pub fn quantize_columns(w: &[f32], k: usize, n: usize) -> QuantizedWeight {
     QuantizedWeight { values, scales }
 }
 
-fn float_values(t: &TensorProto) -> Vec<f32> {
-    let bytes = crate::compose::tensor_bytes(t);
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
 fn node(op: &str, name: String, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -138,7 +133,7 @@ pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, Quan
         };
         let w = &graph.initializer[i];
         let (k, cols) = (w.dims[0] as usize, w.dims[1] as usize);
-        let values = float_values(w);
+        let values = w.to_f32().map_err(|e| Error::new(Status::ModelCorrupt, format!("{e:#}")))?;
         if values.len() != k * cols {
             return Err(Error::new(
                 Status::ModelCorrupt,

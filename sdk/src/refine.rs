@@ -20,6 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
+use crate::parallel::{for_each_band, threads_for};
 use crate::preprocess::resize_rgb;
 use crate::resize::{resize_bilinear, BilinearResizer};
 
@@ -154,32 +155,21 @@ fn refine_at(
     } else {
         // The coefficients resized to the frame one row at a time (never a full-size plane of
         // them), applied to the frame's own colours: q = b + sum_c a_c I_c. Bands of rows run
-        // on up to MAX_THREADS threads, each with its own resizers.
+        // on up to parallel::MAX_THREADS threads, each with its own resizers.
         let resizer = BilinearResizer::new(ww, wh, out_w, out_h);
-        let threads = threads_for(out_w * out_h);
-        let band = out_h.div_ceil(threads).max(1);
         let planes = [&a[0], &a[1], &a[2], &b];
-        std::thread::scope(|scope| {
-            for (i, chunk) in q.chunks_mut(band * out_w).enumerate() {
-                let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
-                let mut run = move || {
-                    let mut rgb = vec![[0u8; 3]; out_w];
-                    for (j, out) in chunk.chunks_exact_mut(out_w).enumerate() {
-                        let y = i * band + j;
-                        frame.row_rgb(y, &mut rgb);
-                        let [r0, r1, r2, r3] = &mut resizers;
-                        let (ar, ag, ab, bb) =
-                            (r0.row(planes[0], y), r1.row(planes[1], y), r2.row(planes[2], y), r3.row(planes[3], y));
-                        for (x, o) in out.iter_mut().enumerate() {
-                            let p = rgb[x];
-                            *o = bb[x] + (ar[x] * p[0] as f32 + ag[x] * p[1] as f32 + ab[x] * p[2] as f32) / 255.0;
-                        }
-                    }
-                };
-                if threads == 1 {
-                    run();
-                } else {
-                    scope.spawn(run);
+        for_each_band(&mut q, out_w, threads_for(out_w * out_h), |first, rows| {
+            let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
+            let mut rgb = vec![[0u8; 3]; out_w];
+            for (j, out) in rows.chunks_exact_mut(out_w).enumerate() {
+                let y = first + j;
+                frame.row_rgb(y, &mut rgb);
+                let [r0, r1, r2, r3] = &mut resizers;
+                let (ar, ag, ab, bb) =
+                    (r0.row(planes[0], y), r1.row(planes[1], y), r2.row(planes[2], y), r3.row(planes[3], y));
+                for (x, o) in out.iter_mut().enumerate() {
+                    let p = rgb[x];
+                    *o = bb[x] + (ar[x] * p[0] as f32 + ag[x] * p[1] as f32 + ab[x] * p[2] as f32) / 255.0;
                 }
             }
         });
@@ -252,7 +242,7 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
 }
 
 /// Replaces every plane by its window mean ([`BoxFilter`]), spreading the planes over up to
-/// [`MAX_THREADS`] threads.
+/// [`crate::parallel::MAX_THREADS`] threads.
 fn box_mean_all(planes: &mut [Vec<f32>], w: usize, h: usize, r: usize) {
     let threads = threads_for(w * h * planes.len());
     let per_thread = planes.len().div_ceil(threads).max(1);
@@ -269,18 +259,6 @@ fn box_mean_all(planes: &mut [Vec<f32>], w: usize, h: usize, r: usize) {
             });
         }
     });
-}
-
-/// The most threads one refinement uses.
-const MAX_THREADS: usize = 4;
-
-/// Threads for `work` pixel operations: one below about 64k (starting threads costs more than
-/// it saves), else up to [`MAX_THREADS`] and the machine's cores.
-fn threads_for(work: usize) -> usize {
-    if work < 1 << 16 {
-        return 1;
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS)
 }
 
 /// Mean over the `(2r + 1) x (2r + 1)` window around each pixel, the window clipped to the

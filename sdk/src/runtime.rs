@@ -326,8 +326,8 @@ pub fn open_session(bytes: &[u8], options: &Options) -> Result<(Session, Provide
     Err(Error::new(Status::ProviderUnavailable, "no execution provider could be used"))
 }
 
-/// A Sempart model's ONNX Runtime session, run one call at a time (ONNX Runtime already uses
-/// every CPU thread it was given for one run).
+/// An ONNX Runtime session run one call at a time (ONNX Runtime already uses every CPU thread
+/// it was given for one run): a Sempart model's, or a peer's ([`crate::peer`]).
 pub struct ModelSession {
     session: Mutex<Session>,
 }
@@ -338,20 +338,40 @@ impl ModelSession {
         ModelSession { session: Mutex::new(session) }
     }
 
-    /// Runs the graph on a prepared input `[N, 3, H, W]`; returns the flat `fine` and
-    /// `coarse` outputs. Runs are serialised (one at a time per session).
-    pub fn run(&self, shape: &[usize; 4], input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+    /// Runs the graph on one float input (`name`, `shape`, row-major `data`) and returns the
+    /// named float outputs, each with its shape, in the order asked. Runs are serialised (one
+    /// at a time per session).
+    pub fn run_named(
+        &self,
+        name: &str,
+        shape: &[usize],
+        data: &[f32],
+        outputs: &[&str],
+    ) -> Result<Vec<(Vec<i64>, Vec<f32>)>> {
         let failed = |e: ort::Error| Error::new(Status::InferenceFailed, format!("inference failed: {e}"));
-        let tensor = TensorRef::from_array_view((*shape, input)).map_err(failed)?;
+        let tensor = TensorRef::from_array_view((shape.to_vec(), data)).map_err(failed)?;
         let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session.run(ort::inputs![crate::model_format::INPUT_NAME => tensor]).map_err(failed)?;
-        let take = |name: &str| -> Result<Vec<f32>> {
-            let value = outputs
-                .get(name)
-                .ok_or_else(|| Error::new(Status::InferenceFailed, format!("the model produced no '{name}' output")))?;
-            let (_, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
-            Ok(data.to_vec())
-        };
-        Ok((take(crate::model_format::FINE_OUTPUT)?, take(crate::model_format::COARSE_OUTPUT)?))
+        let values = session.run(ort::inputs![name => tensor]).map_err(failed)?;
+        outputs
+            .iter()
+            .map(|&out| {
+                let value = values.get(out).ok_or_else(|| {
+                    Error::new(Status::InferenceFailed, format!("the model produced no '{out}' output"))
+                })?;
+                let (dims, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
+                Ok((dims.iter().copied().collect(), data.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Runs a Sempart graph on a prepared input `[N, 3, H, W]`; returns the flat `fine` and
+    /// `coarse` outputs.
+    pub fn run(&self, shape: &[usize; 4], input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        use crate::model_format::{COARSE_OUTPUT, FINE_OUTPUT, INPUT_NAME};
+        let mut out = self.run_named(INPUT_NAME, shape, input, &[FINE_OUTPUT, COARSE_OUTPUT])?;
+        match (out.pop(), out.pop()) {
+            (Some((_, coarse)), Some((_, fine))) => Ok((fine, coarse)),
+            _ => Err(Error::new(Status::Internal, "the run returned fewer outputs than asked")),
+        }
     }
 }

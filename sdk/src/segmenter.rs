@@ -145,6 +145,7 @@ impl Segmenter {
     }
 }
 
-fn ms(since: Instant) -> f64 {
+/// Milliseconds since `since`.
+pub(crate) fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }

@@ -42,6 +42,17 @@ fn frame_data(w: usize, h: usize) -> Vec<u8> {
         .collect()
 }
 
+type Outputs = (Vec<f32>, Vec<f32>);
+
+/// The raw outputs of two models of the same input size on one test frame (and the frame).
+fn outputs_on_a_frame(a: &Segmenter, b: &Segmenter) -> (Vec<u8>, Outputs, Outputs) {
+    let (w, h) = (a.info().input_width_px, a.info().input_height_px);
+    let data = frame_data(w, h);
+    let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+    let (oa, ob) = (a.raw_outputs(&frame).unwrap(), b.raw_outputs(&frame).unwrap());
+    (data, oa, ob)
+}
+
 #[test]
 fn every_weight_product_becomes_an_integer_product() {
     let float = tiny_bytes();
@@ -79,11 +90,7 @@ fn fused_attention_computes_the_same_function() {
     let dir = tempfile::tempdir().unwrap();
     let f = open_bytes(&float, dir.path(), "fp32.onnx");
     let m = open_bytes(&bytes, dir.path(), "fused.onnx");
-    let (w, h) = (f.info().input_width_px, f.info().input_height_px);
-    let data = frame_data(w, h);
-    let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
-    let (ff, fc) = f.raw_outputs(&frame).unwrap();
-    let (mf, mc) = m.raw_outputs(&frame).unwrap();
+    let (_, (ff, fc), (mf, mc)) = outputs_on_a_frame(&f, &m);
     let max = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(max(&ff, &mf) < 1e-4 && max(&fc, &mc) < 1e-4, "{} {}", max(&ff, &mf), max(&fc, &mc));
 }
@@ -115,11 +122,7 @@ fn the_int8_outputs_stay_close_to_the_float_ones() {
     let dir = tempfile::tempdir().unwrap();
     let f = open_bytes(&float, dir.path(), "fp32.onnx");
     let q = open_bytes(&int8, dir.path(), "int8.onnx");
-    let (w, h) = (f.info().input_width_px, f.info().input_height_px);
-    let data = frame_data(w, h);
-    let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
-    let (ff, fc) = f.raw_outputs(&frame).unwrap();
-    let (qf, qc) = q.raw_outputs(&frame).unwrap();
+    let (data, (ff, fc), (qf, qc)) = outputs_on_a_frame(&f, &q);
     let mean = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
     let (df, dc) = (mean(&ff, &qf), mean(&fc, &qc));
     println!("tiny model, int8 vs fp32: mean |difference| fine {df:.2e}, coarse {dc:.2e}");

@@ -198,6 +198,20 @@ pub struct TrainConfig {
     pub heads: HeadsConfig,
 }
 
+/// An input size written `N` (square) or `HxW` (height x width), in pixels: the `input_size`
+/// override and `trainer export --input-size`.
+pub fn parse_input_size(text: &str) -> Result<(i64, i64)> {
+    let text = text.trim();
+    let (h, w) = match text.split_once(['x', 'X']) {
+        Some((h, w)) => (h.trim().parse::<i64>(), w.trim().parse::<i64>()),
+        None => (text.parse::<i64>(), text.parse::<i64>()),
+    };
+    match (h, w) {
+        (Ok(h), Ok(w)) => Ok((h, w)),
+        _ => bail!("input_size must be N or HxW, got {text:?}"),
+    }
+}
+
 impl TrainConfig {
     /// Parses a configuration file: JSON when the extension is `.json`, TOML otherwise.
     /// Not validated (see [`TrainConfig::load`]).
@@ -242,18 +256,10 @@ impl TrainConfig {
             .with_context(|| format!("override {spec:?}: expected key=value, e.g. optim.lr=3e-4"))?;
         let (key, raw) = (key.trim(), raw.trim());
         if key == "input_size" {
-            let (h, w) = match raw.split_once(['x', 'X']) {
-                Some((h, w)) => (h.trim().parse::<i64>(), w.trim().parse::<i64>()),
-                None => (raw.parse::<i64>(), raw.parse::<i64>()),
-            };
-            match (h, w) {
-                (Ok(h), Ok(w)) => {
-                    self.heads.input_height = h;
-                    self.heads.input_width = w;
-                    return Ok(());
-                }
-                _ => bail!("override {spec:?}: input_size must be N or HxW"),
-            }
+            let (h, w) = parse_input_size(raw).with_context(|| format!("override {spec:?}"))?;
+            self.heads.input_height = h;
+            self.heads.input_width = w;
+            return Ok(());
         }
         let value = parse_override_value(raw);
         let mut root = serde_json::to_value(&*self)?;

@@ -186,18 +186,6 @@ fn backbone_provenance(cfg: &TrainConfig) -> (String, String) {
     }
 }
 
-/// `N` or `HxW` (pixels).
-fn parse_size(text: &str) -> Result<(i64, i64)> {
-    let parts: Vec<&str> = text.split('x').collect();
-    let num =
-        |t: &str| t.trim().parse::<i64>().map_err(|_| anyhow::anyhow!("--input-size {text:?}: expected N or HxW"));
-    match parts.as_slice() {
-        [n] => Ok((num(n)?, num(n)?)),
-        [h, w] => Ok((num(h)?, num(w)?)),
-        _ => bail!("--input-size {text:?}: expected N or HxW"),
-    }
-}
-
 /// The checkpoint's heads, at its own input size or at `size` (height, width).
 fn load_heads(
     checkpoint: &Path,
@@ -236,7 +224,7 @@ fn export_default(heads: &Path, out: &Path, reference_image: &Path, input_size: 
         &std::fs::read_to_string(&note_path).with_context(|| format!("reading {}", note_path.display()))?,
     )
     .with_context(|| format!("parsing {}", note_path.display()))?;
-    let size = input_size.map(parse_size).transpose()?;
+    let size = input_size.map(trainer::config::parse_input_size).transpose()?;
     let suffix = match size {
         None => String::new(),
         Some((h, w)) if h == w => format!("-{h}"),
@@ -384,7 +372,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Export { checkpoint, out, input_size } => {
-            let size = input_size.as_deref().map(parse_size).transpose()?;
+            let size = input_size.as_deref().map(trainer::config::parse_input_size).transpose()?;
             let note = match size {
                 None => serde_json::json!("exported with trainer export"),
                 Some((h, w)) => serde_json::json!(format!(

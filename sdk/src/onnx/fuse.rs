@@ -14,20 +14,9 @@ use std::collections::{HashMap, HashSet};
 /// Domain of ONNX Runtime's contributed operators.
 pub const MS_DOMAIN: &str = "com.microsoft";
 
-fn int_values(t: &TensorProto) -> Option<Vec<i64>> {
-    if t.data_type != super::proto::data_type::INT64 {
-        return None;
-    }
-    if !t.int64_data.is_empty() {
-        return Some(t.int64_data.clone());
-    }
-    Some(t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
-}
-
+/// A one-value float initializer's value.
 fn float_scalar(t: &TensorProto) -> Option<f32> {
-    let bytes = crate::compose::tensor_bytes(t);
-    (t.data_type == super::proto::data_type::FLOAT && bytes.len() == 4)
-        .then(|| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    t.to_f32().ok().filter(|v| v.len() == 1).map(|v| v[0])
 }
 
 fn perm(n: &NodeProto) -> Vec<i64> {
@@ -85,7 +74,7 @@ pub fn fuse_attention(graph: &mut GraphProto, opsets: &mut Vec<OperatorSetIdProt
             return None;
         }
         let r = made_by(input(t, 0)?, "Reshape")?;
-        let shape = int_values(constants.get(nodes[r].input.get(1)?.as_str())?)?;
+        let shape = constants.get(nodes[r].input.get(1)?.as_str())?.to_i64().ok()?;
         match shape.as_slice() {
             [0, -1, heads, _] if *heads > 0 => Some((input(r, 0)?.to_string(), *heads, r, t)),
             _ => None,
@@ -117,7 +106,7 @@ pub fn fuse_attention(graph: &mut GraphProto, opsets: &mut Vec<OperatorSetIdProt
                 return None;
             }
             let merge = only_consumer(output(back)?, "Reshape")?;
-            let shape = int_values(constants.get(nodes[merge].input.get(1)?.as_str())?)?;
+            let shape = constants.get(nodes[merge].input.get(1)?.as_str())?.to_i64().ok()?;
             if !(hq == hk && hk == hv && matches!(shape.as_slice(), [0, -1, _])) {
                 return None;
             }

@@ -167,15 +167,8 @@ enum Command {
         /// The backbone's ONNX file the template refers to.
         #[arg(long)]
         backbone: PathBuf,
-        /// Expected sha256 of the composed file: 64 hex digits, or a `sha256sum` file.
-        #[arg(long)]
-        sha256: Option<String>,
-        /// Reference folder (frame.pb, fine.pb, coarse.pb) to check the outputs against.
-        #[arg(long)]
-        reference: Option<PathBuf>,
-        /// Where to write the model.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        output: model_file::CheckedOutput,
     },
     /// Quantise a float32 model's linear layers to int8 (dynamically quantised activations,
     /// per-column weight scales), check the result and write it; setup makes the CPU default
@@ -188,16 +181,8 @@ enum Command {
         /// The float32 model file.
         #[arg(long)]
         model: PathBuf,
-        /// Expected sha256 of the int8 file: 64 hex digits, or a `sha256sum` file.
-        #[arg(long)]
-        sha256: Option<String>,
-        /// Reference folder of the float32 model to check the outputs against (mean difference
-        /// within sempart::reference::INT8_MEAN_TOLERANCE).
-        #[arg(long)]
-        reference: Option<PathBuf>,
-        /// Where to write the int8 model.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        output: model_file::CheckedOutput,
     },
     /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
     ///
@@ -495,12 +480,10 @@ fn run(cli: Cli) -> Result<bool> {
             draw::cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => cmd_corloc(gt, pred, *json).map(|_| true),
-        Command::Compose { template, backbone, sha256, reference, out } => {
-            model_file::cmd_compose(template, backbone, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
+        Command::Compose { template, backbone, output } => {
+            model_file::cmd_compose(template, backbone, output).map(|_| true)
         }
-        Command::Quantize { model, sha256, reference, out } => {
-            model_file::cmd_quantize(model, sha256.as_deref(), reference.as_deref(), out).map(|_| true)
-        }
+        Command::Quantize { model, output } => model_file::cmd_quantize(model, output).map(|_| true),
     }
 }
 

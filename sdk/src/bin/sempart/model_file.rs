@@ -1,11 +1,27 @@
 //! `sempart compose` and `sempart quantize`: writing checked model files.
 
 use anyhow::{bail, Context, Result};
-use sempart::{GuidedFilter, Options, Segmenter};
-use std::path::Path;
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+/// Where a checked model file goes and what it is checked against (both commands).
+#[derive(Args, Clone)]
+pub(crate) struct CheckedOutput {
+    /// Expected sha256 of the written file: 64 hex digits, or a `sha256sum` file.
+    #[arg(long)]
+    sha256: Option<String>,
+    /// Reference folder (frame.pb, fine.pb, coarse.pb) to check the outputs against: within
+    /// sempart::reference::TOLERANCE for a float32 model, on average within
+    /// sempart::reference::INT8_MEAN_TOLERANCE for an int8 one.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Where to write the model.
+    #[arg(long)]
+    out: PathBuf,
+}
 
 /// `--sha256` takes the digest itself or a file in sha256sum's format.
-pub(crate) fn expected_sha256(sha256: Option<&str>) -> Result<Option<String>> {
+fn expected_sha256(sha256: Option<&str>) -> Result<Option<String>> {
     Ok(match sha256 {
         Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some(s.to_ascii_lowercase()),
         Some(file) => {
@@ -20,7 +36,7 @@ pub(crate) fn expected_sha256(sha256: Option<&str>) -> Result<Option<String>> {
     })
 }
 
-pub(crate) fn print_report(what: &str, out: &Path, report: &sempart::compose::ComposeReport, expected: bool) {
+fn print_report(what: &str, out: &Path, report: &sempart::compose::ComposeReport, expected: bool) {
     println!("{what} {} ({} bytes): content digest verified", out.display(), report.bytes);
     if expected {
         println!("sha256 {} (matches the expected checksum)", report.sha256);
@@ -41,27 +57,23 @@ pub(crate) fn print_report(what: &str, out: &Path, report: &sempart::compose::Co
     }
 }
 
-pub(crate) fn cmd_compose(
-    template: &Path,
-    backbone: &Path,
-    sha256: Option<&str>,
-    reference: Option<&Path>,
-    out: &Path,
-) -> Result<()> {
-    let expected = expected_sha256(sha256)?;
-    let report = sempart::compose::compose_file(template, backbone, out, expected.as_deref(), reference)?;
+pub(crate) fn cmd_compose(template: &Path, backbone: &Path, output: &CheckedOutput) -> Result<()> {
+    let expected = expected_sha256(output.sha256.as_deref())?;
+    let out = &output.out;
+    let report =
+        sempart::compose::compose_file(template, backbone, out, expected.as_deref(), output.reference.as_deref())?;
     print_report("composed", out, &report, expected.is_some());
     Ok(())
 }
 
-pub(crate) fn cmd_quantize(model: &Path, sha256: Option<&str>, reference: Option<&Path>, out: &Path) -> Result<()> {
-    let expected = expected_sha256(sha256)?;
-    let reference = reference.map(sempart::reference::Reference::read).transpose()?;
-    // Open the float model first: its content digest is checked before it is read again.
-    Segmenter::open(model, &Options { refine: GuidedFilter::OFF, ..Options::default() })?;
+pub(crate) fn cmd_quantize(model: &Path, output: &CheckedOutput) -> Result<()> {
+    let expected = expected_sha256(output.sha256.as_deref())?;
+    let reference = output.reference.as_deref().map(sempart::reference::Reference::read).transpose()?;
+    // The float model is read once; its content digest is checked before it is quantised.
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    sempart::model_format::verified_info(&model.display().to_string(), &bytes)?;
     let (int8, stats) = sempart::quantize::quantize_int8(&bytes, sempart::quantize::MIN_QUANTIZED_ELEMENTS)?;
-    let report = sempart::compose::write_checked(&int8, out, expected.as_deref(), reference.as_ref())?;
+    let report = sempart::compose::write_checked(&int8, &output.out, expected.as_deref(), reference.as_ref())?;
     println!(
         "fused {} attentions; quantised {} MatMul weights ({:.1} MB float32 -> {:.1} MB int8 and scales)",
         stats.attentions,
@@ -69,6 +81,6 @@ pub(crate) fn cmd_quantize(model: &Path, sha256: Option<&str>, reference: Option
         stats.float_bytes as f64 / 1e6,
         stats.int8_bytes as f64 / 1e6
     );
-    print_report("wrote", out, &report, expected.is_some());
+    print_report("wrote", &output.out, &report, expected.is_some());
     Ok(())
 }

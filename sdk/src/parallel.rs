@@ -1,0 +1,55 @@
+//! Spreading the rows of an output image over a few threads: the one mechanism the frame's
+//! resize ([`crate::preprocess`]) and the refinement ([`crate::refine`]) use. Each band of
+//! rows is computed independently, so the result does not depend on the thread count.
+
+/// The most threads one call uses.
+pub const MAX_THREADS: usize = 4;
+
+/// Threads for `work` pixel operations: one below about 64k (starting threads costs more than
+/// it saves), else up to [`MAX_THREADS`] and the machine's cores.
+pub fn threads_for(work: usize) -> usize {
+    if work < 1 << 16 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS)
+}
+
+/// Splits `out` (rows of `row_len` values) into at most `threads` bands of whole rows and calls
+/// `band(first_row, rows)` for each, on scoped threads when `threads > 1`, in place otherwise.
+pub fn for_each_band<T: Send>(out: &mut [T], row_len: usize, threads: usize, band: impl Fn(usize, &mut [T]) + Sync) {
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
+    if rows == 0 {
+        return;
+    }
+    let per_band = rows.div_ceil(threads.max(1));
+    if threads <= 1 || per_band >= rows {
+        band(0, out);
+        return;
+    }
+    let band = &band;
+    std::thread::scope(|scope| {
+        for (i, chunk) in out.chunks_mut(per_band * row_len).enumerate() {
+            scope.spawn(move || band(i * per_band, chunk));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_is_visited_once_with_its_index() {
+        for threads in [1, 2, 3, 4, 7] {
+            let mut out = vec![0usize; 10 * 3];
+            for_each_band(&mut out, 3, threads, |first, rows| {
+                for (j, row) in rows.chunks_exact_mut(3).enumerate() {
+                    row.iter_mut().for_each(|v| *v += first + j + 1);
+                }
+            });
+            let want: Vec<usize> = (0..10).flat_map(|y| [y + 1; 3]).collect();
+            assert_eq!(out, want, "{threads} threads");
+        }
+        for_each_band(&mut [0u8; 0], 3, 2, |_, _| panic!("no rows"));
+    }
+}
