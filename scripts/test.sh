@@ -11,6 +11,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== source files at most 500 lines (docs/ARCHITECTURE.md)"
+long=$(find sdk/src trainer/src -name '*.rs' -exec wc -l {} + | awk '$2 != "total" && $1 > 500')
+if [ -n "$long" ]; then
+  echo "longer than 500 lines (split the file by job, or say why in docs/ARCHITECTURE.md and raise this limit):"
+  echo "$long"
+  exit 1
+fi
 echo "== cargo test"
 # The fuzz targets run once each here and for their time budget in the next step.
 SEMPART_FUZZ_SECONDS=0 cargo test --workspace

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates include/sempart.h from sdk/src/capi.rs (cbindgen runs in sdk/build.rs).
+# Regenerates include/sempart.h from sdk/src/capi/mod.rs (cbindgen runs in sdk/build.rs).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

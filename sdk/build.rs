@@ -1,4 +1,4 @@
-//! Generates the C header from `src/capi.rs` into `$OUT_DIR/sempart.h`, and gives the shared
+//! Generates the C header from `src/capi/mod.rs` into `$OUT_DIR/sempart.h`, and gives the shared
 //! library its soname. The checked-in `include/sempart.h` must equal the generated file; a test
 //! (`tests/header.rs`) fails when they drift.
 

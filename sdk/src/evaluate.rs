@@ -7,6 +7,7 @@
 use crate::error::{Error, Result, Status};
 use crate::frame::{Frame, PixelFormat};
 use crate::metrics::{self, BoxPredictions, CorLocScore, FineCoarseMetrics, SaliencyScores};
+use crate::plane::Plane;
 use crate::segmenter::Segmenter;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,11 @@ pub fn evaluate(
             latencies.push(t.preprocess_ms + t.inference_ms + t.postprocess_ms);
             let (w, h) = (w as usize, h as usize);
             let grid = (seg.grid_width as usize, seg.grid_height as usize);
-            scores.add(&seg.fine_probability, (w, h), &seg.coarse_probability, grid, &gt, (gw, gh));
+            scores.add(
+                Plane::new(&seg.fine_probability, w, h),
+                Plane::new(&seg.coarse_probability, grid.0, grid.1),
+                Plane::new(&gt, gw, gh),
+            );
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if let Some(b) = metrics::mask_box(&gt, gw) {
                 gt_boxes.insert(name.clone(), vec![b]);

@@ -18,6 +18,7 @@ pub mod model_format;
 pub mod onnx;
 pub mod parallel;
 pub mod peer;
+pub mod plane;
 pub mod postprocess;
 pub mod preprocess;
 pub mod quantize;

@@ -21,6 +21,7 @@
 
 use crate::frame::Frame;
 use crate::model_format::ModelInfo;
+use crate::plane::Plane;
 use crate::refine::{refine_to_frame, GuidedFilter};
 use crate::resize::resize_bilinear;
 use crate::result::{Segmentation, Timing};
@@ -308,47 +309,58 @@ pub struct ForegroundMaps {
     pub coarse: Vec<f32>,
 }
 
+/// How [`foreground_maps`] brings the fine map to the output.
+#[derive(Debug, Clone, Copy)]
+pub enum FineOutput<'a, 'f> {
+    /// Bilinear resize ([`resize_bilinear`]) to `width x height`: the paper's post-processing.
+    Resized {
+        /// Output width.
+        width: usize,
+        /// Output height.
+        height: usize,
+    },
+    /// [`crate::refine::refine_to_frame`] with `frame` as the guide, at the frame's size (a
+    /// filter that is off makes this the bilinear resize to the frame's size).
+    Refined {
+        /// The guide, and the output size.
+        frame: &'a Frame<'f>,
+        /// The refinement's parameters.
+        filter: &'a GuidedFilter,
+    },
+}
+
+impl FineOutput<'_, '_> {
+    /// The output size (width, height).
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Self::Resized { width, height } => (*width, *height),
+            Self::Refined { frame, .. } => (frame.width_px() as usize, frame.height_px() as usize),
+        }
+    }
+}
+
 /// The inference post-processing of the spec (section 3) up to the probabilities, in one place
 /// for the SDK and the trainer's evaluation: the foreground side is chosen by
-/// [`foreground_is_a`] on the binarised coarse map and applied to both outputs; the fine map
-/// (`in_w x in_h`) is brought to `out_w x out_h` with [`resize_bilinear`], or, when `refine`
-/// holds the frame (which must be `out_w x out_h`) and a filter that is on, with
-/// [`crate::refine::refine_to_frame`].
-///
-/// # Panics
-/// When a refinement frame's size differs from `out_w x out_h`.
-#[allow(clippy::too_many_arguments)]
-pub fn foreground_maps(
-    coarse_a: &[f32],
-    grid_w: usize,
-    grid_h: usize,
-    fine_a: &[f32],
-    in_w: usize,
-    in_h: usize,
-    out_w: usize,
-    out_h: usize,
-    refine: Option<(&Frame<'_>, &GuidedFilter)>,
-) -> ForegroundMaps {
-    let partition_a = binarize(coarse_a, THRESHOLD);
+/// [`foreground_is_a`] on the binarised coarse map (its grid) and applied to both outputs; the
+/// fine map (at the model input's size) is brought to the output as `output` says.
+pub fn foreground_maps(coarse_a: Plane<'_, f32>, fine_a: Plane<'_, f32>, output: FineOutput<'_, '_>) -> ForegroundMaps {
+    let (grid_w, grid_h) = coarse_a.size();
+    let (in_w, in_h) = fine_a.size();
+    let partition_a = binarize(coarse_a.values(), THRESHOLD);
     let foreground_is_b = !foreground_is_a(&partition_a, grid_w, grid_h);
     let orient = |p: f32| if foreground_is_b { 1.0 - p } else { p };
-    let fine = match refine {
-        Some((frame, filter)) => {
-            assert_eq!(
-                (frame.width_px() as usize, frame.height_px() as usize),
-                (out_w, out_h),
-                "foreground_maps: the refinement frame must have the output size"
-            );
-            let oriented: Vec<f32> = fine_a.iter().map(|&p| orient(p)).collect();
+    let fine = match output {
+        FineOutput::Refined { frame, filter } => {
+            let oriented: Vec<f32> = fine_a.values().iter().map(|&p| orient(p)).collect();
             refine_to_frame(frame, &oriented, in_w, in_h, (in_w, in_h), filter)
         }
-        None => {
-            let mut fine = resize_bilinear(fine_a, in_w, in_h, out_w, out_h);
+        FineOutput::Resized { width, height } => {
+            let mut fine = resize_bilinear(fine_a.values(), in_w, in_h, width, height);
             fine.iter_mut().for_each(|p| *p = orient(*p));
             fine
         }
     };
-    ForegroundMaps { foreground_is_b, fine, coarse: coarse_a.iter().map(|&p| orient(p)).collect() }
+    ForegroundMaps { foreground_is_b, fine, coarse: coarse_a.values().iter().map(|&p| orient(p)).collect() }
 }
 
 /// The result for one frame from the model's two raw outputs (partition-A probabilities at
@@ -365,7 +377,11 @@ pub fn segmentation(
     let (width_px, height_px) = (frame.width_px(), frame.height_px());
     let (w, h) = (width_px as usize, height_px as usize);
     let (iw, ih) = (info.input_width_px, info.input_height_px);
-    let maps = foreground_maps(coarse_model, gw, gh, fine_model, iw, ih, w, h, Some((frame, refine)));
+    let maps = foreground_maps(
+        Plane::new(coarse_model, gw, gh),
+        Plane::new(fine_model, iw, ih),
+        FineOutput::Refined { frame, filter: refine },
+    );
     let coarse_mask = maps.coarse.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect();
     let fine_fg = binarize(&maps.fine, THRESHOLD);
     let components = connected_components(&fine_fg, w, h);

@@ -1,5 +1,5 @@
 //! The checked-in C header `include/sempart.h` must be exactly what cbindgen generates from
-//! `src/capi.rs` (sdk/build.rs writes it to `$OUT_DIR/sempart.h`).
+//! `src/capi/mod.rs` (sdk/build.rs writes it to `$OUT_DIR/sempart.h`).
 
 use std::path::Path;
 
@@ -25,8 +25,8 @@ fn checked_in_header_is_up_to_date() {
 
 #[test]
 fn header_declares_every_exported_function() {
-    // Every `#[no_mangle] pub extern "C" fn` of capi.rs appears in the header.
-    let capi = include_str!("../src/capi.rs");
+    // Every `#[no_mangle] pub extern "C" fn` of capi/mod.rs appears in the header.
+    let capi = include_str!("../src/capi/mod.rs");
     let mut missing = Vec::new();
     let mut count = 0;
     for line in capi.lines() {
@@ -38,6 +38,6 @@ fn header_declares_every_exported_function() {
             }
         }
     }
-    assert!(count > 20, "found only {count} exported functions in capi.rs");
+    assert!(count > 20, "found only {count} exported functions in capi/mod.rs");
     assert!(missing.is_empty(), "functions missing from the header: {missing:?}");
 }

@@ -1,6 +1,8 @@
 //! Data loading, the feature cache, the training loop (determinism, resume, atomic
 //! checkpoints) and the evaluations, on a tiny random backbone and generated images.
 
+use sempart::plane::Plane;
+use sempart::postprocess::FineOutput;
 use sempart::GuidedFilter;
 use std::path::Path;
 use tch::{nn, Device, Tensor};
@@ -548,7 +550,7 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
     // background, so both maps are inverted.
     let coarse = vec![0.9, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9];
     let fine = vec![0.8f32; 36];
-    let (f, c) = foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 6, 6, None);
+    let (f, c) = foreground_probabilities(&coarse, &fine, FineOutput::Resized { width: 6, height: 6 });
     assert!(f.iter().all(|&p| (p - 0.2).abs() < 1e-6));
     // Oriented coarse: the centre cell is now 0.9 and the rest 0.1, then resized bilinearly.
     assert!((c[0] - 0.1).abs() < 1e-6 && c[2 * 6 + 2] > 0.5 && c[2 * 6 + 3] > 0.5, "{c:?}");
@@ -556,10 +558,11 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
     // (a constant map stays constant); the coarse map is not refined.
     let pixels: Vec<u8> = (0..8 * 8 * 3).map(|i| (i * 37 % 256) as u8).collect();
     let frame = sempart::Frame::new(&pixels, 8, 8, 24, sempart::PixelFormat::Rgb8).unwrap();
-    let (fr, cr) = foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 8, 8, Some((&frame, &GuidedFilter::DEFAULT)));
+    let (fr, cr) =
+        foreground_probabilities(&coarse, &fine, FineOutput::Refined { frame: &frame, filter: &GuidedFilter::DEFAULT });
     assert_eq!(fr.len(), 64);
     assert!(fr.iter().all(|&p| (p - 0.2).abs() < 1e-4), "{fr:?}");
-    assert_eq!(cr, foreground_probabilities(&coarse, 3, 3, &fine, 6, 6, 8, 8, None).1);
+    assert_eq!(cr, foreground_probabilities(&coarse, &fine, FineOutput::Resized { width: 8, height: 8 }).1);
     // TokenCut with the refinement scores the same images.
     let tr = evaluate_tokencut(&store, &set, &TokenCutConfig::default(), &GuidedFilter::DEFAULT).unwrap();
     assert_eq!(tr.n, 4);
@@ -569,20 +572,11 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
 /// The evaluation's post-processing of one image, as `evaluate_heads` applies it before the
 /// shared scoring step: the SDK's `foreground_maps`, and the oriented coarse map resized to
 /// the output size as `FineCoarseMetrics::add` resizes it.
-#[allow(clippy::too_many_arguments)]
-fn foreground_probabilities(
-    coarse: &[f32],
-    grid_w: usize,
-    grid_h: usize,
-    fine: &[f32],
-    in_w: usize,
-    in_h: usize,
-    out_w: usize,
-    out_h: usize,
-    refine: Option<(&sempart::Frame<'_>, &GuidedFilter)>,
-) -> (Vec<f32>, Vec<f32>) {
-    let maps = sempart::postprocess::foreground_maps(coarse, grid_w, grid_h, fine, in_w, in_h, out_w, out_h, refine);
-    (maps.fine, sempart::resize::resize_bilinear(&maps.coarse, grid_w, grid_h, out_w, out_h))
+/// The grid is 3x3 and the fine map 6x6.
+fn foreground_probabilities(coarse: &[f32], fine: &[f32], output: FineOutput<'_, '_>) -> (Vec<f32>, Vec<f32>) {
+    let (out_w, out_h) = output.size();
+    let maps = sempart::postprocess::foreground_maps(Plane::new(coarse, 3, 3), Plane::new(fine, 6, 6), output);
+    (maps.fine, sempart::resize::resize_bilinear(&maps.coarse, 3, 3, out_w, out_h))
 }
 
 #[test]

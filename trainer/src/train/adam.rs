@@ -1,7 +1,14 @@
 //! Adam on the heads, implemented here (not tch's) so that its state can be checkpointed.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::config::OptimConfig;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use tch::{nn, Tensor};
+
+/// Name prefix of Adam's first moments in a checkpoint.
+pub(super) const ADAM_M: &str = "optim.adam.m.";
+/// Name prefix of Adam's second moments in a checkpoint.
+pub(super) const ADAM_V: &str = "optim.adam.v.";
 
 /// Adam (Kingma and Ba) with PyTorch's update and per-parameter step counts, whose state can be
 /// saved: `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,

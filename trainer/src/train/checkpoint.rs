@@ -1,8 +1,22 @@
 //! The checkpoint format (weights, Adam state, position and configuration in one safetensors
 //! file, written atomically) and loading trained heads for export and evaluation.
 
-#[allow(unused_imports)]
-use super::*;
+use super::dataset::TrainingSet;
+use super::Adam;
+use crate::config::TrainConfig;
+use crate::data;
+use crate::heads::Heads;
+use anyhow::{anyhow, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tch::{nn, Device, Kind, Tensor};
+
+const META_STATE: &str = "sempart.train.state";
+const META_CONFIG: &str = "sempart.train.config";
+const META_ADAM_STEPS: &str = "sempart.train.adam_steps";
+const META_HEADS: &str = sempart::model_format::keys::HEADS_CONFIG;
+const META_BACKBONE: &str = "sempart.train.backbone_identity";
 
 /// Where a run stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +33,20 @@ pub struct TrainState {
     pub dataset_hash: String,
     /// Training wall time so far, in seconds.
     pub elapsed_seconds: f64,
+}
+
+impl TrainState {
+    /// The position of a run that has not started, on `set`.
+    pub(super) fn start(set: &TrainingSet<'_>) -> TrainState {
+        TrainState {
+            global_step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            images: set.records.len(),
+            dataset_hash: set.dataset_hash.clone(),
+            elapsed_seconds: 0.0,
+        }
+    }
 }
 
 /// A checkpoint's contents.
@@ -159,7 +187,7 @@ pub(super) fn heads_from_checkpoint(ck: &Checkpoint) -> Result<(nn::VarStore, He
 }
 
 /// The parts of a configuration a resumed run must share with the checkpoint's.
-pub(super) fn resume_fingerprint(cfg: &TrainConfig) -> BTreeMap<&'static str, serde_json::Value> {
+fn resume_fingerprint(cfg: &TrainConfig) -> BTreeMap<&'static str, serde_json::Value> {
     let s = &cfg.schedule;
     let j = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
     BTreeMap::from([
@@ -174,4 +202,35 @@ pub(super) fn resume_fingerprint(cfg: &TrainConfig) -> BTreeMap<&'static str, se
         ("schedule.coarse_only_epochs", serde_json::json!(s.coarse_only_epochs)),
         ("schedule.freeze_coarse", serde_json::json!(s.freeze_coarse)),
     ])
+}
+
+/// Restores the run saved at `path` into `vs` and `adam`, after checking that it can continue
+/// under `cfg` on `set` (same configuration but for epochs, checkpointing, validation and
+/// output paths; same backbone; same images); returns its position.
+pub(super) fn resume(
+    path: &Path,
+    cfg: &TrainConfig,
+    set: &TrainingSet<'_>,
+    vs: &nn::VarStore,
+    adam: &mut Adam,
+) -> Result<TrainState> {
+    let ck = read_checkpoint(path)?;
+    let (old, new) = (resume_fingerprint(&ck.config), resume_fingerprint(cfg));
+    let differ: Vec<&str> = new.keys().filter(|k| old.get(*k) != new.get(*k)).copied().collect();
+    ensure!(differ.is_empty(), "cannot resume {}: the configuration differs in {}", path.display(), differ.join(", "));
+    ensure!(
+        ck.backbone_identity == set.identity,
+        "cannot resume {}: it was trained over another backbone",
+        path.display()
+    );
+    ensure!(
+        ck.state.dataset_hash == set.dataset_hash,
+        "cannot resume {}: the training images changed ({} at the checkpoint, {} now)",
+        path.display(),
+        ck.state.images,
+        set.records.len()
+    );
+    restore_variables(vs, &ck.tensors)?;
+    adam.load_state(&ck.tensors, &ck.adam_steps)?;
+    Ok(ck.state)
 }

@@ -1,7 +1,16 @@
 //! Scoring trained heads on a labelled set with the SDK's post-processing and scoring step.
 
-#[allow(unused_imports)]
-use super::*;
+use super::step::heads_forward;
+use crate::data::{self, LabelledImage};
+use crate::feature_cache::{FeatureStore, Features};
+use crate::heads::Heads;
+use anyhow::Result;
+use sempart::metrics::{FineCoarseMetrics, SaliencyScores};
+use sempart::plane::Plane;
+use sempart::postprocess::{foreground_maps, FineOutput};
+use sempart::GuidedFilter;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
 
 /// Scores of the two outputs of the heads.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -28,7 +37,7 @@ pub fn evaluate_heads(
     let cfg = heads.config();
     let (gh, gw) = cfg.grid();
     let (ih, iw) = (cfg.input_height, cfg.input_width);
-    let mut scores = sempart::metrics::FineCoarseMetrics::new();
+    let mut scores = FineCoarseMetrics::new();
     for chunk in set.chunks(batch.max(1)) {
         let items: Vec<_> = chunk.iter().map(|l| (&l.image, false)).collect();
         let feats = store.get_many(&items);
@@ -50,18 +59,13 @@ pub fn evaluate_heads(
             let coarse = Vec::<f32>::try_from(&out.coarse.get(i as i64).reshape([-1]))?;
             let fine = Vec::<f32>::try_from(&out.fine.get(i as i64).reshape([-1]))?;
             let (gw, gh) = (gw as usize, gh as usize);
-            let maps = sempart::postprocess::foreground_maps(
-                &coarse,
-                gw,
-                gh,
-                &fine,
-                iw as usize,
-                ih as usize,
-                mw,
-                mh,
-                frame.as_ref().map(|f| (f, refine)),
-            );
-            scores.add(&maps.fine, (mw, mh), &maps.coarse, (gw, gh), &gt, (mw, mh));
+            let output = match &frame {
+                Some(frame) => FineOutput::Refined { frame, filter: refine },
+                None => FineOutput::Resized { width: mw, height: mh },
+            };
+            let maps =
+                foreground_maps(Plane::new(&coarse, gw, gh), Plane::new(&fine, iw as usize, ih as usize), output);
+            scores.add(Plane::new(&maps.fine, mw, mh), Plane::new(&maps.coarse, gw, gh), Plane::new(&gt, mw, mh));
         }
     }
     Ok(HeadsScores { fine: scores.fine.finish(), coarse: scores.coarse.finish() })

@@ -1,9 +1,6 @@
 //! Randomness of training: the epoch plan (image order and flips), a pure function of the
 //! seed and the epoch, and seeded initialisation.
 
-#[allow(unused_imports)]
-use super::*;
-
 /// SplitMix64: a tiny, fast, well-mixed generator whose whole state is one `u64`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitMix64(u64);

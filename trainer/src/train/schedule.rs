@@ -1,7 +1,7 @@
 //! The schedule: which branches an epoch trains, and the learning rate of each step.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::config::{LrDecay, TrainConfig};
+use serde::{Deserialize, Serialize};
 
 /// Which branches a step trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,14 @@
 //! The self-training targets: TokenCut's masks of the frozen features, and the coarse map
 //! they are compared with.
 
-#[allow(unused_imports)]
-use super::*;
+use super::checkpoint::{heads_from_checkpoint, read_checkpoint};
+use crate::config::TrainConfig;
+use crate::data::ImageRecord;
+use crate::feature_cache::{progress_bar, FeatureStore};
+use crate::heads::Heads;
+use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig};
+use anyhow::{ensure, Context, Result};
+use tch::Tensor;
 
 /// Self-training targets of every training image and orientation, from the frozen features, as
 /// `[1, h, w]` 0/1 maps indexed like `records x flips`: TokenCut's foreground (`tau` =

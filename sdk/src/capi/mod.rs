@@ -8,7 +8,7 @@
 //! - every object created by `*_open`/`sempart_segment*` is released by its `*_free`, which
 //!   accepts NULL;
 //! - no Rust panic ever crosses this boundary, and none is printed: each body runs inside
-//!   [`boundary`] (through [`guard`] for status-returning functions), which turns a panic into
+//!   the `boundary` module's `boundary` (through `guard` for status-returning functions), which turns a panic into
 //!   `SEMPART_STATUS_INTERNAL` (or the accessor's NULL / 0 / -1) with the panic's message as
 //!   the last error;
 //! - threads: a `sempart_model` may be used by any number of threads at once; a
@@ -25,10 +25,10 @@ use crate::refine::GuidedFilter;
 use crate::result::{Segmentation, Timing};
 use crate::runtime::{Options, Provider};
 use crate::segmenter::Segmenter;
-use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::ffi::{c_char, CStr};
+
+mod boundary;
+use boundary::{boundary, c_path, guard, non_null, write_optional};
 
 /// A loaded model (opaque). Create with [`sempart_model_open`], release with
 /// [`sempart_model_free`]. Safe to share between threads.
@@ -120,105 +120,6 @@ pub struct SempartBox {
     pub pixel_count: u32,
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-fn set_last_error(message: &str) {
-    let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = text);
-}
-
-// ---------------------------------------------------------------------------------------
-// The panic boundary: every `extern "C"` function runs its body through `boundary` (directly,
-// or through `guard` for status-returning bodies). A panic is caught there, never unwinds into
-// C, and is not printed: the library must not write to the host's stderr. The panic hook that
-// keeps it quiet is installed once, the first time a C function is called, and only silences
-// panics raised inside a boundary on the panicking thread; any other panic of the process
-// still goes to the previous hook.
-// ---------------------------------------------------------------------------------------
-
-thread_local! {
-    /// Depth of `boundary` calls on this thread (a callback could nest them).
-    static IN_BOUNDARY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    /// Where the quiet hook puts the location of the last caught panic.
-    static PANIC_AT: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-fn install_quiet_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if IN_BOUNDARY.with(|d| d.get()) > 0 {
-                let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-                PANIC_AT.with(|p| *p.borrow_mut() = at);
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Runs the body of an `extern "C"` function: its value, or `fallback` when it panicked (the
-/// panic's message and location are then the thread's last error message).
-fn boundary<T>(fallback: T, body: impl FnOnce() -> T) -> T {
-    install_quiet_hook();
-    IN_BOUNDARY.with(|d| d.set(d.get() + 1));
-    let outcome = catch_unwind(AssertUnwindSafe(body));
-    IN_BOUNDARY.with(|d| d.set(d.get() - 1));
-    match outcome {
-        Ok(value) => value,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            let at = PANIC_AT.with(|p| std::mem::take(&mut *p.borrow_mut()));
-            set_last_error(&format!("internal error (panic caught at the C boundary): {what}{at}"));
-            fallback
-        }
-    }
-}
-
-/// [`boundary`] for a body returning `Result<()>`: errors become their status (and the
-/// thread's last error message), a panic `SEMPART_STATUS_INTERNAL`.
-fn guard(body: impl FnOnce() -> Result<()>) -> Status {
-    boundary(Status::Internal, || match body() {
-        Ok(()) => Status::Ok,
-        Err(e) => {
-            set_last_error(e.message());
-            e.status()
-        }
-    })
-}
-
-/// Writes each `value` through its pointer, skipping NULL pointers (optional outputs).
-fn write_optional<T: Copy>(outputs: &[(*mut T, T)]) {
-    for &(ptr, value) in outputs {
-        // SAFETY: NULL is allowed and skipped; otherwise the caller provides writable memory.
-        if let Some(slot) = unsafe { ptr.as_mut() } {
-            *slot = value;
-        }
-    }
-}
-
-fn non_null<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
-    // SAFETY: the caller promises that a non-NULL pointer points to a valid object.
-    unsafe { ptr.as_ref() }.ok_or_else(|| Error::new(Status::NullArgument, format!("{what} is NULL")))
-}
-
-fn c_path(ptr: *const c_char, what: &str) -> Result<Option<PathBuf>> {
-    if ptr.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: the caller promises a NUL-terminated string.
-    let text =
-        unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))?;
-    Ok(Some(PathBuf::from(text)))
-}
-
 fn options_from_c(opts: &SempartOptions) -> Result<Options> {
     if opts.provider_count == 0 || opts.provider_count > 3 {
         return Err(Error::invalid(format!("provider_count is {}, expected 1..=3", opts.provider_count)));
@@ -273,7 +174,7 @@ pub extern "C" fn sempart_status_string(status: i32) -> *const c_char {
 /// `SEMPART_STATUS_OK`. Valid until the next failing call on the same thread; never NULL.
 #[no_mangle]
 pub extern "C" fn sempart_last_error_message() -> *const c_char {
-    boundary(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
+    boundary(c"".as_ptr(), boundary::last_error_message)
 }
 
 /// Fills `out` with the defaults: CPU only, fallback allowed, ONNX Runtime picks the threads,
@@ -567,12 +468,10 @@ pub extern "C" fn sempart_result_timing(result: *const SempartResult) -> Timing 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// Every exported function runs its body through the one boundary.
     #[test]
     fn every_extern_function_goes_through_the_boundary() {
-        let source = include_str!("capi.rs");
+        let source = include_str!("mod.rs");
         let source = &source[..source.find("#[cfg(test)]").expect("tests at the end")];
         let bodies: Vec<&str> = source.split("pub extern \"C\" fn ").skip(1).collect();
         assert!(bodies.len() >= 20, "{} exported functions", bodies.len());
@@ -587,18 +486,5 @@ mod tests {
                 "{name} bypasses the panic boundary"
             );
         }
-    }
-
-    #[test]
-    fn a_panic_becomes_a_status_and_a_message_with_its_location() {
-        let status = guard(|| panic!("boom {}", 7));
-        assert_eq!(status, Status::Internal);
-        let msg = unsafe { CStr::from_ptr(sempart_last_error_message()) }.to_string_lossy().into_owned();
-        assert!(msg.contains("internal error (panic caught at the C boundary): boom 7"), "{msg}");
-        assert!(msg.contains("capi.rs:"), "the location is in the message: {msg}");
-        assert_eq!(boundary(-1i64, || panic!("accessor")), -1);
-        // Outside a boundary the previous hook still runs (the process's own panics stay visible):
-        // the hook only silences panics while the thread is inside one.
-        assert_eq!(IN_BOUNDARY.with(|d| d.get()), 0);
     }
 }
