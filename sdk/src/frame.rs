@@ -156,6 +156,27 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// Row `y` as interleaved RGB bytes (`3 x width`): the frame's own bytes for
+    /// [`PixelFormat::Rgb8`] (no copy), otherwise decoded into `scratch` by [`Frame::row_rgb`].
+    /// The flat slice lets per-channel loops run over contiguous bytes.
+    ///
+    /// # Panics
+    /// When `y` is outside the frame or `scratch` is not one row long.
+    pub fn row_rgb_bytes<'s>(&'s self, y: usize, scratch: &'s mut [[u8; 3]]) -> &'s [u8] {
+        let w = self.width_px as usize;
+        assert!(
+            y < self.height_px as usize && scratch.len() == w,
+            "row_rgb_bytes: row {y} into {} pixels",
+            scratch.len()
+        );
+        if self.format == PixelFormat::Rgb8 {
+            let start = y * self.row_stride_bytes;
+            return &self.data[start..start + 3 * w];
+        }
+        self.row_rgb(y, scratch);
+        scratch.as_flattened()
+    }
+
     /// The colour of pixel (x, y) as RGB bytes.
     #[inline]
     pub fn rgb_at(&self, x: usize, y: usize) -> [u8; 3] {

@@ -34,6 +34,27 @@ pub const THRESHOLD: f32 = 0.5;
 // Binarisation and foreground selection
 // ---------------------------------------------------------------------------------
 
+/// A mask value that is set or not: `bool` itself, `u8` when non-zero (the 0/255 masks of a
+/// [`Segmentation`]).
+trait MaskValue: Copy {
+    /// Whether the pixel is set.
+    fn is_set(self) -> bool;
+}
+
+impl MaskValue for bool {
+    #[inline]
+    fn is_set(self) -> bool {
+        self
+    }
+}
+
+impl MaskValue for u8 {
+    #[inline]
+    fn is_set(self) -> bool {
+        self != 0
+    }
+}
+
 /// Binarises a probability map: `true` ("partition A") where `p > threshold` (strict),
 /// `false` elsewhere, including NaN. The paper's threshold is [`THRESHOLD`] (0.5).
 pub fn binarize(prob: &[f32], threshold: f32) -> Vec<bool> {
@@ -212,6 +233,19 @@ fn find(parent: &mut [u32], mut x: u32) -> u32 {
 /// # Panics
 /// When `mask.len() != w * h`, or a dimension does not fit in `u32`.
 pub fn connected_components(mask: &[bool], w: usize, h: usize) -> Vec<Component> {
+    components(mask, w, h)
+}
+
+/// [`connected_components`] of a 0/255 mask (any non-zero value is set), such as a
+/// [`Segmentation`]'s `fine_mask`.
+///
+/// # Panics
+/// As [`connected_components`].
+pub fn mask_components(mask: &[u8], w: usize, h: usize) -> Vec<Component> {
+    components(mask, w, h)
+}
+
+fn components<M: MaskValue>(mask: &[M], w: usize, h: usize) -> Vec<Component> {
     assert_eq!(mask.len(), w * h, "connected_components: mask length != w * h");
     assert!(u32::try_from(w).is_ok() && u32::try_from(h).is_ok(), "connected_components: grid too large");
     let mut runs: Vec<Run> = Vec::new();
@@ -222,12 +256,12 @@ pub fn connected_components(mask: &[bool], w: usize, h: usize) -> Vec<Component>
         let start = runs.len();
         let mut x = 0;
         while x < w {
-            match row[x..].iter().position(|&b| b) {
+            match row[x..].iter().position(|&b| b.is_set()) {
                 Some(off) => x += off,
                 None => break,
             }
             let x0 = x;
-            x += row[x..].iter().position(|&b| !b).unwrap_or(w - x);
+            x += row[x..].iter().position(|&b| !b.is_set()).unwrap_or(w - x);
             let idx = u32::try_from(runs.len()).expect("connected_components: too many runs");
             runs.push(Run { y: y as u32, x0: x0 as u32, x1: x as u32 });
             parent.push(idx);
@@ -383,13 +417,14 @@ pub fn segmentation(
         FineOutput::Refined { frame, filter: refine },
     );
     let coarse_mask = maps.coarse.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect();
-    let fine_fg = binarize(&maps.fine, THRESHOLD);
-    let components = connected_components(&fine_fg, w, h);
+    // One pass from the probabilities to the 0/255 mask, which the components then read.
+    let fine_mask: Vec<u8> = maps.fine.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect();
+    let components = mask_components(&fine_mask, w, h);
     let object = object_box(&components);
     Segmentation {
         width_px,
         height_px,
-        fine_mask: fine_fg.iter().map(|&f| if f { 255 } else { 0 }).collect(),
+        fine_mask,
         fine_probability: maps.fine,
         grid_width: gw as u32,
         grid_height: gh as u32,

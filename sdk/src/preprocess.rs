@@ -86,11 +86,9 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
             let taps = &yt[first + j];
             column.iter_mut().for_each(|v| *v = 0.0);
             for (k, &w) in taps.weights.iter().enumerate() {
-                frame.row_rgb(taps.first + k, &mut rgb);
-                for (c, p) in column.chunks_exact_mut(3).zip(&rgb) {
-                    c[0] += w * p[0] as f32;
-                    c[1] += w * p[1] as f32;
-                    c[2] += w * p[2] as f32;
+                let bytes = frame.row_rgb_bytes(taps.first + k, &mut rgb);
+                for (c, &p) in column.iter_mut().zip(bytes) {
+                    *c += w * f32::from(p);
                 }
             }
             for (x, taps) in xt.iter().enumerate() {

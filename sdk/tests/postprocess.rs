@@ -2,8 +2,8 @@
 //! foreground selection, connected components and the object box.
 
 use sempart::postprocess::{
-    binarize, binarize_into, connected_components, corners_touched, foreground_is_a, object_box, select_foreground,
-    Component, THRESHOLD,
+    binarize, binarize_into, connected_components, corners_touched, foreground_is_a, mask_components, object_box,
+    select_foreground, Component, THRESHOLD,
 };
 use sempart::resize::{resize_bilinear, resize_bilinear_into, BilinearResizer};
 
@@ -515,4 +515,17 @@ fn object_box_ties() {
     let c = vec![comp(0, 0, 2, 2, 4), comp(5, 5, 7, 7, 4), comp(0, 9, 4, 10, 4)];
     assert_eq!(object_box(&c), Some(0));
     assert_eq!(object_box(&[]), None);
+}
+
+#[test]
+fn mask_components_of_a_0_255_mask_equal_those_of_the_bool_mask() {
+    let (w, h) = (37, 23);
+    let bools: Vec<bool> = (0..w * h).map(|i| ((i * 2654435761usize) >> 9) % 3 == 0).collect();
+    let bytes: Vec<u8> = bools.iter().map(|&b| if b { 255 } else { 0 }).collect();
+    let want = connected_components(&bools, w, h);
+    assert!(want.len() > 5, "a mask with several components: {}", want.len());
+    assert_eq!(mask_components(&bytes, w, h), want);
+    // Any non-zero byte is set.
+    let ones: Vec<u8> = bools.iter().map(|&b| u8::from(b)).collect();
+    assert_eq!(mask_components(&ones, w, h), want);
 }

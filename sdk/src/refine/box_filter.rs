@@ -3,42 +3,43 @@
 use crate::parallel::threads_for;
 
 /// Replaces every plane by its window mean ([`BoxFilter`]), spreading the planes over up to
-/// [`crate::parallel::MAX_THREADS`] threads.
+/// [`crate::parallel::MAX_THREADS`] threads. The filters' scratch planes come from
+/// [`super::spare`] on the calling thread and go back to it.
 pub(super) fn box_mean_all(planes: &mut [Vec<f32>], w: usize, h: usize, r: usize) {
     let threads = threads_for(w * h * planes.len());
     let per_thread = planes.len().div_ceil(threads).max(1);
-    if threads == 1 || planes.len() == 1 {
-        let mut f = BoxFilter::new(w, h, r);
-        planes.iter_mut().for_each(|p| f.mean_in_place(p));
-        return;
+    let mut filters: Vec<BoxFilter> = (0..planes.len().div_ceil(per_thread)).map(|_| BoxFilter::new(w, h, r)).collect();
+    if filters.len() == 1 {
+        planes.iter_mut().for_each(|p| filters[0].mean_in_place(p));
+    } else {
+        std::thread::scope(|scope| {
+            for (chunk, f) in planes.chunks_mut(per_thread).zip(filters.iter_mut()) {
+                scope.spawn(move || chunk.iter_mut().for_each(|p| f.mean_in_place(p)));
+            }
+        });
     }
-    std::thread::scope(|scope| {
-        for chunk in planes.chunks_mut(per_thread) {
-            scope.spawn(move || {
-                let mut f = BoxFilter::new(w, h, r);
-                chunk.iter_mut().for_each(|p| f.mean_in_place(p));
-            });
-        }
-    });
+    filters.into_iter().for_each(BoxFilter::recycle);
 }
 
 /// Mean over the `(2r + 1) x (2r + 1)` window around each pixel, the window clipped to the
 /// image and the sum divided by the number of pixels inside it. Separable, `O(w h)` whatever
-/// the radius; sums are kept in `f64`.
-struct BoxFilter {
+/// the radius. Both passes are the same running column sum down the rows (the horizontal one
+/// on the transposed plane), so every inner loop runs along a row over independent columns,
+/// which the compiler vectorises; sums are kept in `f64`.
+pub(super) struct BoxFilter {
     w: usize,
     h: usize,
     r: usize,
     /// 1 / (pixels of the clipped window) along each axis.
     inv_x: Vec<f64>,
     inv_y: Vec<f64>,
-    prefix: Vec<f64>,
     column: Vec<f64>,
-    horizontal: Vec<f32>,
+    vertical: Vec<f32>,
+    transposed: Vec<f32>,
 }
 
 impl BoxFilter {
-    fn new(w: usize, h: usize, r: usize) -> Self {
+    pub(super) fn new(w: usize, h: usize, r: usize) -> Self {
         let inv = |n: usize| -> Vec<f64> {
             (0..n).map(|i| 1.0 / ((i + r).min(n - 1) - i.saturating_sub(r) + 1) as f64).collect()
         };
@@ -48,47 +49,62 @@ impl BoxFilter {
             r,
             inv_x: inv(w),
             inv_y: inv(h),
-            prefix: vec![0.0; w + 1],
-            column: vec![0.0; w],
-            horizontal: vec![0.0; w * h],
+            column: vec![0.0; w.max(h)],
+            vertical: super::spare::plane(w * h),
+            transposed: super::spare::plane(w * h),
         }
     }
 
+    /// Hands the scratch planes back to [`super::spare`].
+    fn recycle(self) {
+        super::spare::recycle([self.vertical, self.transposed]);
+    }
+
     /// Replaces `plane` (`w x h`) by its window mean.
-    fn mean_in_place(&mut self, plane: &mut [f32]) {
+    pub(super) fn mean_in_place(&mut self, plane: &mut [f32]) {
         let (w, h, r) = (self.w, self.h, self.r);
         assert_eq!(plane.len(), w * h, "box filter: plane size");
-        for y in 0..h {
-            let row = &plane[y * w..(y + 1) * w];
-            let mut sum = 0f64;
-            for (x, &v) in row.iter().enumerate() {
-                sum += v as f64;
-                self.prefix[x + 1] = sum;
-            }
-            let out = &mut self.horizontal[y * w..(y + 1) * w];
-            for (x, o) in out.iter_mut().enumerate() {
-                let lo = x.saturating_sub(r);
-                let hi = (x + r + 1).min(w);
-                *o = ((self.prefix[hi] - self.prefix[lo]) * self.inv_x[x]) as f32;
-            }
+        column_means(plane, w, h, r, &self.inv_y, &mut self.column, &mut self.vertical);
+        transpose(&self.vertical, w, h, &mut self.transposed);
+        column_means(&self.transposed, h, w, r, &self.inv_x, &mut self.column, &mut self.vertical);
+        transpose(&self.vertical, h, w, plane);
+    }
+}
+
+/// `dst` (`w x h`) = the mean of `src` over the clipped `2r + 1` rows around each row, `inv[y]`
+/// being one over their count: a running sum per column, added to and taken from one row at
+/// a time.
+fn column_means(src: &[f32], w: usize, h: usize, r: usize, inv: &[f64], column: &mut [f64], dst: &mut [f32]) {
+    let column = &mut column[..w];
+    column.iter_mut().for_each(|c| *c = 0.0);
+    let add = |column: &mut [f64], row: &[f32]| column.iter_mut().zip(row).for_each(|(c, &v)| *c += f64::from(v));
+    let sub = |column: &mut [f64], row: &[f32]| column.iter_mut().zip(row).for_each(|(c, &v)| *c -= f64::from(v));
+    for y in 0..=r.min(h - 1) {
+        add(column, &src[y * w..(y + 1) * w]);
+    }
+    for y in 0..h {
+        let k = inv[y];
+        for (d, &c) in dst[y * w..(y + 1) * w].iter_mut().zip(column.iter()) {
+            *d = (c * k) as f32;
         }
-        self.column.iter_mut().for_each(|c| *c = 0.0);
-        let add = |column: &mut [f64], row: &[f32], sign: f64| {
-            column.iter_mut().zip(row).for_each(|(c, &v)| *c += sign * v as f64);
-        };
-        for y in 0..=r.min(h - 1) {
-            add(&mut self.column, &self.horizontal[y * w..(y + 1) * w], 1.0);
+        if y + r + 1 < h {
+            add(column, &src[(y + r + 1) * w..(y + r + 2) * w]);
         }
-        for y in 0..h {
-            let inv = self.inv_y[y];
-            for (d, &c) in plane[y * w..(y + 1) * w].iter_mut().zip(&self.column) {
-                *d = (c * inv) as f32;
-            }
-            if y + r + 1 < h {
-                add(&mut self.column, &self.horizontal[(y + r + 1) * w..(y + r + 2) * w], 1.0);
-            }
-            if y >= r {
-                add(&mut self.column, &self.horizontal[(y - r) * w..(y - r + 1) * w], -1.0);
+        if y >= r {
+            sub(column, &src[(y - r) * w..(y - r + 1) * w]);
+        }
+    }
+}
+
+/// `dst` (`h x w`) = `src` (`w x h`) transposed, in cache-sized tiles.
+fn transpose(src: &[f32], w: usize, h: usize, dst: &mut [f32]) {
+    const TILE: usize = 16;
+    for y0 in (0..h).step_by(TILE) {
+        for x0 in (0..w).step_by(TILE) {
+            for y in y0..(y0 + TILE).min(h) {
+                for x in x0..(x0 + TILE).min(w) {
+                    dst[x * h + y] = src[y * w + x];
+                }
             }
         }
     }

@@ -25,6 +25,7 @@ use crate::preprocess::resize_rgb;
 use crate::resize::{resize_bilinear, BilinearResizer};
 
 mod box_filter;
+mod spare;
 use box_filter::box_mean_all;
 
 /// Frames whose longer side exceeds this many times the model input's longer side are filtered
@@ -148,17 +149,20 @@ fn refine_at(
     guide.iter_mut().for_each(|v| *v /= 255.0);
     let p = resize_bilinear(prob, src_w, src_h, ww, wh);
     let r = radius_px(filter.radius, model_input, (ww, wh));
-    let (a, b) = coefficients(&guide, p, ww, wh, r, filter.eps);
+    let (mut a, b) = coefficients(&guide, p, ww, wh, r, filter.eps);
     let mut q = vec![0f32; out_w * out_h];
     if (ww, wh) == (out_w, out_h) {
         for (i, q) in q.iter_mut().enumerate() {
             let g = &guide[3 * i..3 * i + 3];
-            *q = a[0][i] * g[0] + a[1][i] * g[1] + a[2][i] * g[2] + b[i];
+            *q = clamp_unit(a[0][i] * g[0] + a[1][i] * g[1] + a[2][i] * g[2] + b[i]);
         }
     } else {
         // The coefficients resized to the frame one row at a time (never a full-size plane of
         // them), applied to the frame's own colours: q = b + sum_c a_c I_c. Bands of rows run
         // on up to parallel::MAX_THREADS threads, each with its own resizers.
+        // The colours stay bytes: the 1/255 of the guide's scale goes into the (small) `a`
+        // planes instead of into every full-resolution pixel.
+        a.iter_mut().flatten().for_each(|v| *v /= 255.0);
         let resizer = BilinearResizer::new(ww, wh, out_w, out_h);
         let planes = [&a[0], &a[1], &a[2], &b];
         for_each_band(&mut q, out_w, threads_for(out_w * out_h), |first, rows| {
@@ -166,19 +170,27 @@ fn refine_at(
             let mut rgb = vec![[0u8; 3]; out_w];
             for (j, out) in rows.chunks_exact_mut(out_w).enumerate() {
                 let y = first + j;
-                frame.row_rgb(y, &mut rgb);
+                let bytes = frame.row_rgb_bytes(y, &mut rgb);
                 let [r0, r1, r2, r3] = &mut resizers;
                 let (ar, ag, ab, bb) =
                     (r0.row(planes[0], y), r1.row(planes[1], y), r2.row(planes[2], y), r3.row(planes[3], y));
-                for (x, o) in out.iter_mut().enumerate() {
-                    let p = rgb[x];
-                    *o = bb[x] + (ar[x] * p[0] as f32 + ag[x] * p[1] as f32 + ab[x] * p[2] as f32) / 255.0;
+                let (ar, ag, ab, bb) = (&ar[..out_w], &ag[..out_w], &ab[..out_w], &bb[..out_w]);
+                for (x, (o, p)) in out.iter_mut().zip(bytes.chunks_exact(3)).enumerate() {
+                    let v = bb[x] + ar[x] * p[0] as f32 + ag[x] * p[1] as f32 + ab[x] * p[2] as f32;
+                    *o = clamp_unit(v);
                 }
             }
         });
     }
-    q.iter_mut().for_each(|v| *v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) });
+    spare::recycle(a.into_iter().chain([b]));
     q
+}
+
+/// `v` clamped to [0, 1], NaN to 0 (`f32::max` returns the other operand for a NaN).
+#[inline]
+#[allow(clippy::manual_clamp)] // clamp would keep the NaN
+fn clamp_unit(v: f32) -> f32 {
+    v.max(0.0).min(1.0)
 }
 
 /// The window-averaged coefficients of the colour guided filter: `q = a . I + b` per pixel.
@@ -186,9 +198,17 @@ fn refine_at(
 /// planes and the `b` plane, each already averaged over the window.
 fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f32) -> ([Vec<f32>; 3], Vec<f32>) {
     let n = w * h;
-    let channel = |c: usize| -> Vec<f32> { (0..n).map(|i| guide[3 * i + c]).collect() };
-    let ich = [channel(0), channel(1), channel(2)];
-    let product = |x: &[f32], y: &[f32]| -> Vec<f32> { x.iter().zip(y).map(|(a, b)| a * b).collect() };
+    let filled = |f: &dyn Fn(usize) -> f32| -> Vec<f32> {
+        let mut v = spare::plane(n);
+        v.iter_mut().enumerate().for_each(|(i, x)| *x = f(i));
+        v
+    };
+    let ich = [filled(&|i| guide[3 * i]), filled(&|i| guide[3 * i + 1]), filled(&|i| guide[3 * i + 2])];
+    let product = |x: &[f32], y: &[f32]| -> Vec<f32> {
+        let mut v = spare::plane(n);
+        v.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (a, b))| *o = a * b);
+        v
+    };
     // The 13 window means: I (3), p, I p (3), and the colour products rr, rg, rb, gg, gb, bb.
     let mut planes: Vec<Vec<f32>> = Vec::with_capacity(13);
     for c in &ich {
@@ -204,15 +224,22 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
     let mean_i: Vec<Vec<f32>> = planes.drain(9..).collect();
     let mean_ii: Vec<Vec<f32>> = planes.drain(3..).collect();
     let mean_ip = planes;
-    let mut a = [vec![0f32; n], vec![0f32; n], vec![0f32; n]];
-    let mut b = vec![0f32; n];
+    let mut a = [spare::plane(n), spare::plane(n), spare::plane(n)];
+    let mut b = spare::plane(n);
     let eps = eps as f64;
+    // Every plane re-sliced to exactly `n` values, so the per-pixel loop below has no bounds
+    // checks and the compiler can vectorise it.
+    let mi: [&[f32]; 3] = [&mean_i[0][..n], &mean_i[1][..n], &mean_i[2][..n]];
+    let mip: [&[f32]; 3] = [&mean_ip[0][..n], &mean_ip[1][..n], &mean_ip[2][..n]];
+    let mii: [&[f32]; 6] = std::array::from_fn(|k| &mean_ii[k][..n]);
+    let mp = &mean_p[..n];
+    let [a0, a1, a2] = &mut a;
+    let (a0, a1, a2, bo) = (&mut a0[..n], &mut a1[..n], &mut a2[..n], &mut b[..n]);
     for i in 0..n {
-        let m = [mean_i[0][i] as f64, mean_i[1][i] as f64, mean_i[2][i] as f64];
-        let mp = mean_p[i] as f64;
-        let cov =
-            [mean_ip[0][i] as f64 - m[0] * mp, mean_ip[1][i] as f64 - m[1] * mp, mean_ip[2][i] as f64 - m[2] * mp];
-        let s = |k: usize, j: usize, l: usize| mean_ii[k][i] as f64 - m[j] * m[l];
+        let m = [mi[0][i] as f64, mi[1][i] as f64, mi[2][i] as f64];
+        let p = mp[i] as f64;
+        let cov = [mip[0][i] as f64 - m[0] * p, mip[1][i] as f64 - m[1] * p, mip[2][i] as f64 - m[2] * p];
+        let s = |k: usize, j: usize, l: usize| mii[k][i] as f64 - m[j] * m[l];
         let (s00, s01, s02) = (s(0, 0, 0) + eps, s(1, 0, 1), s(2, 0, 2));
         let (s11, s12, s22) = (s(3, 1, 1) + eps, s(4, 1, 2), s(5, 2, 2) + eps);
         // Inverse of the symmetric matrix by cofactors.
@@ -228,12 +255,12 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
             (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) * inv_det,
             (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) * inv_det,
         ];
-        for c in 0..3 {
-            a[c][i] = ai[c] as f32;
-        }
-        b[i] = (mp - ai[0] * m[0] - ai[1] * m[1] - ai[2] * m[2]) as f32;
+        a0[i] = ai[0] as f32;
+        a1[i] = ai[1] as f32;
+        a2[i] = ai[2] as f32;
+        bo[i] = (p - ai[0] * m[0] - ai[1] * m[1] - ai[2] * m[2]) as f32;
     }
-    drop((mean_i, mean_ii, mean_ip, mean_p));
+    spare::recycle(mean_i.into_iter().chain(mean_ii).chain(mean_ip).chain([mean_p]));
     let [ar, ag, ab] = a;
     let mut planes = vec![ar, ag, ab, b];
     box_mean_all(&mut planes, w, h, r);
@@ -248,6 +275,117 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
 mod tests {
     use super::*;
     use crate::frame::PixelFormat;
+
+    /// The textbook colour guided filter, written for clarity: window means by direct sums,
+    /// the 3x3 system solved by Gaussian elimination, the averaged coefficients resized to the
+    /// frame and applied to its colours.
+    fn textbook_refine(
+        frame: &Frame<'_>,
+        prob: &[f32],
+        src: (usize, usize),
+        input: (usize, usize),
+        r: f32,
+        eps: f64,
+    ) -> Vec<f32> {
+        let (fw, fh) = (frame.width_px() as usize, frame.height_px() as usize);
+        let (ww, wh) = working_size(fw, fh, input);
+        let rad = radius_px(r, input, (ww, wh));
+        let guide: Vec<f64> = resize_rgb(frame, ww, wh).iter().map(|&v| v as f64 / 255.0).collect();
+        let p: Vec<f64> = resize_bilinear(prob, src.0, src.1, ww, wh).iter().map(|&v| v as f64).collect();
+        let mean = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
+            (0..ww * wh)
+                .map(|i| {
+                    let (x, y) = (i % ww, i / ww);
+                    let (mut s, mut n) = (0.0, 0.0);
+                    for yy in y.saturating_sub(rad)..(y + rad + 1).min(wh) {
+                        for xx in x.saturating_sub(rad)..(x + rad + 1).min(ww) {
+                            s += f(yy * ww + xx);
+                            n += 1.0;
+                        }
+                    }
+                    s / n
+                })
+                .collect()
+        };
+        let mi: Vec<Vec<f64>> = (0..3).map(|c| mean(&|i| guide[3 * i + c])).collect();
+        let mp = mean(&|i| p[i]);
+        let mip: Vec<Vec<f64>> = (0..3).map(|c| mean(&|i| guide[3 * i + c] * p[i])).collect();
+        let mii: Vec<Vec<Vec<f64>>> =
+            (0..3).map(|j| (0..3).map(|k| mean(&|i| guide[3 * i + j] * guide[3 * i + k])).collect()).collect();
+        let mut coef: Vec<Vec<f64>> = vec![vec![0.0; ww * wh]; 4];
+        for i in 0..ww * wh {
+            let mut m = [[0.0f64; 4]; 3];
+            for j in 0..3 {
+                for k in 0..3 {
+                    m[j][k] = mii[j][k][i] - mi[j][i] * mi[k][i] + if j == k { eps } else { 0.0 };
+                }
+                m[j][3] = mip[j][i] - mi[j][i] * mp[i];
+            }
+            for c in 0..3 {
+                let pivot = m[c][c];
+                for k in c..4 {
+                    m[c][k] /= pivot;
+                }
+                for j in 0..3 {
+                    if j != c {
+                        let f = m[j][c];
+                        for k in c..4 {
+                            m[j][k] -= f * m[c][k];
+                        }
+                    }
+                }
+            }
+            for c in 0..3 {
+                coef[c][i] = m[c][3];
+            }
+            coef[3][i] = mp[i] - (0..3).map(|c| m[c][3] * mi[c][i]).sum::<f64>();
+        }
+        let coef: Vec<Vec<f32>> = coef.iter().map(|c| mean(&|i| c[i]).iter().map(|&v| v as f32).collect()).collect();
+        let full: Vec<Vec<f32>> = coef.iter().map(|c| resize_bilinear(c, ww, wh, fw, fh)).collect();
+        (0..fw * fh)
+            .map(|i| {
+                let px = frame.rgb_at(i % fw, i / fw);
+                let v = full[3][i] as f64 + (0..3).map(|c| full[c][i] as f64 * px[c] as f64 / 255.0).sum::<f64>();
+                v.clamp(0.0, 1.0) as f32
+            })
+            .collect()
+    }
+
+    /// The optimised refinement (running sums, transposes, kept planes, the 1/255 folded into
+    /// the coefficients, threads) computes the textbook filter: probabilities within 1e-4 and
+    /// the 0.5 masks equal except where the textbook value is within 1e-4 of the threshold.
+    #[test]
+    fn the_fast_refinement_is_the_textbook_guided_filter() {
+        for (fw, fh, src) in [(96usize, 64usize, (40usize, 40usize)), (30, 20, (40, 40)), (700, 300, (56, 56))] {
+            let data: Vec<u8> = (0..fw * fh)
+                .flat_map(|i| {
+                    let (x, y) = (i % fw, i / fw);
+                    let base = if (x as f32 - fw as f32 / 2.0).hypot(y as f32 - fh as f32 / 2.0) < fh as f32 / 3.0 {
+                        200
+                    } else {
+                        40
+                    };
+                    let noise = ((i * 2654435761) >> 7) as u8 % 23;
+                    [base + noise, (base / 2) + noise, 255 - base - noise]
+                })
+                .collect();
+            let frame = Frame::new(&data, fw as u32, fh as u32, 3 * fw, PixelFormat::Rgb8).unwrap();
+            let prob: Vec<f32> = (0..src.0 * src.1)
+                .map(|i| {
+                    let (x, y) = ((i % src.0) as f32 / src.0 as f32, (i / src.0) as f32 / src.1 as f32);
+                    (1.0 - ((x - 0.5).hypot(y - 0.5) * 4.0 - 0.9)).clamp(0.0, 1.0)
+                })
+                .collect();
+            let filter = GuidedFilter::DEFAULT;
+            let got = refine_to_frame(&frame, &prob, src.0, src.1, src, &filter);
+            let want = textbook_refine(&frame, &prob, src, src, filter.radius, filter.eps as f64);
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{fw}x{fh}: largest difference {worst}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g > &0.5) == (w > &0.5) || (w - 0.5).abs() < 1e-4);
+            }
+        }
+    }
 
     /// A frame split into a dark left and a bright right half at `edge`.
     fn split_frame(w: usize, h: usize, edge: usize) -> Vec<u8> {
