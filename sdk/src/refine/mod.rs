@@ -323,15 +323,12 @@ mod tests {
             }
             for c in 0..3 {
                 let pivot = m[c][c];
-                for k in c..4 {
-                    m[c][k] /= pivot;
-                }
+                m[c][c..].iter_mut().for_each(|v| *v /= pivot);
+                let row_c = m[c];
                 for j in 0..3 {
                     if j != c {
                         let f = m[j][c];
-                        for k in c..4 {
-                            m[j][k] -= f * m[c][k];
-                        }
+                        m[j][c..].iter_mut().zip(&row_c[c..]).for_each(|(v, &rc)| *v -= f * rc);
                     }
                 }
             }
