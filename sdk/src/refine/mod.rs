@@ -325,10 +325,10 @@ mod tests {
                 let pivot = m[c][c];
                 m[c][c..].iter_mut().for_each(|v| *v /= pivot);
                 let row_c = m[c];
-                for j in 0..3 {
+                for (j, row) in m.iter_mut().enumerate() {
                     if j != c {
-                        let f = m[j][c];
-                        m[j][c..].iter_mut().zip(&row_c[c..]).for_each(|(v, &rc)| *v -= f * rc);
+                        let f = row[c];
+                        row[c..].iter_mut().zip(&row_c[c..]).for_each(|(v, &rc)| *v -= f * rc);
                     }
                 }
             }
