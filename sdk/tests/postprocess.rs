@@ -520,7 +520,7 @@ fn object_box_ties() {
 #[test]
 fn mask_components_of_a_0_255_mask_equal_those_of_the_bool_mask() {
     let (w, h) = (37, 23);
-    let bools: Vec<bool> = (0..w * h).map(|i| ((i * 2654435761usize) >> 9) % 3 == 0).collect();
+    let bools: Vec<bool> = (0..w * h).map(|i| ((i * 2654435761usize) >> 9).is_multiple_of(3)).collect();
     let bytes: Vec<u8> = bools.iter().map(|&b| if b { 255 } else { 0 }).collect();
     let want = connected_components(&bools, w, h);
     assert!(want.len() > 5, "a mask with several components: {}", want.len());
