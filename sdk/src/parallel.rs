@@ -15,7 +15,8 @@ pub fn threads_for(work: usize) -> usize {
 }
 
 /// Splits `out` (rows of `row_len` values) into at most `threads` bands of whole rows and calls
-/// `band(first_row, rows)` for each, on scoped threads when `threads > 1`, in place otherwise.
+/// `band(first_row, rows)` for each: the first in the calling thread, the others on scoped
+/// threads.
 pub fn for_each_band<T: Send>(out: &mut [T], row_len: usize, threads: usize, band: impl Fn(usize, &mut [T]) + Sync) {
     let rows = out.len().checked_div(row_len).unwrap_or(0);
     if rows == 0 {
@@ -27,9 +28,15 @@ pub fn for_each_band<T: Send>(out: &mut [T], row_len: usize, threads: usize, ban
         return;
     }
     let band = &band;
+    // The calling thread takes the first band itself: one thread fewer to start and wake.
+    let mut chunks = out.chunks_mut(per_band * row_len).enumerate();
+    let first = chunks.next();
     std::thread::scope(|scope| {
-        for (i, chunk) in out.chunks_mut(per_band * row_len).enumerate() {
+        for (i, chunk) in chunks {
             scope.spawn(move || band(i * per_band, chunk));
+        }
+        if let Some((_, chunk)) = first {
+            band(0, chunk);
         }
     });
 }

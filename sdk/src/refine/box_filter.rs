@@ -12,9 +12,15 @@ pub(super) fn box_mean_all(planes: &mut [Vec<f32>], w: usize, h: usize, r: usize
     if filters.len() == 1 {
         planes.iter_mut().for_each(|p| filters[0].mean_in_place(p));
     } else {
+        // The calling thread takes the first share itself.
+        let mut shares = planes.chunks_mut(per_thread).zip(filters.iter_mut());
+        let first = shares.next();
         std::thread::scope(|scope| {
-            for (chunk, f) in planes.chunks_mut(per_thread).zip(filters.iter_mut()) {
+            for (chunk, f) in shares {
                 scope.spawn(move || chunk.iter_mut().for_each(|p| f.mean_in_place(p)));
+            }
+            if let Some((chunk, f)) = first {
+                chunk.iter_mut().for_each(|p| f.mean_in_place(p));
             }
         });
     }
