@@ -1,0 +1,243 @@
+//! Tests of the refinement, including the comparison with the textbook guided filter.
+
+use super::*;
+use crate::frame::PixelFormat;
+
+/// The textbook colour guided filter, written for clarity: window means by direct sums,
+/// the 3x3 system solved by Gaussian elimination, the averaged coefficients resized to the
+/// frame and applied to its colours.
+fn textbook_refine(
+    frame: &Frame<'_>,
+    prob: &[f32],
+    src: (usize, usize),
+    input: (usize, usize),
+    r: f32,
+    eps: f64,
+) -> Vec<f32> {
+    let (fw, fh) = (frame.width_px() as usize, frame.height_px() as usize);
+    let (ww, wh) = working_size(fw, fh, input);
+    let rad = radius_px(r, input, (ww, wh));
+    let guide: Vec<f64> = resize_rgb(frame, ww, wh).iter().map(|&v| v as f64 / 255.0).collect();
+    let p: Vec<f64> = resize_bilinear(prob, src.0, src.1, ww, wh).iter().map(|&v| v as f64).collect();
+    let mean = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        (0..ww * wh)
+            .map(|i| {
+                let (x, y) = (i % ww, i / ww);
+                let (mut s, mut n) = (0.0, 0.0);
+                for yy in y.saturating_sub(rad)..(y + rad + 1).min(wh) {
+                    for xx in x.saturating_sub(rad)..(x + rad + 1).min(ww) {
+                        s += f(yy * ww + xx);
+                        n += 1.0;
+                    }
+                }
+                s / n
+            })
+            .collect()
+    };
+    let mi: Vec<Vec<f64>> = (0..3).map(|c| mean(&|i| guide[3 * i + c])).collect();
+    let mp = mean(&|i| p[i]);
+    let mip: Vec<Vec<f64>> = (0..3).map(|c| mean(&|i| guide[3 * i + c] * p[i])).collect();
+    let mii: Vec<Vec<Vec<f64>>> =
+        (0..3).map(|j| (0..3).map(|k| mean(&|i| guide[3 * i + j] * guide[3 * i + k])).collect()).collect();
+    let mut coef: Vec<Vec<f64>> = vec![vec![0.0; ww * wh]; 4];
+    for i in 0..ww * wh {
+        let mut m = [[0.0f64; 4]; 3];
+        for j in 0..3 {
+            for k in 0..3 {
+                m[j][k] = mii[j][k][i] - mi[j][i] * mi[k][i] + if j == k { eps } else { 0.0 };
+            }
+            m[j][3] = mip[j][i] - mi[j][i] * mp[i];
+        }
+        for c in 0..3 {
+            let pivot = m[c][c];
+            m[c][c..].iter_mut().for_each(|v| *v /= pivot);
+            let row_c = m[c];
+            for (j, row) in m.iter_mut().enumerate() {
+                if j != c {
+                    let f = row[c];
+                    row[c..].iter_mut().zip(&row_c[c..]).for_each(|(v, &rc)| *v -= f * rc);
+                }
+            }
+        }
+        for c in 0..3 {
+            coef[c][i] = m[c][3];
+        }
+        coef[3][i] = mp[i] - (0..3).map(|c| m[c][3] * mi[c][i]).sum::<f64>();
+    }
+    let coef: Vec<Vec<f32>> = coef.iter().map(|c| mean(&|i| c[i]).iter().map(|&v| v as f32).collect()).collect();
+    let full: Vec<Vec<f32>> = coef.iter().map(|c| resize_bilinear(c, ww, wh, fw, fh)).collect();
+    (0..fw * fh)
+        .map(|i| {
+            let px = frame.rgb_at(i % fw, i / fw);
+            let v = full[3][i] as f64 + (0..3).map(|c| full[c][i] as f64 * px[c] as f64 / 255.0).sum::<f64>();
+            v.clamp(0.0, 1.0) as f32
+        })
+        .collect()
+}
+
+/// The optimised refinement (running sums, transposes, kept planes, the 1/255 folded into
+/// the coefficients, threads) computes the textbook filter: probabilities within 1e-4 and
+/// the 0.5 masks equal except where the textbook value is within 1e-4 of the threshold.
+#[test]
+fn the_fast_refinement_is_the_textbook_guided_filter() {
+    for (fw, fh, src) in [(96usize, 64usize, (40usize, 40usize)), (30, 20, (40, 40)), (700, 300, (56, 56))] {
+        let data: Vec<u8> = (0..fw * fh)
+            .flat_map(|i| {
+                let (x, y) = (i % fw, i / fw);
+                let base = if (x as f32 - fw as f32 / 2.0).hypot(y as f32 - fh as f32 / 2.0) < fh as f32 / 3.0 {
+                    200
+                } else {
+                    40
+                };
+                let noise = ((i * 2654435761) >> 7) as u8 % 23;
+                [base + noise, (base / 2) + noise, 255 - base - noise]
+            })
+            .collect();
+        let frame = Frame::new(&data, fw as u32, fh as u32, 3 * fw, PixelFormat::Rgb8).unwrap();
+        let prob: Vec<f32> = (0..src.0 * src.1)
+            .map(|i| {
+                let (x, y) = ((i % src.0) as f32 / src.0 as f32, (i / src.0) as f32 / src.1 as f32);
+                (1.0 - ((x - 0.5).hypot(y - 0.5) * 4.0 - 0.9)).clamp(0.0, 1.0)
+            })
+            .collect();
+        let filter = GuidedFilter::DEFAULT;
+        let got = refine_to_frame(&frame, &prob, src.0, src.1, src, &filter);
+        let want = textbook_refine(&frame, &prob, src, src, filter.radius, filter.eps as f64);
+        let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{fw}x{fh}: largest difference {worst}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g > &0.5) == (w > &0.5) || (w - 0.5).abs() < 1e-4);
+        }
+    }
+}
+
+/// A frame split into a dark left and a bright right half at `edge`.
+fn split_frame(w: usize, h: usize, edge: usize) -> Vec<u8> {
+    (0..w * h).flat_map(|i| if i % w < edge { [20u8, 30, 40] } else { [220, 200, 180] }).collect()
+}
+
+#[test]
+fn a_soft_transition_moves_onto_the_colour_edge() {
+    let (w, h, edge) = (64, 16, 32);
+    let data = split_frame(w, h, edge);
+    let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+    // Foreground on the right, but the probability ramps from x = 27 to 43: the boundary
+    // (p = 0.5) sits at x = 35, 3 pixels right of the colour edge.
+    let prob: Vec<f32> = (0..w * h).map(|i| (((i % w) as f32 - 27.0) / 16.0).clamp(0.0, 1.0)).collect();
+    let filter = GuidedFilter { radius: 10.0, eps: 1e-3 };
+    let q = refine_to_frame(&frame, &prob, w, h, (w, h), &filter);
+    let row = &q[8 * w..9 * w];
+    for (x, &v) in row.iter().enumerate() {
+        assert!((0.0..=1.0).contains(&v));
+        if x < edge {
+            assert!(v < 0.5, "x {x}: {v}");
+        } else {
+            assert!(v > 0.5, "x {x}: {v}");
+        }
+    }
+    // The transition is now a step at the edge (the map's slope was 1/16 per pixel).
+    assert!(row[edge] - row[edge - 1] > 0.4, "{} -> {}", row[edge - 1], row[edge]);
+    // Off: the plain bilinear resize, the boundary stays where it was.
+    let off = refine_to_frame(&frame, &prob, w, h, (w, h), &GuidedFilter::OFF);
+    assert_eq!(off, prob);
+}
+
+#[test]
+fn constant_maps_stay_constant_and_the_filter_is_symmetric() {
+    let (w, h) = (40, 30);
+    let data: Vec<u8> = (0..w * h * 3).map(|i| ((i * 131) % 251) as u8).collect();
+    let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+    let f = GuidedFilter::DEFAULT;
+    for c in [0.0f32, 1.0, 0.25] {
+        let q = refine_to_frame(&frame, &vec![c; 20 * 15], 20, 15, (20, 15), &f);
+        assert!(q.iter().all(|v| (v - c).abs() < 1e-4), "constant {c}");
+    }
+    // Linear in p: refining 1 - p gives 1 - refine(p) (before clamping; p in (0.2, 0.8)
+    // keeps the results inside [0, 1]).
+    let p: Vec<f32> = (0..20 * 15).map(|i| 0.2 + 0.6 * ((i * 7 % 13) as f32 / 12.0)).collect();
+    let inv: Vec<f32> = p.iter().map(|v| 1.0 - v).collect();
+    let q = refine_to_frame(&frame, &p, 20, 15, (20, 15), &f);
+    let qi = refine_to_frame(&frame, &inv, 20, 15, (20, 15), &f);
+    for (a, b) in q.iter().zip(&qi) {
+        assert!((a + b - 1.0).abs() < 1e-3, "{a} + {b}");
+    }
+}
+
+#[test]
+fn large_frames_work_on_a_reduced_copy_and_agree_with_the_full_size() {
+    assert_eq!(working_size(640, 480, (336, 336)), (336, 252));
+    assert_eq!(working_size(1920, 1080, (336, 336)), (336, 189));
+    assert_eq!(working_size(300, 200, (336, 336)), (300, 200));
+    assert_eq!(working_size(2048, 1024, (512, 256)), (512, 256));
+    assert_eq!(working_size(1000, 3000, (512, 512)), (171, 512));
+    // The scale of SDK 0.4.
+    assert_eq!(working_size_at(640, 480, (336, 336), 2), (640, 480));
+    assert_eq!(working_size_at(1920, 1080, (336, 336), 2), (672, 378));
+    assert_eq!(radius_px(8.0, (336, 336), (640, 480)), 15);
+    assert_eq!(radius_px(0.0, (336, 336), (640, 480)), 0);
+    assert_eq!(radius_px(0.1, (336, 336), (100, 100)), 1);
+    // The same scene at 2048 and at 1024 (both filtered at 64, the model input, the
+    // colours applied at full size): the masks agree on nearly every pixel of
+    // the larger frame.
+    let big = split_frame(2048, 64, 1280);
+    let small = split_frame(1024, 32, 640);
+    let fb = Frame::new(&big, 2048, 64, 3 * 2048, PixelFormat::Rgb8).unwrap();
+    let fs = Frame::new(&small, 1024, 32, 3 * 1024, PixelFormat::Rgb8).unwrap();
+    let prob: Vec<f32> = (0..64 * 2).map(|i| if i % 64 >= 38 { 1.0 } else { 0.0 }).collect();
+    let f = GuidedFilter::DEFAULT;
+    let qb = refine_to_frame(&fb, &prob, 64, 2, (64, 64), &f);
+    let qs = refine_to_frame(&fs, &prob, 64, 2, (64, 64), &f);
+    assert_eq!(qb.len(), 2048 * 64);
+    let mut differ = 0;
+    for y in 0..64 {
+        for x in 0..2048 {
+            if (qb[y * 2048 + x] > 0.5) != (qs[(y / 2) * 1024 + x / 2] > 0.5) {
+                differ += 1;
+            }
+        }
+    }
+    assert!(differ <= 2 * 64, "{differ} pixels differ");
+    // And the boundary moved onto the colour edge at x = 1280 (the map's was at 1216).
+    assert!(qb[10 * 2048 + 1270] < 0.5 && qb[10 * 2048 + 1290] > 0.5);
+}
+
+/// The working scale of SDK 0.4 (2: a 640x480 frame filtered at full size) and today's (1)
+/// give the same mask on more than 99 % of the pixels of a photo (the example image, with
+/// a soft, patch-sized map like the model's), at 640x480 and at 1920x1080.
+#[test]
+fn the_reduced_working_size_keeps_the_masks() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/images/chelsea.png");
+    let photo = image::open(path).expect("example image").to_rgb8();
+    for (w, h) in [(640u32, 480u32), (1920, 1080)] {
+        let rgb = image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle);
+        let frame = Frame::new(rgb.as_raw(), w, h, 3 * w as usize, PixelFormat::Rgb8).unwrap();
+        // An ellipse on a 24 x 24 grid, resized to the 336-pixel input: soft edges about a
+        // patch wide, as the fine branch gives them.
+        let grid: Vec<f32> = (0..24 * 24)
+            .map(|i| {
+                let (x, y) = ((i % 24) as f32 - 11.5, (i / 24) as f32 - 13.0);
+                (1.5 - ((x / 7.0).powi(2) + (y / 9.0).powi(2)).sqrt() * 1.2).clamp(0.0, 1.0)
+            })
+            .collect();
+        let prob = resize_bilinear(&grid, 24, 24, 336, 336);
+        let f = GuidedFilter::DEFAULT;
+        let old = refine_at(&frame, &prob, (336, 336), (336, 336), &f, 2);
+        let new = refine_at(&frame, &prob, (336, 336), (336, 336), &f, 1);
+        let differ = old.iter().zip(&new).filter(|(a, b)| (**a > 0.5) != (**b > 0.5)).count();
+        let foreground = old.iter().filter(|&&a| a > 0.5).count();
+        let share = differ as f64 / old.len() as f64;
+        assert!(foreground > old.len() / 10, "{w}x{h}: the test map has a real object ({foreground})");
+        assert!(share < 0.01, "{w}x{h}: {differ} pixels ({:.2} %) differ", 100.0 * share);
+        let mean: f64 = old.iter().zip(&new).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / old.len() as f64;
+        assert!(mean < 0.02, "{w}x{h}: mean |difference| {mean}");
+    }
+}
+
+#[test]
+fn bad_parameters_are_rejected() {
+    for (radius, eps) in [(-1.0, 1e-3), (f32::NAN, 1e-3), (300.0, 1e-3), (8.0, 0.0), (8.0, f32::INFINITY)] {
+        assert!(GuidedFilter { radius, eps }.validate().is_err(), "{radius} {eps}");
+    }
+    assert!(GuidedFilter::DEFAULT.validate().is_ok());
+    assert!(GuidedFilter::OFF.validate().is_ok());
+}
