@@ -397,6 +397,11 @@ pub fn foreground_maps(coarse_a: Plane<'_, f32>, fine_a: Plane<'_, f32>, output:
     ForegroundMaps { foreground_is_b, fine, coarse: coarse_a.values().iter().map(|&p| orient(p)).collect() }
 }
 
+/// The 0/255 mask of a probability map: 255 where [`binarize`] sets the pixel.
+fn mask_bytes(prob: &[f32]) -> Vec<u8> {
+    prob.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect()
+}
+
 /// The result for one frame from the model's two raw outputs (partition-A probabilities at
 /// its resolution): the maps oriented, brought to the frame (refined as `refine` says) and
 /// binarised, the fine mask's components and the object box. The timing is left at zero.
@@ -416,9 +421,9 @@ pub fn segmentation(
         Plane::new(fine_model, iw, ih),
         FineOutput::Refined { frame, filter: refine },
     );
-    let coarse_mask = maps.coarse.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect();
+    let coarse_mask = mask_bytes(&maps.coarse);
     // One pass from the probabilities to the 0/255 mask, which the components then read.
-    let fine_mask: Vec<u8> = maps.fine.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect();
+    let fine_mask = mask_bytes(&maps.fine);
     let components = mask_components(&fine_mask, w, h);
     let object = object_box(&components);
     Segmentation {
