@@ -21,6 +21,8 @@ fi
 echo "== cargo test"
 # The fuzz targets run once each here and for their time budget in the next step.
 SEMPART_FUZZ_SECONDS=0 cargo test --workspace
+echo "== the AVX2 pixel loops give the baseline's bits, optimised as shipped (sdk/src/simd.rs)"
+cargo test --release -p sempart --lib simd::
 echo "== fuzz (sdk/tests/fuzz.rs, 20 s per target, 3 targets in parallel; scripts/fuzz.sh for longer)"
 SEMPART_FUZZ_SECONDS=20 cargo test -p sempart --test fuzz -- --nocapture --test-threads 3 2>&1 | grep -E "^fuzz |^  \(|test result|panicked|FAILED"
 echo "== Python host (bindings/python, pytest in .deps/python)"

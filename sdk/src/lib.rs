@@ -28,6 +28,7 @@ pub mod resize;
 pub mod result;
 pub mod runtime;
 pub mod segmenter;
+pub mod simd;
 
 pub use error::{Error, Result, Status};
 pub use frame::{Frame, PixelFormat};

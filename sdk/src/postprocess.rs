@@ -398,8 +398,18 @@ pub fn foreground_maps(coarse_a: Plane<'_, f32>, fine_a: Plane<'_, f32>, output:
 }
 
 /// The 0/255 mask of a probability map: 255 where [`binarize`] sets the pixel.
-fn mask_bytes(prob: &[f32]) -> Vec<u8> {
-    prob.iter().map(|&p| if p > THRESHOLD { 255 } else { 0 }).collect()
+/// Rows of large maps are split over a few threads ([`crate::parallel`]).
+fn mask_bytes(prob: Plane<'_, f32>) -> Vec<u8> {
+    let (w, values) = (prob.width(), prob.values());
+    let mut mask = vec![0u8; values.len()];
+    crate::parallel::for_each_band(&mut mask, w, crate::parallel::threads_for(values.len()), |first, out| {
+        crate::simd::wide(|| {
+            for (m, &p) in out.iter_mut().zip(&values[first * w..]) {
+                *m = if p > THRESHOLD { 255 } else { 0 };
+            }
+        })
+    });
+    mask
 }
 
 /// The result for one frame from the model's two raw outputs (partition-A probabilities at
@@ -421,9 +431,9 @@ pub fn segmentation(
         Plane::new(fine_model, iw, ih),
         FineOutput::Refined { frame, filter: refine },
     );
-    let coarse_mask = mask_bytes(&maps.coarse);
+    let coarse_mask = mask_bytes(Plane::new(&maps.coarse, gw, gh));
     // One pass from the probabilities to the 0/255 mask, which the components then read.
-    let fine_mask = mask_bytes(&maps.fine);
+    let fine_mask = mask_bytes(Plane::new(&maps.fine, w, h));
     let components = mask_components(&fine_mask, w, h);
     let object = object_box(&components);
     Segmentation {

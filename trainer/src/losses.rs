@@ -101,6 +101,15 @@ pub struct LossConfig {
     /// targets: a second self-training round on a first model's masks. None: TokenCut.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pseudo_from: Option<std::path::PathBuf>,
+    /// Weight of the fine self-training term (0: off; not in the paper): binary cross-entropy
+    /// of the fine map against the coarse map brought to the input size by the SDK's guided
+    /// filter with the image as the guide, binarised (FOUND/SelfMask-style refined targets;
+    /// `train::fine_targets`). Fine and joint steps only.
+    pub w_fine_pseudo: f64,
+    /// Radius of that filter, in input pixels.
+    pub fine_pseudo_radius: f64,
+    /// Regulariser of that filter (colours in [0, 1]).
+    pub fine_pseudo_eps: f64,
     /// Reduction of the SR squared norm over the coarse grid (default mean: a sum stalls
     /// training, spec section 2).
     pub sr_reduction: Reduction,
@@ -128,6 +137,9 @@ impl Default for LossConfig {
             w_pseudo: 0.0,
             pseudo_tau: 0.2,
             pseudo_from: None,
+            w_fine_pseudo: 0.0,
+            fine_pseudo_radius: 8.0,
+            fine_pseudo_eps: 1e-3,
             sr_reduction: Reduction::Mean,
             gtv_coarse_reduction: Reduction::Sum,
             gtv_fine_reduction: Reduction::Sum,
@@ -162,14 +174,23 @@ impl LossConfig {
             ("loss.w_gtv_fine", self.w_gtv_fine),
             ("loss.w_sr", self.w_sr),
             ("loss.w_pseudo", self.w_pseudo),
+            ("loss.w_fine_pseudo", self.w_fine_pseudo),
         ] {
             ensure!(v.is_finite() && v >= 0.0, "{name} = {v} must be a finite number >= 0");
         }
+        self.fine_pseudo_filter().validate().map_err(|e| anyhow::anyhow!("loss.fine_pseudo_radius/eps: {e}"))?;
         ensure!(
             self.pseudo_from.is_none() || self.w_pseudo > 0.0,
             "loss.pseudo_from is set but loss.w_pseudo = 0: give the self-training term a weight"
         );
         Ok(())
+    }
+}
+
+impl LossConfig {
+    /// The guided filter of the fine self-training targets.
+    pub fn fine_pseudo_filter(&self) -> sempart::GuidedFilter {
+        sempart::GuidedFilter { radius: self.fine_pseudo_radius as f32, eps: self.fine_pseudo_eps as f32 }
     }
 }
 
@@ -330,6 +351,8 @@ pub struct LossTerms {
     pub gtv_fine: Option<Tensor>,
     /// Self-training term (only when `w_pseudo > 0`; added by [`LossTerms::add_pseudo`]).
     pub pseudo: Option<Tensor>,
+    /// Fine self-training term (only when `w_fine_pseudo > 0`; [`LossTerms::add_fine_pseudo`]).
+    pub fine_pseudo: Option<Tensor>,
     /// `w_ncut Ncut + w_gtv_coarse GTVc + w_gtv_fine GTVf + w_sr SR (+ w_pseudo pseudo)`.
     pub total: Tensor,
 }
@@ -348,6 +371,9 @@ pub struct LossValues {
     /// Self-training term, when used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pseudo: Option<f64>,
+    /// Fine self-training term, when used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_pseudo: Option<f64>,
     /// The weighted total.
     pub total: f64,
 }
@@ -361,6 +387,7 @@ impl LossTerms {
             sr: self.sr.as_ref().map(|t| t.double_value(&[])),
             gtv_fine: self.gtv_fine.as_ref().map(|t| t.double_value(&[])),
             pseudo: self.pseudo.as_ref().map(|t| t.double_value(&[])),
+            fine_pseudo: self.fine_pseudo.as_ref().map(|t| t.double_value(&[])),
             total: self.total.double_value(&[]),
         }
     }
@@ -370,6 +397,13 @@ impl LossTerms {
         let p = pseudo_label_loss(coarse, target);
         self.total = &self.total + &p * weight;
         self.pseudo = Some(p);
+    }
+
+    /// Adds the fine self-training term `weight * pseudo_label_loss(fine, target)` to the total.
+    pub fn add_fine_pseudo(&mut self, fine: &Tensor, target: &Tensor, weight: f64) {
+        let p = pseudo_label_loss(fine, target);
+        self.total = &self.total + &p * weight;
+        self.fine_pseudo = Some(p);
     }
 }
 
@@ -417,7 +451,7 @@ pub fn sempart_loss(
         sr = Some(s);
         gtv_fine = Some(g);
     }
-    LossTerms { ncut, gtv_coarse, sr, gtv_fine, pseudo: None, total }
+    LossTerms { ncut, gtv_coarse, sr, gtv_fine, pseudo: None, fine_pseudo: None, total }
 }
 
 /// Density of the affinity graph per image, `[N]`: the fraction of ordered off-diagonal

@@ -81,6 +81,12 @@ impl BoxFilter {
 /// being one over their count: a running sum per column, added to and taken from one row at
 /// a time.
 fn column_means(src: &[f32], w: usize, h: usize, r: usize, inv: &[f64], column: &mut [f64], dst: &mut [f32]) {
+    crate::simd::wide(|| column_means_in(src, w, h, r, inv, column, dst))
+}
+
+/// [`column_means`] for one instruction set ([`crate::simd::wide`] inlines it).
+#[inline(always)]
+fn column_means_in(src: &[f32], w: usize, h: usize, r: usize, inv: &[f64], column: &mut [f64], dst: &mut [f32]) {
     let column = &mut column[..w];
     column.iter_mut().for_each(|c| *c = 0.0);
     let add = |column: &mut [f64], row: &[f32]| column.iter_mut().zip(row).for_each(|(c, &v)| *c += f64::from(v));

@@ -166,20 +166,32 @@ fn refine_at(
         let resizer = BilinearResizer::new(ww, wh, out_w, out_h);
         let planes = [&a[0], &a[1], &a[2], &b];
         for_each_band(&mut q, out_w, threads_for(out_w * out_h), |first, rows| {
-            let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
-            let mut rgb = vec![[0u8; 3]; out_w];
-            for (j, out) in rows.chunks_exact_mut(out_w).enumerate() {
-                let y = first + j;
-                let bytes = frame.row_rgb_bytes(y, &mut rgb);
-                let [r0, r1, r2, r3] = &mut resizers;
-                let (ar, ag, ab, bb) =
-                    (r0.row(planes[0], y), r1.row(planes[1], y), r2.row(planes[2], y), r3.row(planes[3], y));
-                let (ar, ag, ab, bb) = (&ar[..out_w], &ag[..out_w], &ab[..out_w], &bb[..out_w]);
-                for (x, (o, p)) in out.iter_mut().zip(bytes.chunks_exact(3)).enumerate() {
-                    let v = bb[x] + ar[x] * p[0] as f32 + ag[x] * p[1] as f32 + ab[x] * p[2] as f32;
-                    *o = clamp_unit(v);
+            crate::simd::wide(|| {
+                let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
+                let mut rgb = vec![[0u8; 3]; out_w];
+                let mut colour = [vec![0f32; out_w], vec![0f32; out_w], vec![0f32; out_w]];
+                for (j, out) in rows.chunks_exact_mut(out_w).enumerate() {
+                    let y = first + j;
+                    // The row's colours as three planar rows, so that the per-pixel sum below runs
+                    // over contiguous values (vectorised) instead of 3-byte pixels.
+                    let bytes = frame.row_rgb_bytes(y, &mut rgb);
+                    let [cr, cg, cb] = &mut colour;
+                    for (((p, r), g), b) in
+                        bytes.chunks_exact(3).zip(cr.iter_mut()).zip(cg.iter_mut()).zip(cb.iter_mut())
+                    {
+                        (*r, *g, *b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+                    }
+                    let [r0, r1, r2, r3] = &mut resizers;
+                    let (ar, ag, ab, bb) =
+                        (r0.row(planes[0], y), r1.row(planes[1], y), r2.row(planes[2], y), r3.row(planes[3], y));
+                    let n = out.len();
+                    let (ar, ag, ab, bb) = (&ar[..n], &ag[..n], &ab[..n], &bb[..n]);
+                    let (cr, cg, cb) = (&cr[..n], &cg[..n], &cb[..n]);
+                    for x in 0..n {
+                        out[x] = clamp_unit(bb[x] + ar[x] * cr[x] + ag[x] * cg[x] + ab[x] * cb[x]);
+                    }
                 }
-            }
+            })
         });
     }
     spare::recycle(a.into_iter().chain([b]));
@@ -235,31 +247,33 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
     let mp = &mean_p[..n];
     let [a0, a1, a2] = &mut a;
     let (a0, a1, a2, bo) = (&mut a0[..n], &mut a1[..n], &mut a2[..n], &mut b[..n]);
-    for i in 0..n {
-        let m = [mi[0][i] as f64, mi[1][i] as f64, mi[2][i] as f64];
-        let p = mp[i] as f64;
-        let cov = [mip[0][i] as f64 - m[0] * p, mip[1][i] as f64 - m[1] * p, mip[2][i] as f64 - m[2] * p];
-        let s = |k: usize, j: usize, l: usize| mii[k][i] as f64 - m[j] * m[l];
-        let (s00, s01, s02) = (s(0, 0, 0) + eps, s(1, 0, 1), s(2, 0, 2));
-        let (s11, s12, s22) = (s(3, 1, 1) + eps, s(4, 1, 2), s(5, 2, 2) + eps);
-        // Inverse of the symmetric matrix by cofactors.
-        let c00 = s11 * s22 - s12 * s12;
-        let c01 = s02 * s12 - s01 * s22;
-        let c02 = s01 * s12 - s02 * s11;
-        let c11 = s00 * s22 - s02 * s02;
-        let c12 = s01 * s02 - s00 * s12;
-        let c22 = s00 * s11 - s01 * s01;
-        let inv_det = 1.0 / (s00 * c00 + s01 * c01 + s02 * c02);
-        let ai = [
-            (c00 * cov[0] + c01 * cov[1] + c02 * cov[2]) * inv_det,
-            (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) * inv_det,
-            (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) * inv_det,
-        ];
-        a0[i] = ai[0] as f32;
-        a1[i] = ai[1] as f32;
-        a2[i] = ai[2] as f32;
-        bo[i] = (p - ai[0] * m[0] - ai[1] * m[1] - ai[2] * m[2]) as f32;
-    }
+    crate::simd::wide(|| {
+        for i in 0..n {
+            let m = [mi[0][i] as f64, mi[1][i] as f64, mi[2][i] as f64];
+            let p = mp[i] as f64;
+            let cov = [mip[0][i] as f64 - m[0] * p, mip[1][i] as f64 - m[1] * p, mip[2][i] as f64 - m[2] * p];
+            let s = |k: usize, j: usize, l: usize| mii[k][i] as f64 - m[j] * m[l];
+            let (s00, s01, s02) = (s(0, 0, 0) + eps, s(1, 0, 1), s(2, 0, 2));
+            let (s11, s12, s22) = (s(3, 1, 1) + eps, s(4, 1, 2), s(5, 2, 2) + eps);
+            // Inverse of the symmetric matrix by cofactors.
+            let c00 = s11 * s22 - s12 * s12;
+            let c01 = s02 * s12 - s01 * s22;
+            let c02 = s01 * s12 - s02 * s11;
+            let c11 = s00 * s22 - s02 * s02;
+            let c12 = s01 * s02 - s00 * s12;
+            let c22 = s00 * s11 - s01 * s01;
+            let inv_det = 1.0 / (s00 * c00 + s01 * c01 + s02 * c02);
+            let ai = [
+                (c00 * cov[0] + c01 * cov[1] + c02 * cov[2]) * inv_det,
+                (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) * inv_det,
+                (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) * inv_det,
+            ];
+            a0[i] = ai[0] as f32;
+            a1[i] = ai[1] as f32;
+            a2[i] = ai[2] as f32;
+            bo[i] = (p - ai[0] * m[0] - ai[1] * m[1] - ai[2] * m[2]) as f32;
+        }
+    });
     spare::recycle(mean_i.into_iter().chain(mean_ii).chain(mean_ip).chain([mean_p]));
     let [ar, ag, ab] = a;
     let mut planes = vec![ar, ag, ab, b];

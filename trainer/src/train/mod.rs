@@ -46,6 +46,7 @@ mod adam;
 mod checkpoint;
 mod dataset;
 mod evaluation;
+mod fine_targets;
 mod logs;
 mod rng;
 mod schedule;
@@ -256,7 +257,7 @@ impl Run<'_> {
         self.state.batch_in_epoch = b + 1;
         if let Some(batch) = batch {
             self.adam.lr = learning_rate(self.cfg, epoch, b, per_epoch);
-            let values = step::train_step(self.cfg, self.heads, &mut self.adam, &batch, phase);
+            let values = step::train_step(self.cfg, self.heads, &mut self.adam, &batch, phase)?;
             ensure!(values.total.is_finite(), "the loss is not finite at step {}: {values:?}", self.state.global_step);
             let rec = StepRecord {
                 step: self.state.global_step,

@@ -1,6 +1,7 @@
 //! One optimisation step: a batch stacked from cached features, the heads' forward pass (the
 //! fine branch channels-last), the phase's loss terms, and Adam's update.
 
+use super::fine_targets::refined_coarse_targets;
 use super::{Adam, Phase};
 use crate::config::TrainConfig;
 use crate::feature_cache::Features;
@@ -58,7 +59,13 @@ pub fn heads_forward(heads: &Heads, patch_tokens: &Tensor, image: &Tensor, train
 }
 
 /// One optimisation step; returns the loss values.
-pub(super) fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batch: &Batch, phase: Phase) -> LossValues {
+pub(super) fn train_step(
+    cfg: &TrainConfig,
+    heads: &Heads,
+    adam: &mut Adam,
+    batch: &Batch,
+    phase: Phase,
+) -> Result<LossValues> {
     let l = &cfg.loss;
     let grid = cfg.heads.grid();
     let w = losses::affinity_for(l, &batch.affinity_features);
@@ -96,7 +103,13 @@ pub(super) fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batc
                 image_affinity: &ia,
                 patch: cfg.heads.patch_size,
             };
-            (losses::sempart_loss(l, &out.coarse, &w, &ga, Some(fine)), out.coarse)
+            let mut terms = losses::sempart_loss(l, &out.coarse, &w, &ga, Some(fine));
+            if l.w_fine_pseudo > 0.0 {
+                let target =
+                    refined_coarse_targets(&cfg.input, &out.coarse.detach(), &batch.image, &l.fine_pseudo_filter())?;
+                terms.add_fine_pseudo(&out.fine, &target, l.w_fine_pseudo);
+            }
+            (terms, out.coarse)
         }
     };
     if let Some(p) = &batch.pseudo {
@@ -105,5 +118,5 @@ pub(super) fn train_step(cfg: &TrainConfig, heads: &Heads, adam: &mut Adam, batc
     adam.zero_grad();
     terms.total.backward();
     adam.step();
-    terms.values()
+    Ok(terms.values())
 }

@@ -1,0 +1,130 @@
+//! The pixel loops' instruction set, chosen at run time: [`wide`] runs a closure compiled for
+//! AVX2 when the CPU reports it (x86-64 only), and for the target's baseline (SSE2 on
+//! x86-64) otherwise. Nothing is assumed at build time, so one `libsempart.so` runs on every
+//! CPU of its architecture and uses the wider vectors where they exist.
+//!
+//! Both versions compute the same operations in the same order: the compiler only widens the
+//! vectors. Rust never contracts a multiply and an add into a fused multiply-add on its own,
+//! and FMA is not enabled here, so every value is rounded exactly as in the baseline build and
+//! the results are bit-identical whichever version runs (tests compare them on the CPU they
+//! run on: `set_wide(false)`).
+//!
+//! The closure must hold the loop itself: a function it calls is compiled once, for the
+//! baseline, unless the compiler inlines it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Unknown until the first call, then whether the wide version runs.
+const UNKNOWN: u8 = 0;
+const BASELINE: u8 = 1;
+const WIDE: u8 = 2;
+static CHOICE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// Runs `f`, compiled for AVX2 when the CPU has it (see the module documentation).
+#[inline]
+pub fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if uses_wide() {
+        // SAFETY: `avx2` is only called after the CPU reported AVX2 (`uses_wide`).
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// The environment variable that, set to `baseline` before the first call, keeps every loop on
+/// the baseline version (to compare speeds, or to rule the wide version out).
+pub const ENV: &str = "SEMPART_SIMD";
+
+/// True when [`wide`] runs the AVX2 version: the CPU has AVX2, and neither [`ENV`] nor
+/// [`set_wide`] turned it off.
+pub fn uses_wide() -> bool {
+    match CHOICE.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            let wide = detected() && std::env::var(ENV).map_or(true, |v| v != "baseline");
+            CHOICE.store(if wide { WIDE } else { BASELINE }, Ordering::Relaxed);
+            wide
+        }
+        c => c == WIDE,
+    }
+}
+
+/// Turns the wide version off (`false`: every loop runs the baseline version) or back on where
+/// the CPU has it, for the whole process: for comparisons and benchmarks.
+pub fn set_wide(on: bool) {
+    CHOICE.store(if on && detected() { WIDE } else { BASELINE }, Ordering::Relaxed);
+}
+
+fn detected() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Frame, PixelFormat};
+    use crate::preprocess::{frame_to_input, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
+    use crate::refine::{refine_to_frame, GuidedFilter};
+
+    /// The only test that flips the process-wide switch (others running meanwhile only see
+    /// the baseline for a while, which gives the same values).
+    #[test]
+    fn the_wide_loops_give_the_baseline_bits() {
+        // A frame larger than the model input (the refinement's full-resolution pass, and
+        // several threads) with edges and noise, and a fine map with a soft blob.
+        let (w, h) = (733usize, 517usize);
+        let mut state = 12345u32;
+        let mut noise = || {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 24) as u8
+        };
+        let data: Vec<u8> = (0..w * h * 3)
+            .map(|i| {
+                let (x, y) = ((i / 3) % w, (i / 3) / w);
+                let base = if (x as i64 - 360).pow(2) + (y as i64 - 250).pow(2) < 150 * 150 { 200 } else { 40 };
+                base / 2 + noise() / 2
+            })
+            .collect();
+        let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+        let spec = InputSpec {
+            width_px: 280,
+            height_px: 280,
+            mean: IMAGENET_MEAN.map(|v| v as f32),
+            std: IMAGENET_STD.map(|v| v as f32),
+        };
+        let prob: Vec<f32> = (0..280 * 280)
+            .map(|i| {
+                let (x, y) = ((i % 280) as f32 - 140.0, (i / 280) as f32 - 140.0);
+                1.0 / (1.0 + ((x * x + y * y).sqrt() / 8.0 - 7.0).exp())
+            })
+            .collect();
+        let run = || {
+            let mut input = vec![0f32; 3 * 280 * 280];
+            frame_to_input(&frame, &spec, &mut input);
+            let q = refine_to_frame(&frame, &prob, 280, 280, (280, 280), &GuidedFilter::DEFAULT);
+            (input, q)
+        };
+        set_wide(false);
+        assert!(!uses_wide());
+        let baseline = run();
+        set_wide(true);
+        assert_eq!(uses_wide(), detected());
+        let wide = run();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&baseline.0), bits(&wide.0), "model input");
+        assert_eq!(bits(&baseline.1), bits(&wide.1), "refined map");
+        assert!(baseline.1.iter().any(|&p| p > 0.5) && baseline.1.iter().any(|&p| p < 0.5));
+    }
+}
