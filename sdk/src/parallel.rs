@@ -11,7 +11,14 @@ pub fn threads_for(work: usize) -> usize {
     if work < 1 << 16 {
         return 1;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_THREADS)
+    cores().clamp(1, MAX_THREADS)
+}
+
+/// The cores this process may use, asked once: `available_parallelism` reads the affinity mask
+/// and the cgroup quota files on every call, which costs more than a small parallel step.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Splits `out` (rows of `row_len` values) into at most `threads` bands of whole rows and calls

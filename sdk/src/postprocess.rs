@@ -39,6 +39,16 @@ pub const THRESHOLD: f32 = 0.5;
 trait MaskValue: Copy {
     /// Whether the pixel is set.
     fn is_set(self) -> bool;
+
+    /// Index of the first set pixel of `row`.
+    fn first_set(row: &[Self]) -> Option<usize> {
+        row.iter().position(|&b| b.is_set())
+    }
+
+    /// Index of the first pixel of `row` that is not set.
+    fn first_unset(row: &[Self]) -> Option<usize> {
+        row.iter().position(|&b| !b.is_set())
+    }
 }
 
 impl MaskValue for bool {
@@ -53,6 +63,33 @@ impl MaskValue for u8 {
     fn is_set(self) -> bool {
         self != 0
     }
+
+    /// Eight pixels at a time: the first non-zero byte of a little-endian word is its lowest.
+    fn first_set(row: &[u8]) -> Option<usize> {
+        first_byte_where(row, |v| v, |b| b != 0)
+    }
+
+    /// Eight pixels at a time: `(v - 0x01..01) & !v & 0x80..80` flags every zero byte of `v`
+    /// and, above the first zero, possibly others, so its lowest flag is the first zero.
+    fn first_unset(row: &[u8]) -> Option<usize> {
+        first_byte_where(row, |v| v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080, |b| b == 0)
+    }
+}
+
+/// The first byte of `row` that `flags` marks (a word whose lowest non-zero byte is that of the
+/// first wanted byte of the eight, zero when none is) or, in the last few bytes, that `wanted`
+/// accepts.
+#[inline]
+fn first_byte_where(row: &[u8], flags: impl Fn(u64) -> u64, wanted: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut words = row.chunks_exact(8);
+    for (i, word) in (&mut words).enumerate() {
+        let f = flags(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        if f != 0 {
+            return Some(8 * i + f.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = row.len() - words.remainder().len();
+    words.remainder().iter().position(|&b| wanted(b)).map(|i| tail + i)
 }
 
 /// Binarises a probability map: `true` ("partition A") where `p > threshold` (strict),
@@ -256,12 +293,12 @@ fn components<M: MaskValue>(mask: &[M], w: usize, h: usize) -> Vec<Component> {
         let start = runs.len();
         let mut x = 0;
         while x < w {
-            match row[x..].iter().position(|&b| b.is_set()) {
+            match M::first_set(&row[x..]) {
                 Some(off) => x += off,
                 None => break,
             }
             let x0 = x;
-            x += row[x..].iter().position(|&b| !b.is_set()).unwrap_or(w - x);
+            x += M::first_unset(&row[x..]).unwrap_or(w - x);
             let idx = u32::try_from(runs.len()).expect("connected_components: too many runs");
             runs.push(Run { y: y as u32, x0: x0 as u32, x1: x as u32 });
             parent.push(idx);
@@ -403,11 +440,14 @@ fn mask_bytes(prob: Plane<'_, f32>) -> Vec<u8> {
     let (w, values) = (prob.width(), prob.values());
     let mut mask = vec![0u8; values.len()];
     crate::parallel::for_each_band(&mut mask, w, crate::parallel::threads_for(values.len()), |first, out| {
-        crate::simd::wide(|| {
-            for (m, &p) in out.iter_mut().zip(&values[first * w..]) {
-                *m = if p > THRESHOLD { 255 } else { 0 };
-            }
-        })
+        crate::simd::wide(
+            #[inline(always)]
+            || {
+                for (m, &p) in out.iter_mut().zip(&values[first * w..]) {
+                    *m = if p > THRESHOLD { 255 } else { 0 };
+                }
+            },
+        )
     });
     mask
 }

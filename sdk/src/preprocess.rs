@@ -80,30 +80,36 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
     // output rows run on several threads for large frames.
     let threads = crate::parallel::threads_for(src_w * src_h / 4);
     crate::parallel::for_each_band(&mut out, dst_w * 3, threads, |first, rows| {
-        crate::simd::wide(|| {
-            let mut rgb = vec![[0u8; 3]; src_w];
-            let mut column = vec![0f32; src_w * 3];
-            for (j, dst_row) in rows.chunks_exact_mut(dst_w * 3).enumerate() {
-                let taps = &yt[first + j];
-                column.iter_mut().for_each(|v| *v = 0.0);
-                for (k, &w) in taps.weights.iter().enumerate() {
-                    let bytes = frame.row_rgb_bytes(taps.first + k, &mut rgb);
-                    for (c, &p) in column.iter_mut().zip(bytes) {
-                        *c += w * f32::from(p);
-                    }
-                }
-                for (x, taps) in xt.iter().enumerate() {
-                    let mut acc = [0f32; 3];
+        crate::simd::wide(
+            #[inline(always)]
+            || {
+                let mut rgb = vec![[0u8; 3]; src_w];
+                let mut column = vec![0f32; src_w * 3];
+                for (j, dst_row) in rows.chunks_exact_mut(dst_w * 3).enumerate() {
+                    let taps = &yt[first + j];
+                    // The first tap sets the column (the same value as 0 + w p: weights and bytes
+                    // are never negative), the others add to it.
                     for (k, &w) in taps.weights.iter().enumerate() {
-                        let p = &column[3 * (taps.first + k)..3 * (taps.first + k) + 3];
-                        acc[0] += w * p[0];
-                        acc[1] += w * p[1];
-                        acc[2] += w * p[2];
+                        let bytes = frame.row_rgb_bytes(taps.first + k, &mut rgb);
+                        if k == 0 {
+                            column.iter_mut().zip(bytes).for_each(|(c, &p)| *c = w * f32::from(p));
+                        } else {
+                            column.iter_mut().zip(bytes).for_each(|(c, &p)| *c += w * f32::from(p));
+                        }
                     }
-                    dst_row[3 * x..3 * x + 3].copy_from_slice(&acc);
+                    for (x, taps) in xt.iter().enumerate() {
+                        let mut acc = [0f32; 3];
+                        for (k, &w) in taps.weights.iter().enumerate() {
+                            let p = &column[3 * (taps.first + k)..3 * (taps.first + k) + 3];
+                            acc[0] += w * p[0];
+                            acc[1] += w * p[1];
+                            acc[2] += w * p[2];
+                        }
+                        dst_row[3 * x..3 * x + 3].copy_from_slice(&acc);
+                    }
                 }
-            }
-        })
+            },
+        )
     });
     out
 }

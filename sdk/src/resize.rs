@@ -158,6 +158,24 @@ impl BilinearResizer {
     /// # Panics
     /// When `src.len()` does not match the source size or `y` is not below the output height.
     pub fn row(&mut self, src: &[f32], y: usize) -> &[f32] {
+        self.source_rows(src, y);
+        let w1 = self.rows[y].w1;
+        let w0 = 1.0 - w1;
+        for ((o, &a), &b) in self.row_out.iter_mut().zip(&self.row_a).zip(&self.row_b) {
+            *o = a * w0 + b * w1;
+        }
+        &self.row_out
+    }
+
+    /// The two horizontally resized source rows that output row `y` blends, and the weight
+    /// `w1` of the second: the row is `upper * (1 - w1) + lower * w1`, computed in that order,
+    /// as [`BilinearResizer::row`] does. For callers that fuse the blend into their own
+    /// per-pixel loop; the caching is that of [`BilinearResizer::row`].
+    ///
+    /// # Panics
+    /// As [`BilinearResizer::row`].
+    #[inline]
+    pub fn source_rows(&mut self, src: &[f32], y: usize) -> (&[f32], &[f32], f32) {
         self.check_source(src);
         let t = self.rows[y];
         let sw = self.src_w;
@@ -187,12 +205,7 @@ impl BilinearResizer {
             }
             self.b_idx = t.i1;
         }
-        let w1 = t.w1;
-        let w0 = 1.0 - w1;
-        for ((o, &a), &b) in self.row_out.iter_mut().zip(&self.row_a).zip(&self.row_b) {
-            *o = a * w0 + b * w1;
-        }
-        &self.row_out
+        (&self.row_a, &self.row_b, t.w1)
     }
 
     /// Forgets the cached source rows, before [`BilinearResizer::row`] walks another source.

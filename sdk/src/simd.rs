@@ -9,8 +9,10 @@
 //! the results are bit-identical whichever version runs (tests compare them on the CPU they
 //! run on: `set_wide(false)`).
 //!
-//! The closure must hold the loop itself: a function it calls is compiled once, for the
-//! baseline, unless the compiler inlines it.
+//! The closure must hold the loop itself and be marked `#[inline(always)]`
+//! (`wide(#[inline(always)] || ...)`): otherwise it stays a function of its own, compiled for
+//! the baseline, and only the call goes through the AVX2 wrapper. A function the closure calls
+//! is likewise compiled once, for the baseline, unless the compiler inlines it.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -58,6 +60,81 @@ pub fn uses_wide() -> bool {
 /// the CPU has it, for the whole process: for comparisons and benchmarks.
 pub fn set_wide(on: bool) {
     CHOICE.store(if on && detected() { WIDE } else { BASELINE }, Ordering::Relaxed);
+}
+
+/// `dst` (`h x w`) = `src` (`w x h`) transposed: with AVX2, 8 x 8 blocks through registers
+/// (eight row loads, three rounds of shuffles, eight row stores), the edges element by element;
+/// otherwise element by element in cache-sized tiles. A copy, so both give the same values.
+///
+/// # Panics
+/// When `src` or `dst` holds fewer than `w * h` values.
+pub fn transpose(src: &[f32], w: usize, h: usize, dst: &mut [f32]) {
+    assert!(src.len() >= w * h && dst.len() >= w * h, "transpose: planes smaller than {w} x {h}");
+    #[cfg(target_arch = "x86_64")]
+    if uses_wide() {
+        // SAFETY: AVX2 was reported by the CPU (`uses_wide`), and the sizes were checked.
+        unsafe { transpose_avx2(src, w, h, dst) };
+        return;
+    }
+    transpose_tiles(src, w, h, dst, 0, 0);
+}
+
+/// The element-by-element transpose of the part of `src` at or right of column `x_from` or at
+/// or below row `y_from` (the whole plane when both are 0), in 16 x 16 tiles.
+fn transpose_tiles(src: &[f32], w: usize, h: usize, dst: &mut [f32], x_from: usize, y_from: usize) {
+    const TILE: usize = 16;
+    for y0 in (0..h).step_by(TILE) {
+        for x0 in (0..w).step_by(TILE) {
+            for y in y0..(y0 + TILE).min(h) {
+                let x_start = if y < y_from { x0.max(x_from) } else { x0 };
+                for x in x_start..(x0 + TILE).min(w) {
+                    dst[x * h + y] = src[y * w + x];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_avx2(src: &[f32], w: usize, h: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (bw, bh) = (w / 8 * 8, h / 8 * 8);
+    for y in (0..bh).step_by(8) {
+        for x in (0..bw).step_by(8) {
+            // SAFETY: rows y..y + 8 and columns x..x + 8 lie inside the w x h source, and rows
+            // x..x + 8, columns y..y + 8 inside the h x w destination (both checked lengths).
+            let s = src.as_ptr().add(y * w + x);
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * w)));
+            let t = [
+                _mm256_unpacklo_ps(r[0], r[1]),
+                _mm256_unpackhi_ps(r[0], r[1]),
+                _mm256_unpacklo_ps(r[2], r[3]),
+                _mm256_unpackhi_ps(r[2], r[3]),
+                _mm256_unpacklo_ps(r[4], r[5]),
+                _mm256_unpackhi_ps(r[4], r[5]),
+                _mm256_unpacklo_ps(r[6], r[7]),
+                _mm256_unpackhi_ps(r[6], r[7]),
+            ];
+            let u = [
+                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+            ];
+            let d = dst.as_mut_ptr().add(x * h + y);
+            for i in 0..4 {
+                _mm256_storeu_ps(d.add(i * h), _mm256_permute2f128_ps::<0x20>(u[i], u[i + 4]));
+                _mm256_storeu_ps(d.add((i + 4) * h), _mm256_permute2f128_ps::<0x31>(u[i], u[i + 4]));
+            }
+        }
+    }
+    // The right-hand columns and the bottom rows that do not fill a block.
+    transpose_tiles(src, w, h, dst, bw, bh);
 }
 
 fn detected() -> bool {
@@ -126,5 +203,21 @@ mod tests {
         assert_eq!(bits(&baseline.0), bits(&wide.0), "model input");
         assert_eq!(bits(&baseline.1), bits(&wide.1), "refined map");
         assert!(baseline.1.iter().any(|&p| p > 0.5) && baseline.1.iter().any(|&p| p < 0.5));
+    }
+
+    /// Every element lands where it should, for sizes with and without full 8 x 8 blocks
+    /// (whichever version the CPU runs; the tiles alone are checked too).
+    #[test]
+    fn transposes_put_every_value_in_its_place() {
+        for (w, h) in [(1, 1), (8, 8), (16, 24), (13, 7), (7, 13), (29, 43), (280, 158)] {
+            let src: Vec<f32> = (0..w * h).map(|i| i as f32).collect();
+            let expected: Vec<f32> = (0..w * h).map(|i| src[(i % h) * w + i / h]).collect();
+            let mut dst = vec![-1f32; w * h];
+            transpose(&src, w, h, &mut dst);
+            assert_eq!(dst, expected, "{w} x {h}");
+            let mut tiles = vec![-1f32; w * h];
+            transpose_tiles(&src, w, h, &mut tiles, 0, 0);
+            assert_eq!(tiles, expected, "{w} x {h}, tiles");
+        }
     }
 }

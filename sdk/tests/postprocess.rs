@@ -528,4 +528,11 @@ fn mask_components_of_a_0_255_mask_equal_those_of_the_bool_mask() {
     // Any non-zero byte is set.
     let ones: Vec<u8> = bools.iter().map(|&b| u8::from(b)).collect();
     assert_eq!(mask_components(&ones, w, h), want);
+    // Long runs (the byte rows are scanned eight at a time) of mixed non-zero values, runs
+    // starting and ending at every offset within a word, widths with and without a tail.
+    for (w, h) in [(8, 3), (64, 9), (203, 31), (1, 40)] {
+        let bools: Vec<bool> = (0..w * h).map(|i| ((i % w) * 7 + (i / w) * 3) % 23 < 15).collect();
+        let bytes: Vec<u8> = bools.iter().enumerate().map(|(i, &b)| if b { 1 + (i % 255) as u8 } else { 0 }).collect();
+        assert_eq!(mask_components(&bytes, w, h), connected_components(&bools, w, h), "{w}x{h}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Window means of `f32` planes: the guided filter's only costly step.
 
 use crate::parallel::threads_for;
+use crate::simd::transpose;
 
 /// Replaces every plane by its window mean ([`BoxFilter`]), spreading the planes over up to
 /// [`crate::parallel::MAX_THREADS`] threads. The filters' scratch planes come from
@@ -81,7 +82,10 @@ impl BoxFilter {
 /// being one over their count: a running sum per column, added to and taken from one row at
 /// a time.
 fn column_means(src: &[f32], w: usize, h: usize, r: usize, inv: &[f64], column: &mut [f64], dst: &mut [f32]) {
-    crate::simd::wide(|| column_means_in(src, w, h, r, inv, column, dst))
+    crate::simd::wide(
+        #[inline(always)]
+        || column_means_in(src, w, h, r, inv, column, dst),
+    )
 }
 
 /// [`column_means`] for one instruction set ([`crate::simd::wide`] inlines it).
@@ -104,20 +108,6 @@ fn column_means_in(src: &[f32], w: usize, h: usize, r: usize, inv: &[f64], colum
         }
         if y >= r {
             sub(column, &src[(y - r) * w..(y - r + 1) * w]);
-        }
-    }
-}
-
-/// `dst` (`h x w`) = `src` (`w x h`) transposed, in cache-sized tiles.
-fn transpose(src: &[f32], w: usize, h: usize, dst: &mut [f32]) {
-    const TILE: usize = 16;
-    for y0 in (0..h).step_by(TILE) {
-        for x0 in (0..w).step_by(TILE) {
-            for y in y0..(y0 + TILE).min(h) {
-                for x in x0..(x0 + TILE).min(w) {
-                    dst[x * h + y] = src[y * w + x];
-                }
-            }
         }
     }
 }

@@ -166,32 +166,45 @@ fn refine_at(
         let resizer = BilinearResizer::new(ww, wh, out_w, out_h);
         let planes = [&a[0], &a[1], &a[2], &b];
         for_each_band(&mut q, out_w, threads_for(out_w * out_h), |first, rows| {
-            crate::simd::wide(|| {
-                let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
-                let mut rgb = vec![[0u8; 3]; out_w];
-                let mut colour = [vec![0f32; out_w], vec![0f32; out_w], vec![0f32; out_w]];
-                for (j, out) in rows.chunks_exact_mut(out_w).enumerate() {
-                    let y = first + j;
-                    // The row's colours as three planar rows, so that the per-pixel sum below runs
-                    // over contiguous values (vectorised) instead of 3-byte pixels.
-                    let bytes = frame.row_rgb_bytes(y, &mut rgb);
-                    let [cr, cg, cb] = &mut colour;
-                    for (((p, r), g), b) in
-                        bytes.chunks_exact(3).zip(cr.iter_mut()).zip(cg.iter_mut()).zip(cb.iter_mut())
-                    {
-                        (*r, *g, *b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+            crate::simd::wide(
+                #[inline(always)]
+                || {
+                    let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
+                    let mut rgb = vec![[0u8; 3]; out_w];
+                    let mut colour = [vec![0f32; out_w], vec![0f32; out_w], vec![0f32; out_w]];
+                    for (j, out) in rows.chunks_exact_mut(out_w).enumerate() {
+                        let y = first + j;
+                        // The row's colours as three planar rows, so that the per-pixel sum below runs
+                        // over contiguous values (vectorised) instead of 3-byte pixels.
+                        let bytes = frame.row_rgb_bytes(y, &mut rgb);
+                        let [cr, cg, cb] = &mut colour;
+                        for (((p, r), g), b) in
+                            bytes.chunks_exact(3).zip(cr.iter_mut()).zip(cg.iter_mut()).zip(cb.iter_mut())
+                        {
+                            (*r, *g, *b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+                        }
+                        // The four coefficient planes' vertical blends fused into the sum (the
+                        // same operations, in the same order, as `BilinearResizer::row`).
+                        let [r0, r1, r2, r3] = &mut resizers;
+                        let n = out.len();
+                        let ((ar0, ar1, wr), (ag0, ag1, wg), (ab0, ab1, wb), (bb0, bb1, wbb)) = (
+                            r0.source_rows(planes[0], y),
+                            r1.source_rows(planes[1], y),
+                            r2.source_rows(planes[2], y),
+                            r3.source_rows(planes[3], y),
+                        );
+                        let (ar0, ar1, ag0, ag1) = (&ar0[..n], &ar1[..n], &ag0[..n], &ag1[..n]);
+                        let (ab0, ab1, bb0, bb1) = (&ab0[..n], &ab1[..n], &bb0[..n], &bb1[..n]);
+                        let (cr, cg, cb) = (&cr[..n], &cg[..n], &cb[..n]);
+                        let blend = |a: f32, b: f32, w1: f32| a * (1.0 - w1) + b * w1;
+                        for x in 0..n {
+                            let (ar, ag) = (blend(ar0[x], ar1[x], wr), blend(ag0[x], ag1[x], wg));
+                            let (ab, bb) = (blend(ab0[x], ab1[x], wb), blend(bb0[x], bb1[x], wbb));
+                            out[x] = clamp_unit(bb + ar * cr[x] + ag * cg[x] + ab * cb[x]);
+                        }
                     }
-                    let [r0, r1, r2, r3] = &mut resizers;
-                    let (ar, ag, ab, bb) =
-                        (r0.row(planes[0], y), r1.row(planes[1], y), r2.row(planes[2], y), r3.row(planes[3], y));
-                    let n = out.len();
-                    let (ar, ag, ab, bb) = (&ar[..n], &ag[..n], &ab[..n], &bb[..n]);
-                    let (cr, cg, cb) = (&cr[..n], &cg[..n], &cb[..n]);
-                    for x in 0..n {
-                        out[x] = clamp_unit(bb[x] + ar[x] * cr[x] + ag[x] * cg[x] + ab[x] * cb[x]);
-                    }
-                }
-            })
+                },
+            )
         });
     }
     spare::recycle(a.into_iter().chain([b]));
@@ -247,33 +260,36 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
     let mp = &mean_p[..n];
     let [a0, a1, a2] = &mut a;
     let (a0, a1, a2, bo) = (&mut a0[..n], &mut a1[..n], &mut a2[..n], &mut b[..n]);
-    crate::simd::wide(|| {
-        for i in 0..n {
-            let m = [mi[0][i] as f64, mi[1][i] as f64, mi[2][i] as f64];
-            let p = mp[i] as f64;
-            let cov = [mip[0][i] as f64 - m[0] * p, mip[1][i] as f64 - m[1] * p, mip[2][i] as f64 - m[2] * p];
-            let s = |k: usize, j: usize, l: usize| mii[k][i] as f64 - m[j] * m[l];
-            let (s00, s01, s02) = (s(0, 0, 0) + eps, s(1, 0, 1), s(2, 0, 2));
-            let (s11, s12, s22) = (s(3, 1, 1) + eps, s(4, 1, 2), s(5, 2, 2) + eps);
-            // Inverse of the symmetric matrix by cofactors.
-            let c00 = s11 * s22 - s12 * s12;
-            let c01 = s02 * s12 - s01 * s22;
-            let c02 = s01 * s12 - s02 * s11;
-            let c11 = s00 * s22 - s02 * s02;
-            let c12 = s01 * s02 - s00 * s12;
-            let c22 = s00 * s11 - s01 * s01;
-            let inv_det = 1.0 / (s00 * c00 + s01 * c01 + s02 * c02);
-            let ai = [
-                (c00 * cov[0] + c01 * cov[1] + c02 * cov[2]) * inv_det,
-                (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) * inv_det,
-                (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) * inv_det,
-            ];
-            a0[i] = ai[0] as f32;
-            a1[i] = ai[1] as f32;
-            a2[i] = ai[2] as f32;
-            bo[i] = (p - ai[0] * m[0] - ai[1] * m[1] - ai[2] * m[2]) as f32;
-        }
-    });
+    crate::simd::wide(
+        #[inline(always)]
+        || {
+            for i in 0..n {
+                let m = [mi[0][i] as f64, mi[1][i] as f64, mi[2][i] as f64];
+                let p = mp[i] as f64;
+                let cov = [mip[0][i] as f64 - m[0] * p, mip[1][i] as f64 - m[1] * p, mip[2][i] as f64 - m[2] * p];
+                let s = |k: usize, j: usize, l: usize| mii[k][i] as f64 - m[j] * m[l];
+                let (s00, s01, s02) = (s(0, 0, 0) + eps, s(1, 0, 1), s(2, 0, 2));
+                let (s11, s12, s22) = (s(3, 1, 1) + eps, s(4, 1, 2), s(5, 2, 2) + eps);
+                // Inverse of the symmetric matrix by cofactors.
+                let c00 = s11 * s22 - s12 * s12;
+                let c01 = s02 * s12 - s01 * s22;
+                let c02 = s01 * s12 - s02 * s11;
+                let c11 = s00 * s22 - s02 * s02;
+                let c12 = s01 * s02 - s00 * s12;
+                let c22 = s00 * s11 - s01 * s01;
+                let inv_det = 1.0 / (s00 * c00 + s01 * c01 + s02 * c02);
+                let ai = [
+                    (c00 * cov[0] + c01 * cov[1] + c02 * cov[2]) * inv_det,
+                    (c01 * cov[0] + c11 * cov[1] + c12 * cov[2]) * inv_det,
+                    (c02 * cov[0] + c12 * cov[1] + c22 * cov[2]) * inv_det,
+                ];
+                a0[i] = ai[0] as f32;
+                a1[i] = ai[1] as f32;
+                a2[i] = ai[2] as f32;
+                bo[i] = (p - ai[0] * m[0] - ai[1] * m[1] - ai[2] * m[2]) as f32;
+            }
+        },
+    );
     spare::recycle(mean_i.into_iter().chain(mean_ii).chain(mean_ip).chain([mean_p]));
     let [ar, ag, ab] = a;
     let mut planes = vec![ar, ag, ab, b];
