@@ -64,11 +64,45 @@ fn axis_taps(src: usize, dst: usize) -> Vec<Taps> {
         .collect()
 }
 
+/// The horizontal taps of every output pixel, tap-major, so that the resize's horizontal pass
+/// runs over all the output pixels of a row for one tap at a time (one multiply-add per pixel
+/// and channel, no per-pixel loop): tap `k` of pixel `x` reads the interleaved row at
+/// `index[k * dst_w + x]` with `weight[k * dst_w + x]`. Pixels with fewer taps than the most
+/// are padded with weight 0 on their last tap's value, which adds `+0` and leaves the sum's
+/// bits as they were (the values summed are never negative).
+struct TapTable {
+    taps: usize,
+    dst_w: usize,
+    index: Vec<u32>,
+    weight: Vec<f32>,
+}
+
+impl TapTable {
+    fn new(xt: &[Taps], dst_w: usize) -> TapTable {
+        let taps = xt.iter().map(|t| t.weights.len()).max().unwrap_or(0);
+        let (mut index, mut weight) = (vec![0u32; taps * dst_w], vec![0f32; taps * dst_w]);
+        for (x, t) in xt.iter().enumerate() {
+            for k in 0..taps {
+                let source = t.first + k.min(t.weights.len() - 1);
+                index[k * dst_w + x] = u32::try_from(3 * source).expect("frame widths fit in u32");
+                weight[k * dst_w + x] = t.weights.get(k).copied().unwrap_or(0.0);
+            }
+        }
+        TapTable { taps, dst_w, index, weight }
+    }
+
+    /// Tap `k` of every output pixel: offsets into the interleaved row, and weights.
+    fn tap(&self, k: usize) -> (&[u32], &[f32]) {
+        let range = k * self.dst_w..(k + 1) * self.dst_w;
+        (&self.index[range.clone()], &self.weight[range])
+    }
+}
+
 /// Resizes a frame to `dst_w` x `dst_h`, returning interleaved RGB on the 0..255 scale.
 pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
     let src_w = frame.width_px() as usize;
     let src_h = frame.height_px() as usize;
-    let xt = axis_taps(src_w, dst_w);
+    let table = TapTable::new(&axis_taps(src_w, dst_w), dst_w);
     let yt = axis_taps(src_h, dst_h);
     let mut out = vec![0f32; dst_w * dst_h * 3];
     if dst_w == 0 || dst_h == 0 {
@@ -85,6 +119,7 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
             || {
                 let mut rgb = vec![[0u8; 3]; src_w];
                 let mut column = vec![0f32; src_w * 3];
+                let mut acc = [vec![0f32; dst_w], vec![0f32; dst_w], vec![0f32; dst_w]];
                 for (j, dst_row) in rows.chunks_exact_mut(dst_w * 3).enumerate() {
                     let taps = &yt[first + j];
                     // The first tap sets the column (the same value as 0 + w p: weights and bytes
@@ -97,15 +132,22 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
                             column.iter_mut().zip(bytes).for_each(|(c, &p)| *c += w * f32::from(p));
                         }
                     }
-                    for (x, taps) in xt.iter().enumerate() {
-                        let mut acc = [0f32; 3];
-                        for (k, &w) in taps.weights.iter().enumerate() {
-                            let p = &column[3 * (taps.first + k)..3 * (taps.first + k) + 3];
-                            acc[0] += w * p[0];
-                            acc[1] += w * p[1];
-                            acc[2] += w * p[2];
+                    // The horizontal taps tap-major (see `TapTable`), each output pixel's sum in
+                    // the same order as tap by tap.
+                    acc.iter_mut().for_each(|a| a.iter_mut().for_each(|v| *v = 0.0));
+                    let [ar, ag, ab] = &mut acc;
+                    for k in 0..table.taps {
+                        let (index, weight) = table.tap(k);
+                        for x in 0..dst_w {
+                            let (i, w) = (index[x] as usize, weight[x]);
+                            let p = &column[i..i + 3];
+                            ar[x] += w * p[0];
+                            ag[x] += w * p[1];
+                            ab[x] += w * p[2];
                         }
-                        dst_row[3 * x..3 * x + 3].copy_from_slice(&acc);
+                    }
+                    for (x, d) in dst_row.chunks_exact_mut(3).enumerate() {
+                        d.copy_from_slice(&[ar[x], ag[x], ab[x]]);
                     }
                 }
             },
@@ -170,5 +212,35 @@ mod tests {
         let red: Vec<f32> = resize_rgb(&frame, 2, 1).chunks(3).map(|p| p[0]).collect();
         // Triangle of radius 2 centred on the pair; the border clips it: weights 3/7, 3/7, 1/7.
         assert!((red[0] - (10.0 * 3.0 + 30.0 * 3.0 + 50.0) / 7.0).abs() < 1e-4, "{red:?}");
+    }
+
+    /// The resize as a plain double loop (each output value the tap-by-tap sum, vertical then
+    /// horizontal, from zero): the fast passes must give its bits, shrinking and enlarging.
+    #[test]
+    fn the_fast_passes_give_the_plain_sums_bits() {
+        let (w, h) = (733usize, 517usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
+        let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+        for (dw, dh) in [(280, 280), (280, 197), (1000, 600), (61, 900)] {
+            let (xt, yt) = (axis_taps(w, dw), axis_taps(h, dh));
+            let mut want = Vec::with_capacity(dw * dh * 3);
+            for ty in &yt {
+                let mut column = vec![0f32; 3 * w];
+                for (k, &wy) in ty.weights.iter().enumerate() {
+                    let row = &data[(ty.first + k) * 3 * w..(ty.first + k + 1) * 3 * w];
+                    column.iter_mut().zip(row).for_each(|(c, &p)| *c += wy * f32::from(p));
+                }
+                for tx in &xt {
+                    let mut acc = [0f32; 3];
+                    for (k, &wx) in tx.weights.iter().enumerate() {
+                        (0..3).for_each(|c| acc[c] += wx * column[3 * (tx.first + k) + c]);
+                    }
+                    want.extend(acc);
+                }
+            }
+            let got = resize_rgb(&frame, dw, dh);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&want), "{w}x{h} -> {dw}x{dh}");
+        }
     }
 }
