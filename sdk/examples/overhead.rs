@@ -47,7 +47,7 @@ fn main() {
     let (ww, wh) = working_size(w, h, (input, input));
 
     let mut model_input = vec![0f32; 3 * input * input];
-    let stages: Vec<(&str, Box<dyn FnMut()>)> = vec![
+    let stages: Vec<Stage> = vec![
         ("preprocess (frame_to_input)", Box::new(|| frame_to_input(&frame, &spec, &mut model_input))),
         (
             "refinement's guide (resize_rgb to the working size)",
@@ -81,6 +81,9 @@ fn main() {
         println!("{:>8.2} ms  {name}", ms[ms.len() / 2]);
     }
 }
+
+/// One timed stage: its name and the work of one call.
+type Stage<'a> = (&'static str, Box<dyn FnMut() + 'a>);
 
 /// A bright disc on a darker, noisy background (deterministic).
 fn synthetic_frame(w: usize, h: usize) -> Vec<u8> {
