@@ -9,8 +9,8 @@
 
 use sempart::model_format::{Integrity, ModelInfo, Precision};
 use sempart::postprocess::segmentation;
-use sempart::preprocess::{frame_to_input, resize_rgb, InputSpec};
-use sempart::refine::{refine_to_frame, working_size, GuidedFilter};
+use sempart::preprocess::{frame_to_input, InputSpec};
+use sempart::refine::{guide_from_view, refine_to_frame, working_size, GuidedFilter};
 use sempart::{Frame, PixelFormat};
 use std::time::Instant;
 
@@ -47,21 +47,25 @@ fn main() {
     let (ww, wh) = working_size(w, h, (input, input));
 
     let mut model_input = vec![0f32; 3 * input * input];
+    // The model's view of the frame, as `sempart_segment()` hands it from preprocessing to the
+    // refinement.
+    let view = frame_to_input(&frame, &spec, &mut model_input);
     let stages: Vec<Stage> = vec![
-        ("preprocess (frame_to_input)", Box::new(|| frame_to_input(&frame, &spec, &mut model_input))),
+        ("preprocess (frame_to_input)", Box::new(|| drop(frame_to_input(&frame, &spec, &mut model_input)))),
         (
-            "refinement's guide (resize_rgb to the working size)",
-            Box::new(|| drop(std::hint::black_box(resize_rgb(&frame, ww, wh)))),
+            "refinement's guide (guide_from_view to the working size)",
+            Box::new(|| drop(std::hint::black_box(guide_from_view(&frame, Some(&view), (input, input), (ww, wh))))),
         ),
         (
             "refinement (refine_to_frame, guide included)",
             Box::new(|| {
-                drop(std::hint::black_box(refine_to_frame(&frame, &fine, input, input, (input, input), &filter)))
+                let q = refine_to_frame(&frame, Some(&view), &fine, input, input, (input, input), &filter);
+                drop(std::hint::black_box(q))
             }),
         ),
         (
             "postprocess (segmentation: refinement, masks, components)",
-            Box::new(|| drop(std::hint::black_box(segmentation(&info, &frame, &filter, &fine, &coarse)))),
+            Box::new(|| drop(std::hint::black_box(segmentation(&info, &frame, Some(&view), &filter, &fine, &coarse)))),
         ),
     ];
     println!(

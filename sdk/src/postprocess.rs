@@ -395,6 +395,9 @@ pub enum FineOutput<'a, 'f> {
     Refined {
         /// The guide, and the output size.
         frame: &'a Frame<'f>,
+        /// The frame as the model saw it, when the caller has it (see
+        /// [`crate::refine::refine_to_frame`]): the refinement's guide is made from it.
+        view: Option<&'a [f32]>,
         /// The refinement's parameters.
         filter: &'a GuidedFilter,
     },
@@ -421,9 +424,9 @@ pub fn foreground_maps(coarse_a: Plane<'_, f32>, fine_a: Plane<'_, f32>, output:
     let foreground_is_b = !foreground_is_a(&partition_a, grid_w, grid_h);
     let orient = |p: f32| if foreground_is_b { 1.0 - p } else { p };
     let fine = match output {
-        FineOutput::Refined { frame, filter } => {
+        FineOutput::Refined { frame, view, filter } => {
             let oriented: Vec<f32> = fine_a.values().iter().map(|&p| orient(p)).collect();
-            refine_to_frame(frame, &oriented, in_w, in_h, (in_w, in_h), filter)
+            refine_to_frame(frame, view, &oriented, in_w, in_h, (in_w, in_h), filter)
         }
         FineOutput::Resized { width, height } => {
             let mut fine = resize_bilinear(fine_a.values(), in_w, in_h, width, height);
@@ -453,11 +456,14 @@ fn mask_bytes(prob: Plane<'_, f32>) -> Vec<u8> {
 }
 
 /// The result for one frame from the model's two raw outputs (partition-A probabilities at
-/// its resolution): the maps oriented, brought to the frame (refined as `refine` says) and
-/// binarised, the fine mask's components and the object box. The timing is left at zero.
+/// its resolution): the maps oriented, brought to the frame (refined as `refine` says, the
+/// guide made from `view`, the model's view of the frame that preprocessing returned, or from
+/// the frame when `None`) and binarised, the fine mask's components and the object box. The
+/// timing is left at zero.
 pub fn segmentation(
     info: &ModelInfo,
     frame: &Frame<'_>,
+    view: Option<&[f32]>,
     refine: &GuidedFilter,
     fine_model: &[f32],
     coarse_model: &[f32],
@@ -469,7 +475,7 @@ pub fn segmentation(
     let maps = foreground_maps(
         Plane::new(coarse_model, gw, gh),
         Plane::new(fine_model, iw, ih),
-        FineOutput::Refined { frame, filter: refine },
+        FineOutput::Refined { frame, view, filter: refine },
     );
     let coarse_mask = mask_bytes(Plane::new(&maps.coarse, gw, gh));
     // One pass from the probabilities to the 0/255 mask, which the components then read.

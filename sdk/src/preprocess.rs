@@ -157,8 +157,10 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
 }
 
 /// Writes the model input for one frame into `out` (length `3 * width * height`, planar RGB,
-/// normalised as `spec` says).
-pub fn frame_to_input(frame: &Frame<'_>, spec: &InputSpec, out: &mut [f32]) {
+/// normalised as `spec` says), and returns the model's view of the frame it normalised: the
+/// resized RGB, interleaved, on the 0..255 scale ([`resize_rgb`]). The refinement takes its
+/// guide from that view ([`crate::refine::refine_to_frame`]) instead of reading the frame again.
+pub fn frame_to_input(frame: &Frame<'_>, spec: &InputSpec, out: &mut [f32]) -> Vec<f32> {
     let (w, h) = (spec.width_px, spec.height_px);
     assert_eq!(out.len(), 3 * w * h, "output buffer must hold 3 x {w} x {h} floats");
     let rgb = resize_rgb(frame, w, h);
@@ -171,6 +173,7 @@ pub fn frame_to_input(frame: &Frame<'_>, spec: &InputSpec, out: &mut [f32]) {
             *d = rgb[3 * i + c] * scale - shift;
         }
     }
+    rgb
 }
 
 #[cfg(test)]

@@ -237,6 +237,40 @@ pub fn resize_bilinear(src: &[f32], src_w: usize, src_h: usize, dst_w: usize, ds
     dst
 }
 
+/// [`resize_bilinear`] of an interleaved RGB map (`3 * src_w * src_h` values): each channel
+/// gets exactly the values (the same operations in the same order) that [`resize_bilinear`]
+/// gives it alone, without splitting the channels apart.
+///
+/// # Panics
+/// When `src.len() != 3 * src_w * src_h`, or the source is empty and the destination not.
+pub fn resize_bilinear_rgb(src: &[f32], src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Vec<f32> {
+    assert_eq!(src.len(), 3 * src_w * src_h, "resize_bilinear_rgb: source length does not match 3 x {src_w}x{src_h}");
+    let r = BilinearResizer::new(src_w, src_h, dst_w, dst_h);
+    let mut dst = vec![0f32; 3 * dst_w * dst_h];
+    if dst.is_empty() {
+        return dst;
+    }
+    // One source row resized horizontally, as `BilinearResizer::source_rows` does per channel.
+    let horizontal = |row: &[f32], out: &mut [f32]| {
+        for (o, t) in out.chunks_exact_mut(3).zip(&r.cols) {
+            let (a, b) = (&row[3 * t.i0..3 * t.i0 + 3], &row[3 * t.i1..3 * t.i1 + 3]);
+            for c in 0..3 {
+                o[c] = a[c] + (b[c] - a[c]) * t.w1;
+            }
+        }
+    };
+    let (mut upper, mut lower) = (vec![0f32; 3 * dst_w], vec![0f32; 3 * dst_w]);
+    for (t, out) in r.rows.iter().zip(dst.chunks_exact_mut(3 * dst_w)) {
+        horizontal(&src[3 * t.i0 * src_w..3 * (t.i0 + 1) * src_w], &mut upper);
+        horizontal(&src[3 * t.i1 * src_w..3 * (t.i1 + 1) * src_w], &mut lower);
+        let (w0, w1) = (1.0 - t.w1, t.w1);
+        for ((o, &a), &b) in out.iter_mut().zip(&upper).zip(&lower) {
+            *o = a * w0 + b * w1;
+        }
+    }
+    dst
+}
+
 /// [`resize_bilinear`] writing into a caller-provided buffer of `dst_w * dst_h` values.
 ///
 /// The output buffer is not allocated, but the small per-axis index tables are

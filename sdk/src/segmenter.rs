@@ -91,9 +91,10 @@ impl Segmenter {
         let plane = 3 * spec.width_px * spec.height_px;
         let mut input = vec![0f32; plane * frames.len()];
         let mut preprocess_ms = Vec::with_capacity(frames.len());
+        let mut views = Vec::with_capacity(frames.len());
         for (frame, chunk) in frames.iter().zip(input.chunks_mut(plane)) {
             let t = Instant::now();
-            preprocess::frame_to_input(frame, &spec, chunk);
+            views.push(preprocess::frame_to_input(frame, &spec, chunk));
             preprocess_ms.push(ms(t));
         }
 
@@ -125,6 +126,7 @@ impl Segmenter {
                 let mut seg = postprocess::segmentation(
                     &self.info,
                     frame,
+                    Some(&views[i]),
                     &self.refine,
                     &fine[i * fine_plane..(i + 1) * fine_plane],
                     &coarse[i * coarse_plane..(i + 1) * coarse_plane],

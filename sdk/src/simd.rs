@@ -190,7 +190,7 @@ mod tests {
         let run = || {
             let mut input = vec![0f32; 3 * 280 * 280];
             frame_to_input(&frame, &spec, &mut input);
-            let q = refine_to_frame(&frame, &prob, 280, 280, (280, 280), &GuidedFilter::DEFAULT);
+            let q = refine_to_frame(&frame, None, &prob, 280, 280, (280, 280), &GuidedFilter::DEFAULT);
             (input, q)
         };
         set_wide(false);

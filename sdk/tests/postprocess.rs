@@ -5,7 +5,7 @@ use sempart::postprocess::{
     binarize, binarize_into, connected_components, corners_touched, foreground_is_a, mask_components, object_box,
     select_foreground, Component, THRESHOLD,
 };
-use sempart::resize::{resize_bilinear, resize_bilinear_into, BilinearResizer};
+use sempart::resize::{resize_bilinear, resize_bilinear_into, resize_bilinear_rgb, BilinearResizer};
 
 // ---------------------------------------------------------------------------------
 // helpers
@@ -179,6 +179,28 @@ fn resize_matches_reference_on_random_maps() {
         let out = resize_bilinear(&src, sw, sh, dw, dh);
         let reference = reference_resize(&src, sw, sh, dw, dh);
         assert_close(&out, &reference, 1e-6);
+    }
+}
+
+/// The interleaved RGB resize gives each channel the bits of resizing it alone.
+#[test]
+fn rgb_resize_gives_each_channels_bits() {
+    let mut rng = Lcg(11);
+    for &(sw, sh, dw, dh) in &[(280, 280, 280, 158), (280, 280, 158, 280), (40, 30, 97, 61), (9, 4, 3, 7), (5, 5, 5, 5)]
+    {
+        let src: Vec<f32> = (0..3 * sw * sh).map(|_| rng.next_f32() * 255.0).collect();
+        let out = resize_bilinear_rgb(&src, sw, sh, dw, dh);
+        assert_eq!(out.len(), 3 * dw * dh);
+        for c in 0..3 {
+            let channel: Vec<f32> = src.iter().skip(c).step_by(3).copied().collect();
+            let alone = resize_bilinear(&channel, sw, sh, dw, dh);
+            let got: Vec<u32> = out.iter().skip(c).step_by(3).map(|v| v.to_bits()).collect();
+            assert_eq!(
+                got,
+                alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{sw}x{sh} -> {dw}x{dh}, channel {c}"
+            );
+        }
     }
 }
 

@@ -72,7 +72,7 @@ fn the_fine_map_is_refined_as_the_options_say() {
     let model = open_tiny();
     assert_eq!(model.refine(), GuidedFilter::DEFAULT);
     let on = model.segment(&frame).unwrap();
-    let want = refine_to_frame(&frame, &off.fine_probability, 64, 64, (64, 64), &GuidedFilter::DEFAULT);
+    let want = refine_to_frame(&frame, None, &off.fine_probability, 64, 64, (64, 64), &GuidedFilter::DEFAULT);
     assert_eq!(on.fine_probability, want);
     assert_ne!(on.fine_probability, off.fine_probability);
     assert_eq!(on.coarse_probability, off.coarse_probability);

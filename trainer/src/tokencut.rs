@@ -169,7 +169,7 @@ pub fn evaluate_tokencut(
             let r = tokencut(tokencut_features(&f, cfg.features)?, grid, cfg)?;
             let (gw, gh) = (grid.1 as usize, grid.0 as usize);
             let prob = match &guide {
-                Some(g) => refine_to_frame(&g.frame()?, &r.probability(), gw, gh, model_input, refine),
+                Some(g) => refine_to_frame(&g.frame()?, None, &r.probability(), gw, gh, model_input, refine),
                 None => resize_bilinear(&r.probability(), gw, gh, mw, mh),
             };
             metrics.add(&prob, &gt);

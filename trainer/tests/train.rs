@@ -558,8 +558,11 @@ fn heads_and_tokencut_are_scored_with_the_sdk_protocol() {
     // (a constant map stays constant); the coarse map is not refined.
     let pixels: Vec<u8> = (0..8 * 8 * 3).map(|i| (i * 37 % 256) as u8).collect();
     let frame = sempart::Frame::new(&pixels, 8, 8, 24, sempart::PixelFormat::Rgb8).unwrap();
-    let (fr, cr) =
-        foreground_probabilities(&coarse, &fine, FineOutput::Refined { frame: &frame, filter: &GuidedFilter::DEFAULT });
+    let (fr, cr) = foreground_probabilities(
+        &coarse,
+        &fine,
+        FineOutput::Refined { frame: &frame, view: None, filter: &GuidedFilter::DEFAULT },
+    );
     assert_eq!(fr.len(), 64);
     assert!(fr.iter().all(|&p| (p - 0.2).abs() < 1e-4), "{fr:?}");
     assert_eq!(cr, foreground_probabilities(&coarse, &fine, FineOutput::Resized { width: 8, height: 8 }).1);

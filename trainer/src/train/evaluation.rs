@@ -60,7 +60,7 @@ pub fn evaluate_heads(
             let fine = Vec::<f32>::try_from(&out.fine.get(i as i64).reshape([-1]))?;
             let (gw, gh) = (gw as usize, gh as usize);
             let output = match &frame {
-                Some(frame) => FineOutput::Refined { frame, filter: refine },
+                Some(frame) => FineOutput::Refined { frame, view: None, filter: refine },
                 None => FineOutput::Resized { width: mw, height: mh },
             };
             let maps =

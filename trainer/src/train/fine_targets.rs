@@ -31,7 +31,7 @@ pub(super) fn refined_coarse_targets(
         let p = Vec::<f32>::try_from(coarse.get(i).reshape([-1]).to_kind(Kind::Float))?;
         let rgb = &bytes[i as usize * 3 * plane..(i as usize + 1) * 3 * plane];
         let frame = Frame::new(rgb, iw as u32, ih as u32, 3 * iw as usize, PixelFormat::Rgb8)?;
-        let q = refine_to_frame(&frame, &p, gw as usize, gh as usize, (iw as usize, ih as usize), filter);
+        let q = refine_to_frame(&frame, None, &p, gw as usize, gh as usize, (iw as usize, ih as usize), filter);
         out.extend(q.into_iter().map(|v| if v > THRESHOLD { 1f32 } else { 0.0 }));
     }
     Ok(Tensor::from_slice(&out).reshape([n, 1, ih, iw]).to_device(coarse.device()))
