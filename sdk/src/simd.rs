@@ -137,6 +137,121 @@ unsafe fn transpose_avx2(src: &[f32], w: usize, h: usize, dst: &mut [f32]) {
     transpose_tiles(src, w, h, dst, bw, bh);
 }
 
+/// Splits `r.len()` interleaved RGB pixels (`bytes`, 3 per pixel) into three `f32` rows:
+/// `r[x] = bytes[3x]`, `g[x] = bytes[3x + 1]`, `b[x] = bytes[3x + 2]`. With AVX2, 16 pixels at a
+/// time through byte shuffles; the values are exact either way (bytes convert to `f32`
+/// exactly).
+///
+/// # Panics
+/// When `bytes` holds fewer than `3 * r.len()` values, or `g` or `b` fewer than `r.len()`.
+pub fn split_rgb(bytes: &[u8], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+    let n = r.len();
+    assert!(bytes.len() >= 3 * n && g.len() >= n && b.len() >= n, "split_rgb: rows shorter than {n} pixels");
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if uses_wide() {
+        // SAFETY: AVX2 was reported by the CPU (`uses_wide`), and the lengths were checked.
+        done = unsafe { split_rgb_avx2(bytes, r, g, b) };
+    }
+    for x in done..n {
+        let p = &bytes[3 * x..3 * x + 3];
+        (r[x], g[x], b[x]) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+    }
+}
+
+/// One row enlarged by linear interpolation: `out[x] = a + (b - a) * w1[x]` with
+/// `a = row[i0[x]]` and `b = row[i0[x] + 1]`, for the leading outputs whose two samples lie
+/// inside `row`; returns how many it computed (the caller does the rest, and those at the
+/// right border, where the second index is clamped). With AVX2, 8 outputs at a time: the
+/// samples of an enlarging resize's 8 consecutive outputs lie within 9 consecutive values, so
+/// two loads and two permutes fetch them. The same operations as the scalar formula, so the
+/// same bits; without AVX2 it computes nothing.
+///
+/// `i0` must not decrease and grow by at most 1 per output (an enlarging resize's taps);
+/// otherwise the AVX2 version stops at the first block where they do not.
+pub fn enlarge_row(row: &[f32], i0: &[u32], w1: &[f32], out: &mut [f32]) -> usize {
+    let n = out.len().min(i0.len()).min(w1.len());
+    #[cfg(target_arch = "x86_64")]
+    if uses_wide() {
+        // SAFETY: AVX2 was reported by the CPU (`uses_wide`); the function checks its indices.
+        return unsafe { enlarge_row_avx2(row, &i0[..n], &w1[..n], &mut out[..n]) };
+    }
+    let _ = (row, n);
+    0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn enlarge_row_avx2(row: &[f32], i0: &[u32], w1: &[f32], out: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let mut x = 0;
+    while x + 8 <= out.len() {
+        let base = i0[x] as usize;
+        // Both loads (row[base..base + 9]) inside the row, and the block's offsets within 0..8.
+        if base + 9 > row.len() || i0[x + 7] as usize > base + 7 || i0[x + 7] < i0[x] {
+            break;
+        }
+        // SAFETY: base + 9 <= row.len() (checked above), x + 8 <= out.len() = i0.len() = w1.len().
+        let idx = _mm256_sub_epi32(_mm256_loadu_si256(i0.as_ptr().add(x).cast()), _mm256_set1_epi32(base as i32));
+        let lo = _mm256_loadu_ps(row.as_ptr().add(base));
+        let hi = _mm256_loadu_ps(row.as_ptr().add(base + 1));
+        let a = _mm256_permutevar8x32_ps(lo, idx);
+        let b = _mm256_permutevar8x32_ps(hi, idx);
+        let w = _mm256_loadu_ps(w1.as_ptr().add(x));
+        _mm256_storeu_ps(out.as_mut_ptr().add(x), _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), w)));
+        x += 8;
+    }
+    x
+}
+
+/// The byte shuffles of [`split_rgb_avx2`]: `SPLIT[c][k]` moves channel `c` of the 16 pixels
+/// held in three 16-byte loads from load `k` into place (-1: a zero, filled from another load).
+const SPLIT: [[[i8; 16]; 3]; 3] = {
+    let mut m = [[[-1i8; 16]; 3]; 3];
+    let mut c = 0;
+    while c < 3 {
+        let mut x = 0;
+        while x < 16 {
+            let byte = 3 * x + c;
+            m[c][byte / 16][x] = (byte % 16) as i8;
+            x += 1;
+        }
+        c += 1;
+    }
+    m
+};
+
+/// The whole blocks of 16 pixels of [`split_rgb`]; returns how many pixels it did.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn split_rgb_avx2(bytes: &[u8], r: &mut [f32], g: &mut [f32], b: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = r.len() / 16;
+    let masks: [[__m128i; 3]; 3] =
+        std::array::from_fn(|c| std::array::from_fn(|k| _mm_loadu_si128(SPLIT[c][k].as_ptr().cast())));
+    let out = [r.as_mut_ptr(), g.as_mut_ptr(), b.as_mut_ptr()];
+    for i in 0..blocks {
+        // SAFETY: block i reads bytes 48 i .. 48 i + 48 and writes values 16 i .. 16 i + 16 of
+        // each row, inside the lengths `split_rgb` checked.
+        let src = bytes.as_ptr().add(48 * i);
+        let load =
+            [_mm_loadu_si128(src.cast()), _mm_loadu_si128(src.add(16).cast()), _mm_loadu_si128(src.add(32).cast())];
+        for c in 0..3 {
+            let m = &masks[c];
+            let v = _mm_or_si128(
+                _mm_or_si128(_mm_shuffle_epi8(load[0], m[0]), _mm_shuffle_epi8(load[1], m[1])),
+                _mm_shuffle_epi8(load[2], m[2]),
+            );
+            let low = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+            let high = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(v)));
+            _mm256_storeu_ps(out[c].add(16 * i), low);
+            _mm256_storeu_ps(out[c].add(16 * i + 8), high);
+        }
+    }
+    16 * blocks
+}
+
 fn detected() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -203,6 +318,50 @@ mod tests {
         assert_eq!(bits(&baseline.0), bits(&wide.0), "model input");
         assert_eq!(bits(&baseline.1), bits(&wide.1), "refined map");
         assert!(baseline.1.iter().any(|&p| p > 0.5) && baseline.1.iter().any(|&p| p < 0.5));
+    }
+
+    /// Every pixel's three bytes land in their rows, for lengths with and without whole
+    /// blocks of 16, with the wide version and with the baseline.
+    #[test]
+    fn split_rgb_puts_every_channel_in_its_row() {
+        for n in [0usize, 1, 15, 16, 17, 33, 640, 1921] {
+            let bytes: Vec<u8> = (0..3 * n + 5).map(|i| (i * 7 + i / 3) as u8).collect();
+            let (mut r, mut g, mut b) = (vec![-1f32; n], vec![-1f32; n], vec![-1f32; n]);
+            split_rgb(&bytes, &mut r, &mut g, &mut b);
+            for x in 0..n {
+                let want = [bytes[3 * x], bytes[3 * x + 1], bytes[3 * x + 2]].map(f32::from);
+                assert_eq!([r[x], g[x], b[x]], want, "pixel {x} of {n}");
+            }
+        }
+    }
+
+    /// The AVX2 interpolation gives the scalar formula's bits on a resize's taps, stops at the
+    /// right border, and refuses taps that are not an enlargement's.
+    #[test]
+    fn enlarged_rows_have_the_scalar_bits() {
+        let row: Vec<f32> = (0..280).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        for dst in [281usize, 300, 1920, 4000] {
+            let scale = 280.0f32 / dst as f32;
+            let (i0, w1): (Vec<u32>, Vec<f32>) = (0..dst)
+                .map(|d| {
+                    let c = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
+                    let i = (c as usize).min(279);
+                    (i as u32, c - i as f32)
+                })
+                .unzip();
+            let mut out = vec![f32::NAN; dst];
+            let done = enlarge_row(&row, &i0, &w1, &mut out);
+            assert_eq!(done > 0, uses_wide(), "{dst}");
+            assert!(done <= dst && (done == 0 || i0[done - 1] as usize + 1 < 280));
+            for x in 0..done {
+                let (a, b) = (row[i0[x] as usize], row[i0[x] as usize + 1]);
+                assert_eq!(out[x].to_bits(), (a + (b - a) * w1[x]).to_bits(), "{dst}: {x}");
+            }
+            assert!(out[done..].iter().all(|v| v.is_nan()), "{dst}: nothing written past {done}");
+        }
+        // A shrinking resize's taps jump by more than 1: nothing is computed.
+        let i0: Vec<u32> = (0..16).map(|x| 3 * x).collect();
+        assert_eq!(enlarge_row(&row, &i0, &[0.5; 16], &mut [0.0; 16]), 0);
     }
 
     /// Every element lands where it should, for sizes with and without full 8 x 8 blocks

@@ -203,11 +203,7 @@ fn refine_with_guide(
                         // over contiguous values (vectorised) instead of 3-byte pixels.
                         let bytes = frame.row_rgb_bytes(y, &mut rgb);
                         let [cr, cg, cb] = &mut colour;
-                        for (((p, r), g), b) in
-                            bytes.chunks_exact(3).zip(cr.iter_mut()).zip(cg.iter_mut()).zip(cb.iter_mut())
-                        {
-                            (*r, *g, *b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
-                        }
+                        crate::simd::split_rgb(bytes, cr, cg, cb);
                         // The four coefficient planes' vertical blends fused into the sum (the
                         // same operations, in the same order, as `BilinearResizer::row`).
                         let [r0, r1, r2, r3] = &mut resizers;
