@@ -48,6 +48,35 @@ pub fn for_each_band<T: Send>(out: &mut [T], row_len: usize, threads: usize, ban
     });
 }
 
+/// [`for_each_band`] over two images of the same rows (`a` rows of `a_row` values, `b` rows of
+/// `b_row` values): `band(first_row, a_rows, b_rows)` gets the same rows of both.
+pub fn for_each_band_pair<A: Send, B: Send>(
+    a: &mut [A],
+    a_row: usize,
+    b: &mut [B],
+    b_row: usize,
+    threads: usize,
+    band: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+) {
+    let rows = a.len().checked_div(a_row).unwrap_or(0);
+    assert_eq!(rows, b.len().checked_div(b_row).unwrap_or(0), "for_each_band_pair: the two images differ in rows");
+    if rows == 0 {
+        return;
+    }
+    let per_band = rows.div_ceil(threads.max(1));
+    let band = &band;
+    let mut chunks = a.chunks_mut(per_band * a_row).zip(b.chunks_mut(per_band * b_row)).enumerate();
+    let first = chunks.next();
+    std::thread::scope(|scope| {
+        for (i, (ca, cb)) in chunks {
+            scope.spawn(move || band(i * per_band, ca, cb));
+        }
+        if let Some((_, (ca, cb))) = first {
+            band(0, ca, cb);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +94,19 @@ mod tests {
             assert_eq!(out, want, "{threads} threads");
         }
         for_each_band(&mut [0u8; 0], 3, 2, |_, _| panic!("no rows"));
+    }
+
+    #[test]
+    fn band_pairs_hold_the_same_rows() {
+        for threads in [1, 2, 3, 4, 7] {
+            let (mut a, mut b) = (vec![0usize; 10 * 3], vec![0u8; 10 * 2]);
+            for_each_band_pair(&mut a, 3, &mut b, 2, threads, |first, ra, rb| {
+                assert_eq!(ra.len() / 3, rb.len() / 2);
+                ra.iter_mut().enumerate().for_each(|(i, v)| *v = first + i / 3);
+                rb.iter_mut().enumerate().for_each(|(i, v)| *v = (first + i / 2) as u8);
+            });
+            assert_eq!(a, (0..10).flat_map(|y| [y; 3]).collect::<Vec<_>>(), "{threads} threads");
+            assert_eq!(b, (0..10u8).flat_map(|y| [y; 2]).collect::<Vec<_>>(), "{threads} threads");
+        }
     }
 }

@@ -22,7 +22,7 @@
 use crate::frame::Frame;
 use crate::model_format::ModelInfo;
 use crate::plane::Plane;
-use crate::refine::{refine_to_frame, GuidedFilter};
+use crate::refine::{refine_to_frame_with_mask, GuidedFilter};
 use crate::resize::resize_bilinear;
 use crate::result::{Segmentation, Timing};
 
@@ -376,6 +376,9 @@ pub struct ForegroundMaps {
     pub foreground_is_b: bool,
     /// Fine foreground probability, resized to the requested output size.
     pub fine: Vec<f32>,
+    /// Its 0/255 mask at [`THRESHOLD`], when the refinement made it in the same pass
+    /// ([`FineOutput::Refined`]); `None` for [`FineOutput::Resized`].
+    pub fine_mask: Option<Vec<u8>>,
     /// Coarse foreground probability on the model grid.
     pub coarse: Vec<f32>,
 }
@@ -423,18 +426,19 @@ pub fn foreground_maps(coarse_a: Plane<'_, f32>, fine_a: Plane<'_, f32>, output:
     let partition_a = binarize(coarse_a.values(), THRESHOLD);
     let foreground_is_b = !foreground_is_a(&partition_a, grid_w, grid_h);
     let orient = |p: f32| if foreground_is_b { 1.0 - p } else { p };
-    let fine = match output {
+    let (fine, fine_mask) = match output {
         FineOutput::Refined { frame, view, filter } => {
             let oriented: Vec<f32> = fine_a.values().iter().map(|&p| orient(p)).collect();
-            refine_to_frame(frame, view, &oriented, in_w, in_h, (in_w, in_h), filter)
+            let (fine, mask) = refine_to_frame_with_mask(frame, view, &oriented, (in_w, in_h), (in_w, in_h), filter);
+            (fine, Some(mask))
         }
         FineOutput::Resized { width, height } => {
             let mut fine = resize_bilinear(fine_a.values(), in_w, in_h, width, height);
             fine.iter_mut().for_each(|p| *p = orient(*p));
-            fine
+            (fine, None)
         }
     };
-    ForegroundMaps { foreground_is_b, fine, coarse: coarse_a.values().iter().map(|&p| orient(p)).collect() }
+    ForegroundMaps { foreground_is_b, fine, fine_mask, coarse: coarse_a.values().iter().map(|&p| orient(p)).collect() }
 }
 
 /// The 0/255 mask of a probability map: 255 where [`binarize`] sets the pixel.
@@ -478,8 +482,11 @@ pub fn segmentation(
         FineOutput::Refined { frame, view, filter: refine },
     );
     let coarse_mask = mask_bytes(Plane::new(&maps.coarse, gw, gh));
-    // One pass from the probabilities to the 0/255 mask, which the components then read.
-    let fine_mask = mask_bytes(Plane::new(&maps.fine, w, h));
+    // The 0/255 mask comes from the refinement's pass over the frame; the components read it.
+    let fine_mask = match maps.fine_mask {
+        Some(mask) => mask,
+        None => mask_bytes(Plane::new(&maps.fine, w, h)),
+    };
     let components = mask_components(&fine_mask, w, h);
     let object = object_box(&components);
     Segmentation {

@@ -20,7 +20,8 @@
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::parallel::{for_each_band, threads_for};
+use crate::parallel::{for_each_band_pair, threads_for};
+use crate::postprocess::THRESHOLD;
 use crate::preprocess::resize_rgb;
 use crate::resize::{resize_bilinear, resize_bilinear_rgb, BilinearResizer};
 use std::mem::MaybeUninit;
@@ -134,7 +135,34 @@ pub fn refine_to_frame(
     model_input: (usize, usize),
     filter: &GuidedFilter,
 ) -> Vec<f32> {
-    refine_at(frame, view, prob, (src_w, src_h), model_input, filter, WORKING_SCALE)
+    refine_at(frame, view, prob, (src_w, src_h), model_input, filter, WORKING_SCALE).0
+}
+
+/// [`refine_to_frame`] and the 0/255 mask of its result (255 where the probability is above
+/// [`crate::postprocess::THRESHOLD`]), made in the same pass over the frame: the result of the
+/// refinement is not read a second time (8 MB at 1920x1080).
+///
+/// # Panics
+/// As [`refine_to_frame`].
+pub fn refine_to_frame_with_mask(
+    frame: &Frame<'_>,
+    view: Option<&[f32]>,
+    prob: &[f32],
+    src: (usize, usize),
+    model_input: (usize, usize),
+    filter: &GuidedFilter,
+) -> (Vec<f32>, Vec<u8>) {
+    refine_at(frame, view, prob, src, model_input, filter, WORKING_SCALE)
+}
+
+/// 255 where `p` is above the SDK's threshold, else 0 (NaN: 0).
+#[inline(always)]
+fn mask_value(p: f32) -> u8 {
+    if p > THRESHOLD {
+        255
+    } else {
+        0
+    }
 }
 
 /// [`refine_to_frame`] with the coefficients computed at `working_scale` times the model
@@ -147,10 +175,12 @@ fn refine_at(
     model_input: (usize, usize),
     filter: &GuidedFilter,
     working_scale: usize,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<u8>) {
     let (out_w, out_h) = (frame.width_px() as usize, frame.height_px() as usize);
     if filter.is_off() {
-        return resize_bilinear(prob, src_w, src_h, out_w, out_h);
+        let q = resize_bilinear(prob, src_w, src_h, out_w, out_h);
+        let mask = q.iter().map(|&p| mask_value(p)).collect();
+        return (q, mask);
     }
     let (ww, wh) = working_size_at(out_w, out_h, model_input, working_scale);
     let guide = if (ww, wh) == (out_w, out_h) {
@@ -161,7 +191,8 @@ fn refine_at(
     refine_with_guide(frame, guide, (ww, wh), prob, (src_w, src_h), model_input, filter)
 }
 
-/// The refinement once the guide (`ww x wh`, interleaved RGB, 0..255) is made.
+/// The refinement once the guide (`ww x wh`, interleaved RGB, 0..255) is made: the refined map
+/// and its mask.
 fn refine_with_guide(
     frame: &Frame<'_>,
     mut guide: Vec<f32>,
@@ -170,20 +201,22 @@ fn refine_with_guide(
     (src_w, src_h): (usize, usize),
     model_input: (usize, usize),
     filter: &GuidedFilter,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<u8>) {
     let (out_w, out_h) = (frame.width_px() as usize, frame.height_px() as usize);
     guide.iter_mut().for_each(|v| *v /= 255.0);
     let p = resize_bilinear(prob, src_w, src_h, ww, wh);
     let r = radius_px(filter.radius, model_input, (ww, wh));
     let (mut a, b) = coefficients(&guide, p, ww, wh, r, filter.eps);
     let n = out_w * out_h;
-    let q = if (ww, wh) == (out_w, out_h) {
-        (0..n)
+    let refined = if (ww, wh) == (out_w, out_h) {
+        let q: Vec<f32> = (0..n)
             .map(|i| {
                 let g = &guide[3 * i..3 * i + 3];
                 clamp_unit(a[0][i] * g[0] + a[1][i] * g[1] + a[2][i] * g[2] + b[i])
             })
-            .collect()
+            .collect();
+        let mask = q.iter().map(|&p| mask_value(p)).collect();
+        (q, mask)
     } else {
         // The coefficients resized to the frame one row at a time (never a full-size plane of
         // them), applied to the frame's own colours: q = b + sum_c a_c I_c. Bands of rows run
@@ -195,15 +228,18 @@ fn refine_with_guide(
         let planes = [&a[0], &a[1], &a[2], &b];
         // The result is written once, value by value, without zeroing it first (8 MB at
         // 1920x1080, about 0.4 ms).
-        let mut q: Vec<f32> = Vec::with_capacity(n);
-        for_each_band(&mut q.spare_capacity_mut()[..n], out_w, threads_for(n), |first, rows| {
+        let (mut q, mut mask): (Vec<f32>, Vec<u8>) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (q_slots, mask_slots) = (&mut q.spare_capacity_mut()[..n], &mut mask.spare_capacity_mut()[..n]);
+        for_each_band_pair(q_slots, out_w, mask_slots, out_w, threads_for(n), |first, rows, mask_rows| {
             crate::simd::wide(
                 #[inline(always)]
                 || {
                     let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
                     let mut rgb = vec![[0u8; 3]; out_w];
                     let mut colour = [vec![0f32; out_w], vec![0f32; out_w], vec![0f32; out_w]];
-                    for (j, out) in rows.chunks_exact_mut(out_w).enumerate() {
+                    for (j, (out, mask_out)) in
+                        rows.chunks_exact_mut(out_w).zip(mask_rows.chunks_exact_mut(out_w)).enumerate()
+                    {
                         let y = first + j;
                         // The row's colours as three planar rows, so that the per-pixel sum below runs
                         // over contiguous values (vectorised) instead of 3-byte pixels.
@@ -227,20 +263,25 @@ fn refine_with_guide(
                         for x in 0..n {
                             let (ar, ag) = (blend(ar0[x], ar1[x], wr), blend(ag0[x], ag1[x], wg));
                             let (ab, bb) = (blend(ab0[x], ab1[x], wb), blend(bb0[x], bb1[x], wbb));
-                            out[x] = MaybeUninit::new(clamp_unit(bb + ar * cr[x] + ag * cg[x] + ab * cb[x]));
+                            let v = clamp_unit(bb + ar * cr[x] + ag * cg[x] + ab * cb[x]);
+                            out[x] = MaybeUninit::new(v);
+                            mask_out[x] = MaybeUninit::new(mask_value(v));
                         }
                     }
                 },
             )
         });
-        // SAFETY: the bands cover the n values row by row, and every row's loop above wrote
-        // each of its `out_w` values (a panic in a band propagates out of `for_each_band`
-        // before this line).
-        unsafe { q.set_len(n) };
-        q
+        // SAFETY: the bands cover the n values of both row by row, and every row's loop above
+        // wrote each of its `out_w` values and mask bytes (a panic in a band propagates out of
+        // `for_each_band_pair` before this line).
+        unsafe {
+            q.set_len(n);
+            mask.set_len(n);
+        }
+        (q, mask)
     };
     spare::recycle(a.into_iter().chain([b]));
-    q
+    refined
 }
 
 /// The guide at the working size `(ww, wh)` for a frame larger than that: the model's view of

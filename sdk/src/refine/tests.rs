@@ -225,8 +225,8 @@ fn the_reduced_working_size_keeps_the_masks() {
             .collect();
         let prob = resize_bilinear(&grid, 24, 24, 336, 336);
         let f = GuidedFilter::DEFAULT;
-        let old = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 2);
-        let new = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 1);
+        let old = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 2).0;
+        let new = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 1).0;
         let differ = old.iter().zip(&new).filter(|(a, b)| (**a > 0.5) != (**b > 0.5)).count();
         let foreground = old.iter().filter(|&&a| a > 0.5).count();
         let share = differ as f64 / old.len() as f64;
@@ -257,7 +257,7 @@ fn the_guide_from_the_models_view_keeps_the_masks() {
         let prob = resize_bilinear(&grid, 20, 20, 280, 280);
         let f = GuidedFilter::DEFAULT;
         let (ww, wh) = working_size(w as usize, h as usize, (280, 280));
-        let old = refine_with_guide(&frame, resize_rgb(&frame, ww, wh), (ww, wh), &prob, (280, 280), (280, 280), &f);
+        let old = refine_with_guide(&frame, resize_rgb(&frame, ww, wh), (ww, wh), &prob, (280, 280), (280, 280), &f).0;
         let new = refine_to_frame(&frame, None, &prob, 280, 280, (280, 280), &f);
         let view = resize_rgb(&frame, 280, 280);
         let given = refine_to_frame(&frame, Some(&view), &prob, 280, 280, (280, 280), &f);
@@ -270,6 +270,28 @@ fn the_guide_from_the_models_view_keeps_the_masks() {
         let mean: f64 = old.iter().zip(&new).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / old.len() as f64;
         assert!(mean < 0.001, "{w}x{h}: mean |difference| {mean}");
         eprintln!("{w}x{h}: {differ} pixels ({:.3} %) differ, mean |difference| {mean:.5}", 100.0 * share);
+    }
+}
+
+/// The mask made in the refinement's pass is the threshold of its probabilities, on all three
+/// paths (off, a frame of the working size, a reduced copy), and the probabilities are those of
+/// `refine_to_frame`.
+#[test]
+fn the_mask_made_in_the_same_pass_is_the_thresholded_map() {
+    for (w, h, filter) in
+        [(700usize, 300usize, GuidedFilter::DEFAULT), (50, 40, GuidedFilter::DEFAULT), (700, 300, GuidedFilter::OFF)]
+    {
+        let data: Vec<u8> = (0..w * h * 3)
+            .map(|i| ((i * 2654435761usize) >> 9) as u8 / 2 + if i % (3 * w) > 3 * w / 2 { 120 } else { 0 })
+            .collect();
+        let frame = Frame::new(&data, w as u32, h as u32, 3 * w, PixelFormat::Rgb8).unwrap();
+        let prob: Vec<f32> = (0..56 * 56).map(|i| ((i % 56) as f32 / 40.0).min(1.0)).collect();
+        let (q, mask) = refine_to_frame_with_mask(&frame, None, &prob, (56, 56), (56, 56), &filter);
+        let alone = refine_to_frame(&frame, None, &prob, 56, 56, (56, 56), &filter);
+        assert!(q.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()), "{w}x{h}");
+        let want: Vec<u8> = q.iter().map(|&p| if p > crate::postprocess::THRESHOLD { 255 } else { 0 }).collect();
+        assert_eq!(mask, want, "{w}x{h} {filter:?}");
+        assert!(mask.contains(&255) && mask.contains(&0), "{w}x{h}: both sides present");
     }
 }
 
