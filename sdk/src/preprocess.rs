@@ -212,13 +212,15 @@ pub fn frame_to_input(frame: &Frame<'_>, spec: &InputSpec, out: &mut [f32]) -> V
     assert_eq!(out.len(), 3 * w * h, "output buffer must hold 3 x {w} x {h} floats");
     let rgb = resize_rgb(frame, w, h);
     let plane = w * h;
-    for c in 0..3 {
-        let scale = 1.0 / (255.0 * spec.std[c]);
-        let shift = spec.mean[c] / spec.std[c];
-        let dst = &mut out[c * plane..(c + 1) * plane];
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = rgb[3 * i + c] * scale - shift;
-        }
+    let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * spec.std[c]));
+    let shift: [f32; 3] = std::array::from_fn(|c| spec.mean[c] / spec.std[c]);
+    // One pass over the interleaved pixels, writing the three planes.
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (((px, r), g), b) in rgb.chunks_exact(3).zip(r.iter_mut()).zip(g.iter_mut()).zip(b.iter_mut()) {
+        *r = px[0] * scale[0] - shift[0];
+        *g = px[1] * scale[1] - shift[1];
+        *b = px[2] * scale[2] - shift[2];
     }
     rgb
 }
