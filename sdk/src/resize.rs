@@ -269,6 +269,11 @@ pub fn resize_bilinear_rgb(src: &[f32], src_w: usize, src_h: usize, dst_w: usize
     }
     // One source row resized horizontally, as `BilinearResizer::source_rows` does per channel.
     let horizontal = |row: &[f32], out: &mut [f32]| {
+        if src_w == dst_w {
+            // The identity taps (i0 = i1 = x, w1 = 0): the same formula over contiguous values.
+            out.iter_mut().zip(row).for_each(|(o, &a)| *o = a + (a - a) * 0.0);
+            return;
+        }
         for (o, t) in out.chunks_exact_mut(3).zip(&r.cols) {
             let (a, b) = (&row[3 * t.i0..3 * t.i0 + 3], &row[3 * t.i1..3 * t.i1 + 3]);
             for c in 0..3 {
