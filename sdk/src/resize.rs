@@ -270,7 +270,9 @@ pub fn resize_bilinear_rgb(src: &[f32], src_w: usize, src_h: usize, dst_w: usize
     // One source row resized horizontally, as `BilinearResizer::source_rows` does per channel.
     let horizontal = |row: &[f32], out: &mut [f32]| {
         if src_w == dst_w {
-            // The identity taps (i0 = i1 = x, w1 = 0): the same formula over contiguous values.
+            // The identity taps (i0 = i1 = x, w1 = 0): the same formula, b being a, over
+            // contiguous values (kept as written: it is not `a` for -0.0 and infinities).
+            #[allow(clippy::eq_op)]
             out.iter_mut().zip(row).for_each(|(o, &a)| *o = a + (a - a) * 0.0);
             return;
         }
