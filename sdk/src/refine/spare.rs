@@ -17,12 +17,13 @@ thread_local! {
     static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A plane of `n` zeros, reusing a kept one when there is one.
+/// A plane of `n` values for the caller to overwrite, every one of them: a kept plane when there
+/// is one, with the values a previous call left in it (not zeroed again: some 20 planes, 3.5 MB
+/// at the 280x280 input, per frame), else a new plane of zeros.
 pub(super) fn plane(n: usize) -> Vec<f32> {
     let reused = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
     match reused {
         Some(mut v) => {
-            v.clear();
             v.resize(n, 0.0);
             v
         }
@@ -47,14 +48,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn planes_are_zeroed_reused_and_bounded() {
+    fn planes_are_reused_without_zeroing_and_bounded() {
         let mut p = plane(1000);
         p.iter_mut().for_each(|v| *v = 7.0);
         let addr = p.as_ptr();
         recycle([p]);
         let q = plane(800);
         assert_eq!(q.as_ptr(), addr, "the kept plane is reused");
-        assert!(q.len() == 800 && q.iter().all(|&v| v == 0.0));
+        assert!(q.len() == 800 && q.iter().all(|&v| v == 7.0), "not zeroed again");
+        recycle([q]);
+        let longer = plane(1200);
+        assert_eq!(longer.len(), 1200);
+        assert!(longer[..800].iter().all(|&v| v == 7.0) && longer[800..].iter().all(|&v| v == 0.0));
         recycle((0..MAX_SPARE + 5).map(|_| vec![0.0; 4]));
         assert_eq!(SPARE.with(|s| s.borrow().len()), MAX_SPARE);
         recycle([vec![0.0; MAX_SPARE_LEN + 1]]);
