@@ -75,6 +75,11 @@ struct TapTable {
     dst_w: usize,
     index: Vec<u32>,
     weight: Vec<f32>,
+    /// The same taps pixel-major (pixel `x`'s at `x * taps..(x + 1) * taps`), for the SSE pass.
+    pixel_index: Vec<u32>,
+    pixel_weight: Vec<f32>,
+    /// The largest offset.
+    last: usize,
 }
 
 impl TapTable {
@@ -88,7 +93,12 @@ impl TapTable {
                 weight[k * dst_w + x] = t.weights.get(k).copied().unwrap_or(0.0);
             }
         }
-        TapTable { taps, dst_w, index, weight }
+        // Entry j of the pixel-major tables is tap j % taps of pixel j / taps.
+        let tap_major = |j: usize| (j % taps) * dst_w + j / taps;
+        let pixel_index = (0..taps * dst_w).map(|j| index[tap_major(j)]).collect();
+        let pixel_weight = (0..taps * dst_w).map(|j| weight[tap_major(j)]).collect();
+        let last = index.iter().max().map_or(0, |&i| i as usize);
+        TapTable { taps, dst_w, index, weight, pixel_index, pixel_weight, last }
     }
 
     /// The horizontal pass of one row: `column` is the interleaved row with one value of
@@ -132,25 +142,45 @@ impl TapTable {
     #[inline(always)]
     fn apply_sse(&self, column: &[f32], dst: &mut [f32]) {
         use std::arch::x86_64::*;
-        let dst_w = self.dst_w;
+        let (dst_w, taps) = (self.dst_w, self.taps);
         assert!(dst.len() >= 3 * dst_w, "resize: output row shorter than {dst_w} pixels");
-        let last = self.index.iter().max().map_or(0, |&i| i as usize);
-        assert!(last + 4 <= column.len(), "resize: the row needs one value of padding");
+        assert!(self.last + 4 <= column.len(), "resize: the row needs one value of padding");
         let mut lanes = [0f32; 4];
-        for (x, d) in dst.chunks_exact_mut(3).take(dst_w).enumerate() {
+        let base = column.as_ptr();
+        // Four pixels at a time: four independent chains of additions keep the adder busy.
+        let quads = if taps == 0 { 0 } else { dst_w / 4 };
+        for q in 0..quads {
+            let x = 4 * q;
+            let idx: [&[u32]; 4] = std::array::from_fn(|j| &self.pixel_index[(x + j) * taps..(x + j + 1) * taps]);
+            let wt: [&[f32]; 4] = std::array::from_fn(|j| &self.pixel_weight[(x + j) * taps..(x + j + 1) * taps]);
             // SAFETY: SSE is part of the x86-64 baseline; every load reads column[i..i + 4] with
-            // i + 4 <= last + 4 <= column.len() (checked above), the store the 4 values of
+            // i + 4 <= last + 4 <= column.len() (checked above), each store the 4 values of
             // `lanes`.
             unsafe {
+                let mut acc = [_mm_setzero_ps(); 4];
+                for k in 0..taps {
+                    for j in 0..4 {
+                        let p = _mm_loadu_ps(base.add(idx[j][k] as usize));
+                        acc[j] = _mm_add_ps(acc[j], _mm_mul_ps(_mm_set1_ps(wt[j][k]), p));
+                    }
+                }
+                for (j, a) in acc.iter().enumerate() {
+                    _mm_storeu_ps(lanes.as_mut_ptr(), *a);
+                    dst[3 * (x + j)..3 * (x + j) + 3].copy_from_slice(&lanes[..3]);
+                }
+            }
+        }
+        for x in 4 * quads..dst_w {
+            let (idx, wt) = (&self.pixel_index[x * taps..(x + 1) * taps], &self.pixel_weight[x * taps..(x + 1) * taps]);
+            // SAFETY: as above.
+            unsafe {
                 let mut acc = _mm_setzero_ps();
-                for k in 0..self.taps {
-                    let (i, w) = (self.index[k * dst_w + x] as usize, self.weight[k * dst_w + x]);
-                    let p = _mm_loadu_ps(column.as_ptr().add(i));
-                    acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(w), p));
+                for (&i, &w) in idx.iter().zip(wt) {
+                    acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(w), _mm_loadu_ps(base.add(i as usize))));
                 }
                 _mm_storeu_ps(lanes.as_mut_ptr(), acc);
             }
-            d.copy_from_slice(&lanes[..3]);
+            dst[3 * x..3 * x + 3].copy_from_slice(&lanes[..3]);
         }
     }
 
