@@ -3,25 +3,25 @@
 use crate::parallel::threads_for;
 use crate::simd::transpose;
 
-/// Replaces every plane by its window mean ([`BoxFilter`]), spreading the planes over up to
-/// [`crate::parallel::MAX_THREADS`] threads. The filters' scratch planes come from
-/// [`super::spare`] on the calling thread and go back to it.
-pub(super) fn box_mean_all(planes: &mut [Vec<f32>], w: usize, h: usize, r: usize) {
+/// Replaces every plane by its window mean ([`BoxFilter::mean`], in the layouts `layout` says),
+/// spreading the planes over up to [`crate::parallel::MAX_THREADS`] threads. The filters'
+/// scratch planes come from [`super::spare`] on the calling thread and go back to it.
+pub(super) fn box_mean_all(planes: &mut [Vec<f32>], w: usize, h: usize, r: usize, layout: Layout) {
     let threads = threads_for(w * h * planes.len());
     let per_thread = planes.len().div_ceil(threads).max(1);
     let mut filters: Vec<BoxFilter> = (0..planes.len().div_ceil(per_thread)).map(|_| BoxFilter::new(w, h, r)).collect();
     if filters.len() == 1 {
-        planes.iter_mut().for_each(|p| filters[0].mean_in_place(p));
+        planes.iter_mut().for_each(|p| filters[0].mean(p, layout));
     } else {
         // The calling thread takes the first share itself.
         let mut shares = planes.chunks_mut(per_thread).zip(filters.iter_mut());
         let first = shares.next();
         std::thread::scope(|scope| {
             for (chunk, f) in shares {
-                scope.spawn(move || chunk.iter_mut().for_each(|p| f.mean_in_place(p)));
+                scope.spawn(move || chunk.iter_mut().for_each(|p| f.mean(p, layout)));
             }
             if let Some((chunk, f)) = first {
-                chunk.iter_mut().for_each(|p| f.mean_in_place(p));
+                chunk.iter_mut().for_each(|p| f.mean(p, layout));
             }
         });
     }
@@ -67,15 +67,37 @@ impl BoxFilter {
         super::spare::recycle([self.vertical, self.transposed]);
     }
 
-    /// Replaces `plane` (`w x h`) by its window mean.
-    pub(super) fn mean_in_place(&mut self, plane: &mut [f32]) {
+    /// Replaces `plane` by its window mean, entering and leaving in the layouts `layout` says.
+    pub(super) fn mean(&mut self, plane: &mut [f32], layout: Layout) {
         let (w, h, r) = (self.w, self.h, self.r);
         assert_eq!(plane.len(), w * h, "box filter: plane size");
-        column_means(plane, w, h, r, &self.inv_y, &mut self.column, &mut self.vertical);
-        transpose(&self.vertical, w, h, &mut self.transposed);
-        column_means(&self.transposed, h, w, r, &self.inv_x, &mut self.column, &mut self.vertical);
-        transpose(&self.vertical, h, w, plane);
+        let (column, vertical, transposed) = (&mut self.column, &mut self.vertical, &mut self.transposed);
+        match layout {
+            Layout::ToTransposed => {
+                column_means(plane, w, h, r, &self.inv_y, column, vertical);
+                transpose(vertical, w, h, transposed);
+                column_means(transposed, h, w, r, &self.inv_x, column, plane);
+            }
+            Layout::FromTransposed => {
+                // The horizontal pass first (rows of the transposed plane), then the vertical.
+                column_means(plane, h, w, r, &self.inv_x, column, vertical);
+                transpose(vertical, h, w, transposed);
+                column_means(transposed, w, h, r, &self.inv_y, column, plane);
+            }
+        }
     }
+}
+
+/// The layouts a plane enters and leaves [`BoxFilter::mean`] in (a filter built for `w x h`
+/// reads a transposed plane as `h x w`): one transpose per plane. The guided filter's per-pixel
+/// solve reads its means in any layout, so its 13 means stay transposed and its 4 coefficient
+/// planes come back: two transposes per plane instead of four.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Layout {
+    /// Row-major `w x h` in, the mean transposed (`h x w`) out.
+    ToTransposed,
+    /// Transposed (`h x w`) in, the mean row-major `w x h` out.
+    FromTransposed,
 }
 
 /// `dst` (`w x h`) = the mean of `src` over the clipped `2r + 1` rows around each row, `inv[y]`
@@ -133,15 +155,22 @@ mod tests {
         out
     }
 
+    /// Both layouts give the direct sums' means (transposed as they say).
     #[test]
     fn box_filter_matches_the_direct_sum() {
-        for (w, h, r) in [(7, 5, 1), (7, 5, 3), (7, 5, 9), (1, 6, 2), (6, 1, 2), (13, 11, 4)] {
+        for (w, h, r) in [(7, 5, 1), (7, 5, 3), (7, 5, 9), (1, 6, 2), (6, 1, 2), (13, 11, 4), (40, 23, 8)] {
             let src: Vec<f32> = (0..w * h).map(|i| ((i * 37 + 11) % 17) as f32 / 7.0).collect();
-            let mut got = src.clone();
-            BoxFilter::new(w, h, r).mean_in_place(&mut got);
             let want = brute_box(&src, w, h, r);
-            for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() < 1e-5, "{w}x{h} r{r}: {g} vs {e}");
+            let mut to = src.clone();
+            BoxFilter::new(w, h, r).mean(&mut to, Layout::ToTransposed);
+            let mut got = vec![0f32; w * h];
+            transpose(&to, h, w, &mut got);
+            let mut from = vec![0f32; w * h];
+            transpose(&src, w, h, &mut from);
+            BoxFilter::new(w, h, r).mean(&mut from, Layout::FromTransposed);
+            for ((g, f), e) in got.iter().zip(&from).zip(&want) {
+                assert!((g - e).abs() < 1e-5, "{w}x{h} r{r}, to transposed: {g} vs {e}");
+                assert!((f - e).abs() < 1e-5, "{w}x{h} r{r}, from transposed: {f} vs {e}");
             }
         }
     }

@@ -28,7 +28,7 @@ use std::mem::MaybeUninit;
 
 mod box_filter;
 mod spare;
-use box_filter::box_mean_all;
+use box_filter::{box_mean_all, Layout};
 
 /// Frames whose longer side exceeds this many times the model input's longer side are filtered
 /// on a copy reduced to that size. It was 2 up to SDK 0.4 (a 640x480 frame was filtered at full
@@ -345,7 +345,8 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
     }
     planes.extend(ich);
     planes.push(p);
-    box_mean_all(&mut planes, w, h, r);
+    // The means stay transposed: the solve below reads them pixel by pixel in any layout.
+    box_mean_all(&mut planes, w, h, r, Layout::ToTransposed);
     let mean_p = planes.pop().expect("13 planes");
     let mean_i: Vec<Vec<f32>> = planes.drain(9..).collect();
     let mean_ii: Vec<Vec<f32>> = planes.drain(3..).collect();
@@ -377,7 +378,8 @@ fn coefficients(guide: &[f32], p: Vec<f32>, w: usize, h: usize, r: usize, eps: f
     spare::recycle(mean_i.into_iter().chain(mean_ii).chain(mean_ip).chain([mean_p]));
     let [ar, ag, ab] = a;
     let mut planes = vec![ar, ag, ab, b];
-    box_mean_all(&mut planes, w, h, r);
+    // Transposed in (as the solve wrote them), row-major out.
+    box_mean_all(&mut planes, w, h, r, Layout::FromTransposed);
     let b = planes.pop().expect("4 planes");
     let ab = planes.pop().expect("3 planes");
     let ag = planes.pop().expect("2 planes");
