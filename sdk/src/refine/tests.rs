@@ -205,35 +205,53 @@ fn large_frames_work_on_a_reduced_copy_and_agree_with_the_full_size() {
     assert!(qb[10 * 2048 + 1270] < 0.5 && qb[10 * 2048 + 1290] > 0.5);
 }
 
+/// The example photo resized to `w x h` (RGB bytes).
+fn photo(w: u32, h: u32) -> image::RgbImage {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/images/chelsea.png");
+    let photo = image::open(path).expect("example image").to_rgb8();
+    image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle)
+}
+
+/// A soft ellipse on an `n x n` grid resized to the `input x input` model input: edges about a
+/// patch wide, as the fine branch gives them.
+fn soft_ellipse(n: usize, input: usize) -> Vec<f32> {
+    let c = n as f32 / 2.0;
+    let grid: Vec<f32> = (0..n * n)
+        .map(|i| {
+            let (x, y) = ((i % n) as f32 - c + 0.5, (i / n) as f32 - c - 1.0);
+            let (rx, ry) = (n as f32 / 4.0 + 1.0, 0.375 * n as f32);
+            (1.5 - ((x / rx).powi(2) + (y / ry).powi(2)).sqrt() * 1.2).clamp(0.0, 1.0)
+        })
+        .collect();
+    resize_bilinear(&grid, n, n, input, input)
+}
+
+/// Asserts that `new` gives the mask of `old` but on less than `share` of the pixels, with a
+/// mean absolute difference below `mean`, and that the map has a real object.
+fn assert_same_masks(old: &[f32], new: &[f32], share: f64, mean: f64, what: &str) {
+    let differ = old.iter().zip(new).filter(|(a, b)| (**a > 0.5) != (**b > 0.5)).count();
+    let foreground = old.iter().filter(|&&a| a > 0.5).count();
+    assert!(foreground > old.len() / 10, "{what}: the test map has a real object ({foreground})");
+    let got = differ as f64 / old.len() as f64;
+    assert!(got < share, "{what}: {differ} pixels ({:.3} %) differ", 100.0 * got);
+    let got_mean: f64 = old.iter().zip(new).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / old.len() as f64;
+    assert!(got_mean < mean, "{what}: mean |difference| {got_mean}");
+    eprintln!("{what}: {differ} pixels ({:.3} %) differ, mean |difference| {got_mean:.5}", 100.0 * got);
+}
+
 /// The working scale of SDK 0.4 (2: a 640x480 frame filtered at full size) and today's (1)
 /// give the same mask on more than 99 % of the pixels of a photo (the example image, with
 /// a soft, patch-sized map like the model's), at 640x480 and at 1920x1080.
 #[test]
 fn the_reduced_working_size_keeps_the_masks() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/images/chelsea.png");
-    let photo = image::open(path).expect("example image").to_rgb8();
     for (w, h) in [(640u32, 480u32), (1920, 1080)] {
-        let rgb = image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle);
+        let rgb = photo(w, h);
         let frame = Frame::new(rgb.as_raw(), w, h, 3 * w as usize, PixelFormat::Rgb8).unwrap();
-        // An ellipse on a 24 x 24 grid, resized to the 336-pixel input: soft edges about a
-        // patch wide, as the fine branch gives them.
-        let grid: Vec<f32> = (0..24 * 24)
-            .map(|i| {
-                let (x, y) = ((i % 24) as f32 - 11.5, (i / 24) as f32 - 13.0);
-                (1.5 - ((x / 7.0).powi(2) + (y / 9.0).powi(2)).sqrt() * 1.2).clamp(0.0, 1.0)
-            })
-            .collect();
-        let prob = resize_bilinear(&grid, 24, 24, 336, 336);
+        let prob = soft_ellipse(24, 336);
         let f = GuidedFilter::DEFAULT;
         let old = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 2).0;
         let new = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 1).0;
-        let differ = old.iter().zip(&new).filter(|(a, b)| (**a > 0.5) != (**b > 0.5)).count();
-        let foreground = old.iter().filter(|&&a| a > 0.5).count();
-        let share = differ as f64 / old.len() as f64;
-        assert!(foreground > old.len() / 10, "{w}x{h}: the test map has a real object ({foreground})");
-        assert!(share < 0.01, "{w}x{h}: {differ} pixels ({:.2} %) differ", 100.0 * share);
-        let mean: f64 = old.iter().zip(&new).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / old.len() as f64;
-        assert!(mean < 0.02, "{w}x{h}: mean |difference| {mean}");
+        assert_same_masks(&old, &new, 0.01, 0.02, &format!("{w}x{h}, working scale 2 and 1"));
     }
 }
 
@@ -243,18 +261,10 @@ fn the_reduced_working_size_keeps_the_masks() {
 /// 1920x1080; and passing the view gives the bits of computing it here.
 #[test]
 fn the_guide_from_the_models_view_keeps_the_masks() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/images/chelsea.png");
-    let photo = image::open(path).expect("example image").to_rgb8();
     for (w, h) in [(640u32, 480u32), (1920, 1080)] {
-        let rgb = image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle);
+        let rgb = photo(w, h);
         let frame = Frame::new(rgb.as_raw(), w, h, 3 * w as usize, PixelFormat::Rgb8).unwrap();
-        let grid: Vec<f32> = (0..20 * 20)
-            .map(|i| {
-                let (x, y) = ((i % 20) as f32 - 9.5, (i / 20) as f32 - 11.0);
-                (1.5 - ((x / 6.0).powi(2) + (y / 7.5).powi(2)).sqrt() * 1.2).clamp(0.0, 1.0)
-            })
-            .collect();
-        let prob = resize_bilinear(&grid, 20, 20, 280, 280);
+        let prob = soft_ellipse(20, 280);
         let f = GuidedFilter::DEFAULT;
         let (ww, wh) = working_size(w as usize, h as usize, (280, 280));
         let old = refine_with_guide(&frame, resize_rgb(&frame, ww, wh), (ww, wh), &prob, (280, 280), (280, 280), &f).0;
@@ -262,14 +272,7 @@ fn the_guide_from_the_models_view_keeps_the_masks() {
         let view = resize_rgb(&frame, 280, 280);
         let given = refine_to_frame(&frame, Some(&view), &prob, 280, 280, (280, 280), &f);
         assert!(new.iter().zip(&given).all(|(a, b)| a.to_bits() == b.to_bits()), "{w}x{h}: view given or computed");
-        let differ = old.iter().zip(&new).filter(|(a, b)| (**a > 0.5) != (**b > 0.5)).count();
-        let foreground = old.iter().filter(|&&a| a > 0.5).count();
-        let share = differ as f64 / old.len() as f64;
-        assert!(foreground > old.len() / 10, "{w}x{h}: the test map has a real object ({foreground})");
-        assert!(share < 0.001, "{w}x{h}: {differ} pixels ({:.3} %) differ", 100.0 * share);
-        let mean: f64 = old.iter().zip(&new).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / old.len() as f64;
-        assert!(mean < 0.001, "{w}x{h}: mean |difference| {mean}");
-        eprintln!("{w}x{h}: {differ} pixels ({:.3} %) differ, mean |difference| {mean:.5}", 100.0 * share);
+        assert_same_masks(&old, &new, 0.001, 0.001, &format!("{w}x{h}, guide from the frame and from the view"));
     }
 }
 
