@@ -199,12 +199,19 @@ fn pseudo_label_term_is_the_mean_binary_cross_entropy_and_adds_to_the_total() {
         sr: None,
         gtv_fine: None,
         pseudo: None,
+        fine_pseudo: None,
         total: Tensor::from(0.25f64),
     };
     terms.add_pseudo(&s, &t, 2.0);
     let v = terms.values();
     assert!(close(v.pseudo.unwrap(), want, 1e-12));
     assert!(close(v.total, 0.25 + 2.0 * want, 1e-12));
+    assert!(v.fine_pseudo.is_none());
+    // The fine self-training term is the same cross-entropy, with its own weight.
+    terms.add_fine_pseudo(&s, &t, 3.0);
+    let v = terms.values();
+    assert!(close(v.fine_pseudo.unwrap(), want, 1e-12));
+    assert!(close(v.total, 0.25 + 5.0 * want, 1e-12));
 }
 
 #[test]
