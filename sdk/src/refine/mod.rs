@@ -287,7 +287,7 @@ fn refine_with_guide(
 /// The guide at the working size `(ww, wh)` for a frame larger than that: the model's view of
 /// the frame (see [`refine_to_frame`]; computed from the frame when not given) brought to the
 /// working size by the same bilinear resize as the probability map, so guide and map are
-/// aligned sample for sample. Up to SDK 0.5 the guide was a fresh antialiased resize of the
+/// aligned sample for sample. Until 2026-12-05 the guide was a fresh antialiased resize of the
 /// frame, one more read of every frame pixel (about 2 ms at 1920x1080); the masks agree with
 /// it on more than 99.9 % of the pixels (test) and the dev-set scores did not move (README).
 /// Interleaved RGB, 0..255.

@@ -256,7 +256,7 @@ fn the_reduced_working_size_keeps_the_masks() {
 }
 
 /// The guide made from the model's view of the frame (today) and the guide resized from the
-/// frame itself (SDK 0.5, one more read of the frame) give the same mask on more than 99.9 %
+/// frame itself (until 2026-12-05, one more read of the frame) give the same mask on more than 99.9 %
 /// of the pixels of a photo, with a soft, patch-sized map like the model's, at 640x480 and
 /// 1920x1080; and passing the view gives the bits of computing it here.
 #[test]
