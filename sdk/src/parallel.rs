@@ -25,27 +25,9 @@ fn cores() -> usize {
 /// `band(first_row, rows)` for each: the first in the calling thread, the others on scoped
 /// threads.
 pub fn for_each_band<T: Send>(out: &mut [T], row_len: usize, threads: usize, band: impl Fn(usize, &mut [T]) + Sync) {
+    // A second image of zero-sized values, one per row, costs nothing.
     let rows = out.len().checked_div(row_len).unwrap_or(0);
-    if rows == 0 {
-        return;
-    }
-    let per_band = rows.div_ceil(threads.max(1));
-    if threads <= 1 || per_band >= rows {
-        band(0, out);
-        return;
-    }
-    let band = &band;
-    // The calling thread takes the first band itself: one thread fewer to start and wake.
-    let mut chunks = out.chunks_mut(per_band * row_len).enumerate();
-    let first = chunks.next();
-    std::thread::scope(|scope| {
-        for (i, chunk) in chunks {
-            scope.spawn(move || band(i * per_band, chunk));
-        }
-        if let Some((_, chunk)) = first {
-            band(0, chunk);
-        }
-    });
+    for_each_band_pair(out, row_len, &mut vec![(); rows], 1, threads, |first, rows, _| band(first, rows));
 }
 
 /// [`for_each_band`] over two images of the same rows (`a` rows of `a_row` values, `b` rows of
@@ -64,7 +46,12 @@ pub fn for_each_band_pair<A: Send, B: Send>(
         return;
     }
     let per_band = rows.div_ceil(threads.max(1));
+    if threads <= 1 || per_band >= rows {
+        band(0, a, b);
+        return;
+    }
     let band = &band;
+    // The calling thread takes the first band itself: one thread fewer to start and wake.
     let mut chunks = a.chunks_mut(per_band * a_row).zip(b.chunks_mut(per_band * b_row)).enumerate();
     let first = chunks.next();
     std::thread::scope(|scope| {
