@@ -195,6 +195,18 @@ pub fn foreground_maps(coarse_a: Plane<'_, f32>, fine_a: Plane<'_, f32>, output:
     ForegroundMaps { foreground_is_b, fine, fine_mask, coarse: coarse_a.values().iter().map(|&p| orient(p)).collect() }
 }
 
+/// The 0/255 mask value of one probability: 255 where [`binarize`] sets the pixel (above
+/// [`THRESHOLD`]), else 0 (NaN too). The one thresholding of the 0/255 masks: [`mask_bytes`] and
+/// the refinement's pass ([`crate::refine::refine_to_frame_with_mask`]) use it.
+#[inline(always)]
+pub fn mask_value(p: f32) -> u8 {
+    if p > THRESHOLD {
+        255
+    } else {
+        0
+    }
+}
+
 /// The 0/255 mask of a probability map: 255 where [`binarize`] sets the pixel.
 /// Rows of large maps are split over a few threads ([`crate::parallel`]).
 fn mask_bytes(prob: Plane<'_, f32>) -> Vec<u8> {
@@ -205,7 +217,7 @@ fn mask_bytes(prob: Plane<'_, f32>) -> Vec<u8> {
             #[inline(always)]
             || {
                 for (m, &p) in out.iter_mut().zip(&values[first * w..]) {
-                    *m = if p > THRESHOLD { 255 } else { 0 };
+                    *m = mask_value(p);
                 }
             },
         )

@@ -21,7 +21,7 @@
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::parallel::{for_each_band_pair, threads_for};
-use crate::postprocess::THRESHOLD;
+use crate::postprocess::mask_value;
 use crate::preprocess::resize_rgb;
 use crate::resize::{resize_bilinear, resize_bilinear_rgb, BilinearResizer};
 use std::mem::MaybeUninit;
@@ -153,16 +153,6 @@ pub fn refine_to_frame_with_mask(
     filter: &GuidedFilter,
 ) -> (Vec<f32>, Vec<u8>) {
     refine_at(frame, view, prob, src, model_input, filter, WORKING_SCALE)
-}
-
-/// 255 where `p` is above the SDK's threshold, else 0 (NaN: 0).
-#[inline(always)]
-fn mask_value(p: f32) -> u8 {
-    if p > THRESHOLD {
-        255
-    } else {
-        0
-    }
 }
 
 /// [`refine_to_frame`] with the coefficients computed at `working_scale` times the model
