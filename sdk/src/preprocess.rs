@@ -64,20 +64,15 @@ fn axis_taps(src: usize, dst: usize) -> Vec<Taps> {
         .collect()
 }
 
-/// The horizontal taps of every output pixel, tap-major, so that the resize's horizontal pass
-/// runs over all the output pixels of a row for one tap at a time (one multiply-add per pixel
-/// and channel, no per-pixel loop): tap `k` of pixel `x` reads the interleaved row at
-/// `index[k * dst_w + x]` with `weight[k * dst_w + x]`. Pixels with fewer taps than the most
-/// are padded with weight 0 on their last tap's value, which adds `+0` and leaves the sum's
-/// bits as they were (the values summed are never negative).
+/// The horizontal taps of every output pixel, pixel-major: tap `k` of pixel `x` reads the
+/// interleaved row at `index[x * taps + k]` with `weight[x * taps + k]`. Pixels with fewer taps
+/// than the most are padded with weight 0 on their last tap's value, which adds `+0` and leaves
+/// the sum's bits as they were (the values summed are never negative).
 struct TapTable {
     taps: usize,
     dst_w: usize,
     index: Vec<u32>,
     weight: Vec<f32>,
-    /// The same taps pixel-major (pixel `x`'s at `x * taps..(x + 1) * taps`), for the SSE pass.
-    pixel_index: Vec<u32>,
-    pixel_weight: Vec<f32>,
     /// The largest offset.
     last: usize,
 }
@@ -89,16 +84,18 @@ impl TapTable {
         for (x, t) in xt.iter().enumerate() {
             for k in 0..taps {
                 let source = t.first + k.min(t.weights.len() - 1);
-                index[k * dst_w + x] = u32::try_from(3 * source).expect("frame widths fit in u32");
-                weight[k * dst_w + x] = t.weights.get(k).copied().unwrap_or(0.0);
+                index[x * taps + k] = u32::try_from(3 * source).expect("frame widths fit in u32");
+                weight[x * taps + k] = t.weights.get(k).copied().unwrap_or(0.0);
             }
         }
-        // Entry j of the pixel-major tables is tap j % taps of pixel j / taps.
-        let tap_major = |j: usize| (j % taps) * dst_w + j / taps;
-        let pixel_index = (0..taps * dst_w).map(|j| index[tap_major(j)]).collect();
-        let pixel_weight = (0..taps * dst_w).map(|j| weight[tap_major(j)]).collect();
         let last = index.iter().max().map_or(0, |&i| i as usize);
-        TapTable { taps, dst_w, index, weight, pixel_index, pixel_weight, last }
+        TapTable { taps, dst_w, index, weight, last }
+    }
+
+    /// Pixel `x`'s taps: offsets into the interleaved row, and weights.
+    fn pixel(&self, x: usize) -> (&[u32], &[f32]) {
+        let range = x * self.taps..(x + 1) * self.taps;
+        (&self.index[range.clone()], &self.weight[range])
     }
 
     /// The horizontal pass of one row: `column` is the interleaved row with one value of
@@ -111,33 +108,26 @@ impl TapTable {
         self.apply_scalar(column, dst);
     }
 
-    /// The horizontal pass tap-major, each output pixel's sums in the same order as tap by tap
-    /// (from zero): the portable version of [`TapTable::apply_sse`].
+    /// The horizontal pass pixel by pixel, each pixel's sums tap by tap from zero: the portable
+    /// version of [`TapTable::apply_sse`].
     #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
     fn apply_scalar(&self, column: &[f32], dst: &mut [f32]) {
-        let dst_w = self.dst_w;
-        let mut acc = [vec![0f32; dst_w], vec![0f32; dst_w], vec![0f32; dst_w]];
-        let [ar, ag, ab] = &mut acc;
-        for k in 0..self.taps {
-            let (index, weight) = self.tap(k);
-            for x in 0..dst_w {
-                let (i, w) = (index[x] as usize, weight[x]);
-                let p = &column[i..i + 3];
-                ar[x] += w * p[0];
-                ag[x] += w * p[1];
-                ab[x] += w * p[2];
+        for (x, d) in dst.chunks_exact_mut(3).take(self.dst_w).enumerate() {
+            let mut acc = [0f32; 3];
+            let (index, weight) = self.pixel(x);
+            for (&i, &w) in index.iter().zip(weight) {
+                let p = &column[i as usize..i as usize + 3];
+                (0..3).for_each(|c| acc[c] += w * p[c]);
             }
-        }
-        for (x, d) in dst.chunks_exact_mut(3).take(dst_w).enumerate() {
-            d.copy_from_slice(&[ar[x], ag[x], ab[x]]);
+            d.copy_from_slice(&acc);
         }
     }
 
     /// The horizontal pass of one row on x86-64: each output pixel's red, green and blue sums
     /// in the lanes of one SSE register (a 4-value load at the pixel's offset, the fourth lane
-    /// unused), tap by tap from zero: the same operations in the same order as the tap-major
-    /// loop, a third of the instructions. `column` is the interleaved row with one value of
-    /// padding; `dst` the interleaved output row.
+    /// unused), tap by tap from zero: the same operations in the same order as the portable
+    /// loop ([`TapTable::apply_scalar`]), a third of the instructions. `column` is the
+    /// interleaved row with one value of padding; `dst` the interleaved output row.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn apply_sse(&self, column: &[f32], dst: &mut [f32]) {
@@ -151,8 +141,8 @@ impl TapTable {
         let quads = if taps == 0 { 0 } else { dst_w / 4 };
         for q in 0..quads {
             let x = 4 * q;
-            let idx: [&[u32]; 4] = std::array::from_fn(|j| &self.pixel_index[(x + j) * taps..(x + j + 1) * taps]);
-            let wt: [&[f32]; 4] = std::array::from_fn(|j| &self.pixel_weight[(x + j) * taps..(x + j + 1) * taps]);
+            let idx: [&[u32]; 4] = std::array::from_fn(|j| self.pixel(x + j).0);
+            let wt: [&[f32]; 4] = std::array::from_fn(|j| self.pixel(x + j).1);
             // SAFETY: SSE is part of the x86-64 baseline; every load reads column[i..i + 4] with
             // i + 4 <= last + 4 <= column.len() (checked above), each store the 4 values of
             // `lanes`.
@@ -171,7 +161,7 @@ impl TapTable {
             }
         }
         for x in 4 * quads..dst_w {
-            let (idx, wt) = (&self.pixel_index[x * taps..(x + 1) * taps], &self.pixel_weight[x * taps..(x + 1) * taps]);
+            let (idx, wt) = self.pixel(x);
             // SAFETY: as above.
             unsafe {
                 let mut acc = _mm_setzero_ps();
@@ -182,12 +172,6 @@ impl TapTable {
             }
             dst[3 * x..3 * x + 3].copy_from_slice(&lanes[..3]);
         }
-    }
-
-    /// Tap `k` of every output pixel: offsets into the interleaved row, and weights.
-    fn tap(&self, k: usize) -> (&[u32], &[f32]) {
-        let range = k * self.dst_w..(k + 1) * self.dst_w;
-        (&self.index[range.clone()], &self.weight[range])
     }
 }
 
@@ -296,7 +280,7 @@ mod tests {
         assert!((red[0] - (10.0 * 3.0 + 30.0 * 3.0 + 50.0) / 7.0).abs() < 1e-4, "{red:?}");
     }
 
-    /// The SSE horizontal pass gives the portable tap-major loop's bits.
+    /// The SSE horizontal pass gives the portable loop's bits.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_sse_horizontal_pass_gives_the_tap_major_bits() {
