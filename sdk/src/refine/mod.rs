@@ -12,10 +12,11 @@
 //! The coefficients are computed at the frame's resolution, or, for frames larger than
 //! [`WORKING_SCALE`] times the model input, on a copy reduced to that size, and then resized to
 //! the frame, where `q = a . I + b` uses the full-resolution colours (the "fast guided filter"
-//! of He and Sun, 2015): the fine map holds no detail beyond the model's input resolution, and
-//! the frame's own edges still place the final boundary. Time and memory thus stay bounded for
-//! large frames: about 20 `f32` planes of the working size plus the result at the frame size. The window means of independent planes run on up to 4
-//! threads.
+//! of He and Sun, 2015): the coefficients are window means over about a patch (the default
+//! radius is 8 model-input pixels, 4 working pixels), so they vary slowly and survive the
+//! reduction, and the frame's own edges still place the final boundary. Time and memory thus
+//! stay bounded for large frames: about 20 `f32` planes of the working size plus the result at
+//! the frame size. The window means of independent planes run on up to 4 threads.
 #![warn(missing_docs)]
 
 use crate::error::{Error, Result};
@@ -32,10 +33,11 @@ use box_filter::{box_mean_all, Layout};
 
 /// Frames whose longer side exceeds this many times the model input's longer side are filtered
 /// on a copy reduced to that size. It was 2 up to SDK 0.4 (a 640x480 frame was filtered at full
-/// size); at 1 the window means run on about a quarter of the pixels at 640x480 (postprocess
-/// 34 -> 14 ms on 2 cores) and the masks agree with the full-size filter on more than 99 % of
-/// the pixels (test below; dev-set scores in the README).
-pub const WORKING_SCALE: usize = 1;
+/// size); at 1 the window means ran on about a quarter of the pixels at 640x480 (postprocess
+/// 34 -> 14 ms on 2 cores), and since 2026-12-05 at 0.5 on a quarter again (the coefficients'
+/// cost about 1.1 -> 0.3 ms at 1920x1080). Each step kept the masks on more than 99 % of the
+/// pixels (tests below) and the dev-set scores (README, section "Refinement").
+pub const WORKING_SCALE: f64 = 0.5;
 
 /// The largest radius accepted, in model-input pixels.
 pub const MAX_RADIUS: f32 = 256.0;
@@ -94,9 +96,9 @@ pub fn working_size(w: usize, h: usize, model_input: (usize, usize)) -> (usize, 
     working_size_at(w, h, model_input, WORKING_SCALE)
 }
 
-fn working_size_at(w: usize, h: usize, model_input: (usize, usize), scale: usize) -> (usize, usize) {
+fn working_size_at(w: usize, h: usize, model_input: (usize, usize), scale: f64) -> (usize, usize) {
     let long = w.max(h);
-    let cap = (scale * model_input.0.max(model_input.1)).max(1);
+    let cap = ((scale * model_input.0.max(model_input.1) as f64).round() as usize).max(1);
     if long <= cap {
         return (w, h);
     }
@@ -164,7 +166,7 @@ fn refine_at(
     (src_w, src_h): (usize, usize),
     model_input: (usize, usize),
     filter: &GuidedFilter,
-    working_scale: usize,
+    working_scale: f64,
 ) -> (Vec<f32>, Vec<u8>) {
     let (out_w, out_h) = (frame.width_px() as usize, frame.height_px() as usize);
     if filter.is_off() {

@@ -169,14 +169,17 @@ fn constant_maps_stay_constant_and_the_filter_is_symmetric() {
 
 #[test]
 fn large_frames_work_on_a_reduced_copy_and_agree_with_the_full_size() {
-    assert_eq!(working_size(640, 480, (336, 336)), (336, 252));
-    assert_eq!(working_size(1920, 1080, (336, 336)), (336, 189));
-    assert_eq!(working_size(300, 200, (336, 336)), (300, 200));
-    assert_eq!(working_size(2048, 1024, (512, 256)), (512, 256));
-    assert_eq!(working_size(1000, 3000, (512, 512)), (171, 512));
-    // The scale of SDK 0.4.
-    assert_eq!(working_size_at(640, 480, (336, 336), 2), (640, 480));
-    assert_eq!(working_size_at(1920, 1080, (336, 336), 2), (672, 378));
+    assert_eq!(working_size(640, 480, (336, 336)), (168, 126));
+    assert_eq!(working_size(1920, 1080, (336, 336)), (168, 95));
+    assert_eq!(working_size(300, 200, (336, 336)), (168, 112));
+    assert_eq!(working_size(160, 100, (336, 336)), (160, 100));
+    assert_eq!(working_size(2048, 1024, (512, 256)), (256, 128));
+    assert_eq!(working_size(1000, 3000, (512, 512)), (85, 256));
+    assert_eq!(working_size(1920, 1080, (280, 280)), (140, 79));
+    // The scales of SDK 0.4 and of SDK 0.5 to 2026-12-05.
+    assert_eq!(working_size_at(640, 480, (336, 336), 2.0), (640, 480));
+    assert_eq!(working_size_at(1920, 1080, (336, 336), 2.0), (672, 378));
+    assert_eq!(working_size_at(1920, 1080, (336, 336), 1.0), (336, 189));
     assert_eq!(radius_px(8.0, (336, 336), (640, 480)), 15);
     assert_eq!(radius_px(0.0, (336, 336), (640, 480)), 0);
     assert_eq!(radius_px(0.1, (336, 336), (100, 100)), 1);
@@ -239,9 +242,10 @@ fn assert_same_masks(old: &[f32], new: &[f32], share: f64, mean: f64, what: &str
     eprintln!("{what}: {differ} pixels ({:.3} %) differ, mean |difference| {got_mean:.5}", 100.0 * got);
 }
 
-/// The working scale of SDK 0.4 (2: a 640x480 frame filtered at full size) and today's (1)
-/// give the same mask on more than 99 % of the pixels of a photo (the example image, with
-/// a soft, patch-sized map like the model's), at 640x480 and at 1920x1080.
+/// The working scale of SDK 0.4 (2: a 640x480 frame filtered at full size), the next one (1, to
+/// 2026-12-05) and today's ([`WORKING_SCALE`], 0.5) give, one step to the next, the same mask on
+/// more than 99 % of the pixels of a photo (the example image, with a soft, patch-sized map like
+/// the model's), at 640x480 and at 1920x1080.
 #[test]
 fn the_reduced_working_size_keeps_the_masks() {
     for (w, h) in [(640u32, 480u32), (1920, 1080)] {
@@ -249,9 +253,11 @@ fn the_reduced_working_size_keeps_the_masks() {
         let frame = Frame::new(rgb.as_raw(), w, h, 3 * w as usize, PixelFormat::Rgb8).unwrap();
         let prob = soft_ellipse(24, 336);
         let f = GuidedFilter::DEFAULT;
-        let old = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 2).0;
-        let new = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 1).0;
-        assert_same_masks(&old, &new, 0.01, 0.02, &format!("{w}x{h}, working scale 2 and 1"));
+        let scale_2 = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 2.0).0;
+        let scale_1 = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, 1.0).0;
+        let today = refine_at(&frame, None, &prob, (336, 336), (336, 336), &f, WORKING_SCALE).0;
+        assert_same_masks(&scale_2, &scale_1, 0.01, 0.02, &format!("{w}x{h}, working scale 2 and 1"));
+        assert_same_masks(&scale_1, &today, 0.01, 0.02, &format!("{w}x{h}, working scale 1 and {WORKING_SCALE}"));
     }
 }
 
