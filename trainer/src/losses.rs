@@ -96,6 +96,13 @@ pub struct LossConfig {
     /// TokenCut's own; a higher value cuts small objects out of their surroundings more
     /// often). The `trainer eval --tokencut` baseline keeps 0.2 whatever this is.
     pub pseudo_tau: f64,
+    /// More TokenCut thresholds for the self-training targets (empty, the default: the mask at
+    /// `pseudo_tau` alone). When given, the target of a patch is the mean of the foreground
+    /// masks at `pseudo_tau` and at each of these: the share of the cuts that put it in the
+    /// foreground, a soft target where the cuts disagree (UnionCut-style agreement of several
+    /// partitions of one image). TokenCut targets only (not with `pseudo_from`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pseudo_extra_taus: Vec<f64>,
     /// A trainer checkpoint on the same backbone and grid whose coarse foreground (probability
     /// above 0.5, oriented by the corner rule) replaces TokenCut's masks as the self-training
     /// targets: a second self-training round on a first model's masks. None: TokenCut.
@@ -136,6 +143,7 @@ impl Default for LossConfig {
             w_sr: 20.0,
             w_pseudo: 0.0,
             pseudo_tau: 0.2,
+            pseudo_extra_taus: Vec::new(),
             pseudo_from: None,
             w_fine_pseudo: 0.0,
             fine_pseudo_radius: 8.0,
@@ -150,11 +158,18 @@ impl Default for LossConfig {
 impl LossConfig {
     /// Checks the values; errors name the offending field.
     pub fn validate(&self) -> Result<()> {
+        let extra = self.pseudo_extra_taus.iter().map(|&v| ("loss.pseudo_extra_taus", v));
         for (name, v) in
             [("loss.tau", self.tau), ("loss.pseudo_tau", self.pseudo_tau), ("loss.gtv_coarse_tau", self.gtv_coarse_tau)]
+                .into_iter()
+                .chain(extra)
         {
             ensure!(v.is_finite() && (-1.0..1.0).contains(&v), "{name} = {v} must be in [-1, 1)");
         }
+        ensure!(
+            self.pseudo_extra_taus.is_empty() || self.pseudo_from.is_none(),
+            "loss.pseudo_extra_taus are TokenCut thresholds: they do not apply with loss.pseudo_from"
+        );
         for (name, v) in [("loss.eps", self.eps), ("loss.gtv_coarse_eps", self.gtv_coarse_eps)] {
             ensure!(v.is_finite() && v > 0.0 && v < 1.0, "{name} = {v} must be in (0, 1)");
         }

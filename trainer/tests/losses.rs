@@ -232,6 +232,12 @@ fn loss_config_validation_names_the_field() {
     assert!(c.validate().unwrap_err().to_string().contains("loss.pseudo_tau"));
     c.pseudo_tau = 0.5;
     c.validate().unwrap();
+    c.pseudo_extra_taus = vec![0.3, 1.5];
+    assert!(c.validate().unwrap_err().to_string().contains("loss.pseudo_extra_taus"));
+    c.pseudo_extra_taus = vec![0.3, 0.6];
+    c.validate().unwrap();
+    c.pseudo_from = Some("round1.safetensors".into());
+    assert!(c.validate().unwrap_err().to_string().contains("loss.pseudo_extra_taus"));
 }
 
 /// Coarse `[2, 1, 3, 3]` and fine `[2, 1, 6, 6]` maps in (0, 1), features `[2, 9, 5]` and an

@@ -244,10 +244,24 @@ fn self_training_on_tokencut_masks_lowers_its_term() {
     // The masks come from TokenCut at `loss.pseudo_tau`: another threshold gives other targets,
     // so the very first step (same initial weights) scores a different term.
     cfg.out_dir = dir.path().join("run_pl_tau");
+    let tau0 = cfg.loss.pseudo_tau;
     cfg.loss.pseudo_tau = 0.6;
     let t = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
     let (p0, q0) = (a.steps[0].losses.pseudo.unwrap(), t.steps[0].losses.pseudo.unwrap());
     assert!((p0 - q0).abs() > 1e-3, "pseudo_tau did not change the targets: {p0} vs {q0}");
+
+    // Extra thresholds average the masks: the same threshold again leaves the 0/1 targets, and
+    // the first step's term, as they were; another one makes soft targets between the two.
+    cfg.loss.pseudo_tau = tau0;
+    cfg.loss.pseudo_extra_taus = vec![cfg.loss.pseudo_tau, cfg.loss.pseudo_tau];
+    cfg.out_dir = dir.path().join("run_pl_same");
+    let same = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    assert_eq!(same.steps[0].losses.pseudo, a.steps[0].losses.pseudo, "a repeated threshold changed the targets");
+    cfg.loss.pseudo_extra_taus = vec![0.6];
+    cfg.out_dir = dir.path().join("run_pl_two");
+    let two = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    let m0 = two.steps[0].losses.pseudo.unwrap();
+    assert!((m0 - p0).abs() > 1e-4 && (m0 - q0).abs() > 1e-4, "two thresholds: {m0} vs {p0} and {q0}");
 
     let plain = tiny_config(dir.path(), "run_plain", true);
     let c = train_with_backbone(&plain, &backbone, &quiet()).unwrap();

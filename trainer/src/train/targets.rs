@@ -11,8 +11,9 @@ use anyhow::{ensure, Context, Result};
 use tch::Tensor;
 
 /// Self-training targets of every training image and orientation, from the frozen features, as
-/// `[1, h, w]` 0/1 maps indexed like `records x flips`: TokenCut's foreground (`tau` =
-/// `loss.pseudo_tau`, corner rule, the loss's affinity features), or the coarse foreground of
+/// `[1, h, w]` maps indexed like `records x flips`: TokenCut's foreground (`tau` =
+/// `loss.pseudo_tau`, corner rule, the loss's affinity features; with `loss.pseudo_extra_taus`
+/// the mean of the masks at every threshold), or the coarse foreground of
 /// the `loss.pseudo_from` checkpoint, which must have been trained on the same backbone
 /// (`identity`) and grid. An image whose features cannot be read gets `None` (its steps skip
 /// it, as they skip its features).
@@ -24,7 +25,10 @@ pub(super) fn pseudo_labels(
     flips: &[bool],
     progress: bool,
 ) -> Result<Vec<Option<Tensor>>> {
-    let tc = TokenCutConfig { tau: cfg.loss.pseudo_tau, ..TokenCutConfig::with_features(cfg.loss.features) };
+    let cuts: Vec<TokenCutConfig> = std::iter::once(cfg.loss.pseudo_tau)
+        .chain(cfg.loss.pseudo_extra_taus.iter().copied())
+        .map(|tau| TokenCutConfig { tau, ..TokenCutConfig::with_features(cfg.loss.features) })
+        .collect();
     let (gh, gw) = cfg.heads.grid();
     let teacher = match &cfg.loss.pseudo_from {
         None => None,
@@ -55,7 +59,7 @@ pub(super) fn pseudo_labels(
             let target = match store.get_many(&[(r, flip)]).pop().flatten() {
                 Some(f) => {
                     let fg: Vec<f32> = match &teacher {
-                        None => tokencut(tokencut_features(&f, tc.features)?, (gh, gw), &tc)?.probability(),
+                        None => mean_tokencut_mask(&f, (gh, gw), &cuts)?,
                         Some((_, heads)) => coarse_foreground(heads, &f.tokens)?,
                     };
                     Some(Tensor::from_slice(&fg).reshape([1, gh, gw]))
@@ -68,6 +72,18 @@ pub(super) fn pseudo_labels(
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// The mean of TokenCut's foreground masks of one image's features over `cuts` (one cut: its
+/// 0/1 mask itself).
+fn mean_tokencut_mask(f: &crate::feature_cache::Features, grid: (i64, i64), cuts: &[TokenCutConfig]) -> Result<Vec<f32>> {
+    let mut sum = vec![0f32; (grid.0 * grid.1) as usize];
+    for tc in cuts {
+        let mask = tokencut(tokencut_features(f, tc.features)?, grid, tc)?.probability();
+        sum.iter_mut().zip(&mask).for_each(|(s, m)| *s += m);
+    }
+    let n = cuts.len() as f32;
+    Ok(sum.into_iter().map(|s| s / n).collect())
 }
 
 /// The heads' coarse foreground of one image's patch tokens `[T, C]`, as 0/1 values on the grid
