@@ -76,7 +76,11 @@ pub(super) fn pseudo_labels(
 
 /// The mean of TokenCut's foreground masks of one image's features over `cuts` (one cut: its
 /// 0/1 mask itself).
-fn mean_tokencut_mask(f: &crate::feature_cache::Features, grid: (i64, i64), cuts: &[TokenCutConfig]) -> Result<Vec<f32>> {
+fn mean_tokencut_mask(
+    f: &crate::feature_cache::Features,
+    grid: (i64, i64),
+    cuts: &[TokenCutConfig],
+) -> Result<Vec<f32>> {
     let mut sum = vec![0f32; (grid.0 * grid.1) as usize];
     for tc in cuts {
         let mask = tokencut(tokencut_features(f, tc.features)?, grid, tc)?.probability();
