@@ -183,7 +183,7 @@ fn large_frames_work_on_a_reduced_copy_and_agree_with_the_full_size() {
     assert_eq!(radius_px(8.0, (336, 336), (640, 480)), 15);
     assert_eq!(radius_px(0.0, (336, 336), (640, 480)), 0);
     assert_eq!(radius_px(0.1, (336, 336), (100, 100)), 1);
-    // The same scene at 2048 and at 1024 (both filtered at 64, the model input, the
+    // The same scene at 2048 and at 1024 (both filtered at 32, half the 64-pixel model input, the
     // colours applied at full size): the masks agree on nearly every pixel of
     // the larger frame.
     let big = split_frame(2048, 64, 1280);
