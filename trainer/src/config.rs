@@ -56,6 +56,12 @@ pub struct DataConfig {
     /// orientations are cached).
     #[serde(default)]
     pub hflip: bool,
+    /// Also train on a grayscale copy of every image (ITU-R BT.601 luma in all three
+    /// channels, cached like any image): the colour-jitter augmentation the feature cache can
+    /// afford, for cameras and photos without colour. The set doubles; halve the epochs to keep
+    /// the steps.
+    #[serde(default)]
+    pub gray_copies: bool,
     /// Feature cache folder; without one the backbone runs on every batch.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,

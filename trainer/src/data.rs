@@ -61,6 +61,18 @@ impl RgbImage {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// The grayscale copy: ITU-R BT.601 luma `(19595 R + 38470 G + 7471 B + 2^15) >> 16` in
+    /// all three channels (the weights sum to `2^16`, so a gray pixel keeps its value).
+    pub fn gray(&self) -> RgbImage {
+        let mut data = Vec::with_capacity(self.data.len());
+        for px in self.data.chunks_exact(3) {
+            let (r, g, b) = (px[0] as u32, px[1] as u32, px[2] as u32);
+            let y = ((19595 * r + 38470 * g + 7471 * b + (1 << 15)) >> 16) as u8;
+            data.extend_from_slice(&[y, y, y]);
+        }
+        RgbImage { width: self.width, height: self.height, data }
+    }
+
     /// The mirror image (left-right).
     pub fn hflip(&self) -> RgbImage {
         let w = self.width as usize;
@@ -101,25 +113,39 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An image file and the SHA-256 of its content (the feature cache's key).
+/// An image file, or its grayscale copy, and the SHA-256 that names its content (the feature
+/// cache's key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRecord {
     /// The file.
     pub path: PathBuf,
-    /// Lowercase hex SHA-256 of the file's bytes.
+    /// Lowercase hex SHA-256 of the file's bytes; for a grayscale copy, of
+    /// `"gray-bt601:" + that hash`.
     pub content_hash: String,
+    /// The grayscale copy of the file's image ([`RgbImage::gray`]).
+    pub gray: bool,
 }
 
 impl ImageRecord {
     /// Hashes a file. Errors when it cannot be read.
     pub fn from_path(path: &Path) -> Result<ImageRecord> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(ImageRecord { path: path.to_path_buf(), content_hash: sha256_hex(&bytes) })
+        Ok(ImageRecord { path: path.to_path_buf(), content_hash: sha256_hex(&bytes), gray: false })
     }
 
-    /// Reads and decodes the image.
+    /// The record of this file's grayscale copy.
+    pub fn gray_copy(&self) -> ImageRecord {
+        let hash = if self.gray {
+            self.content_hash.clone()
+        } else {
+            sha256_hex(format!("gray-bt601:{}", self.content_hash).as_bytes())
+        };
+        ImageRecord { path: self.path.clone(), content_hash: hash, gray: true }
+    }
+
+    /// Reads and decodes the image (the grayscale copy for a gray record).
     pub fn load(&self) -> Result<RgbImage> {
-        load_rgb(&self.path)
+        load_rgb(&self.path).map(|img| if self.gray { img.gray() } else { img })
     }
 }
 

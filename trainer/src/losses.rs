@@ -15,6 +15,7 @@
 //!   cross-entropy of the coarse map against a per-image pseudo-mask (TokenCut's foreground,
 //!   computed from the same frozen features; no label is read).
 
+use crate::tokencut::TokenCutComponents;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -103,6 +104,17 @@ pub struct LossConfig {
     /// partitions of one image). TokenCut targets only (not with `pseudo_from`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pseudo_extra_taus: Vec<f64>,
+    /// Which part of each TokenCut mask the targets keep (default `all`; `seed`: the connected
+    /// component around the most confident patch, TokenCut's and LOST's single-object rule, so
+    /// that a photo with several salient regions teaches one object; `largest`). TokenCut
+    /// targets only.
+    #[serde(skip_serializing_if = "is_all_components")]
+    pub pseudo_components: TokenCutComponents,
+    /// What the targets say about the foreground patches that `pseudo_components` dropped:
+    /// `background` (the default: the mask as kept) or `ignore` (those cells do not count in
+    /// the self-training term; the other terms decide them: confidence weighting).
+    #[serde(skip_serializing_if = "PseudoDropped::is_background")]
+    pub pseudo_dropped: PseudoDropped,
     /// A trainer checkpoint on the same backbone and grid whose coarse foreground (probability
     /// above 0.5, oriented by the corner rule) replaces TokenCut's masks as the self-training
     /// targets: a second self-training round on a first model's masks. None: TokenCut.
@@ -144,6 +156,8 @@ impl Default for LossConfig {
             w_pseudo: 0.0,
             pseudo_tau: 0.2,
             pseudo_extra_taus: Vec::new(),
+            pseudo_components: TokenCutComponents::All,
+            pseudo_dropped: PseudoDropped::Background,
             pseudo_from: None,
             w_fine_pseudo: 0.0,
             fine_pseudo_radius: 8.0,
@@ -169,6 +183,14 @@ impl LossConfig {
         ensure!(
             self.pseudo_extra_taus.is_empty() || self.pseudo_from.is_none(),
             "loss.pseudo_extra_taus are TokenCut thresholds: they do not apply with loss.pseudo_from"
+        );
+        ensure!(
+            self.pseudo_components == TokenCutComponents::All || self.pseudo_from.is_none(),
+            "loss.pseudo_components shapes TokenCut's masks: it does not apply with loss.pseudo_from"
+        );
+        ensure!(
+            self.pseudo_dropped == PseudoDropped::Background || self.pseudo_components != TokenCutComponents::All,
+            "loss.pseudo_dropped = \"ignore\" needs a loss.pseudo_components rule that drops patches"
         );
         for (name, v) in [("loss.eps", self.eps), ("loss.gtv_coarse_eps", self.gtv_coarse_eps)] {
             ensure!(v.is_finite() && v > 0.0 && v < 1.0, "{name} = {v} must be in (0, 1)");
@@ -207,6 +229,32 @@ impl LossConfig {
     pub fn fine_pseudo_filter(&self) -> sempart::GuidedFilter {
         sempart::GuidedFilter { radius: self.fine_pseudo_radius as f32, eps: self.fine_pseudo_eps as f32 }
     }
+}
+
+/// What the self-training targets say about the patches a component rule dropped
+/// ([`LossConfig::pseudo_dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PseudoDropped {
+    /// Background (target 0).
+    #[default]
+    Background,
+    /// Not scored: such a cell's target is [`IGNORED_TARGET`].
+    Ignore,
+}
+
+impl PseudoDropped {
+    fn is_background(&self) -> bool {
+        *self == PseudoDropped::Background
+    }
+}
+
+/// The self-training target of a cell that [`pseudo_label_loss`] leaves out.
+pub const IGNORED_TARGET: f32 = -1.0;
+
+/// Serde's test for the default of [`LossConfig::pseudo_components`].
+fn is_all_components(c: &TokenCutComponents) -> bool {
+    *c == TokenCutComponents::All
 }
 
 /// Prepares patch features `[N, T, C]` for cosine similarities: optionally subtracts the
@@ -422,11 +470,23 @@ impl LossTerms {
     }
 }
 
-/// Binary cross-entropy of the coarse map `[N, 1, h, w]` against 0/1 targets of the same
+/// Binary cross-entropy of the coarse map `[N, 1, h, w]` against targets in [0, 1] of the same
 /// shape, averaged over cells and images: `-mean(t log s + (1 - t) log(1 - s))` (libtorch
-/// clamps the logarithms at -100).
+/// clamps the logarithms at -100). Cells whose target is [`IGNORED_TARGET`] are left out of
+/// the sum and the count (0 when every cell is).
 pub fn pseudo_label_loss(coarse: &Tensor, target: &Tensor) -> Tensor {
-    coarse.binary_cross_entropy::<Tensor>(&target.to_kind(coarse.kind()), None, tch::Reduction::Mean)
+    let target = target.to_kind(coarse.kind());
+    let scored = target.ge(0.0);
+    if bool::try_from(scored.all()).unwrap_or(true) {
+        return coarse.binary_cross_entropy::<Tensor>(&target, None, tch::Reduction::Mean);
+    }
+    let weight = scored.to_kind(coarse.kind());
+    let sum = coarse.binary_cross_entropy::<Tensor>(
+        &target.clamp_min(0.0),
+        Some(weight.shallow_clone()),
+        tch::Reduction::Sum,
+    );
+    sum / weight.sum(coarse.kind()).clamp_min(1.0)
 }
 
 /// What the fine terms need.

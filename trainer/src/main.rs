@@ -1,6 +1,6 @@
 //! `trainer`: import a backbone, train the Sempart heads, evaluate, export to ONNX.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use sempart::GuidedFilter;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use trainer::data::{list_labelled, write_atomic};
 use trainer::export::{check_parity, export_onnx, Provenance};
 use trainer::feature_cache::{CacheDtype, Extractor, FeatureStore};
 use trainer::fixtures;
-use trainer::tokencut::{evaluate_tokencut, TokenCutConfig};
+use trainer::tokencut::{evaluate_tokencut, TokenCutComponents, TokenCutConfig};
 use trainer::train::{self, evaluate_heads, load_heads_checkpoint, TrainOptions};
 
 #[derive(Parser)]
@@ -95,6 +95,14 @@ enum Command {
         /// Also score TokenCut on the same backbone features.
         #[arg(long)]
         tokencut: bool,
+        /// TokenCut's graph threshold for --tokencut (TokenCut's own: 0.2; the self-training
+        /// masks use loss.pseudo_tau).
+        #[arg(long, default_value_t = TokenCutConfig::default().tau)]
+        tokencut_tau: f64,
+        /// With --tokencut: which part of the foreground to keep (loss.pseudo_components for
+        /// the self-training masks).
+        #[arg(long, value_enum, default_value_t = TokenCutComponents::All)]
+        tokencut_components: TokenCutComponents,
         /// Only the first N images.
         #[arg(long)]
         limit: Option<usize>,
@@ -341,7 +349,17 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Eval { checkpoint, data, tokencut, limit, cache_dir, refine_radius, refine_eps } => {
+        Command::Eval {
+            checkpoint,
+            data,
+            tokencut,
+            tokencut_tau,
+            tokencut_components,
+            limit,
+            cache_dir,
+            refine_radius,
+            refine_eps,
+        } => {
             let refine = GuidedFilter { radius: refine_radius, eps: refine_eps };
             refine.validate()?;
             let (cfg, _vs, heads) = load_heads_checkpoint(&checkpoint)?;
@@ -359,8 +377,16 @@ fn run(cli: Cli) -> Result<()> {
                 "refine_radius": refine.radius, "refine_eps": refine.eps,
             });
             if tokencut {
-                // Same features as the heads' affinity; TokenCut's own tau (0.2) and eps.
-                let tc_cfg = TokenCutConfig::with_features(cfg.loss.features);
+                // Same features as the heads' affinity; TokenCut's own eps.
+                ensure!(
+                    tokencut_tau.is_finite() && (-1.0..1.0).contains(&tokencut_tau),
+                    "--tokencut-tau {tokencut_tau} must be in [-1, 1)"
+                );
+                let tc_cfg = TokenCutConfig {
+                    tau: tokencut_tau,
+                    components: tokencut_components,
+                    ..TokenCutConfig::with_features(cfg.loss.features)
+                };
                 let tc = evaluate_tokencut(&store, &set, &tc_cfg, &GuidedFilter::OFF)?;
                 doc["tokencut"] = serde_json::to_value(tc)?;
                 if !refine.is_off() {

@@ -40,6 +40,24 @@ pub enum TokenCutForeground {
     Seed,
 }
 
+/// Which part of TokenCut's foreground is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenCutComponents {
+    /// Every foreground patch.
+    #[default]
+    All,
+    /// The 4-connected component that holds the most confident foreground patch (largest
+    /// `|x - mean(x)|`): TokenCut's and LOST's single-object rule, on the patch grid.
+    Seed,
+    /// As `Seed`, but the components are those of the foreground dilated by one patch (3x3):
+    /// parts of the object that the grid separates by one patch (a leg, a head) stay with it,
+    /// regions further away are dropped.
+    SeedNear,
+    /// The largest 4-connected component.
+    Largest,
+}
+
 /// TokenCut's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,6 +74,8 @@ pub struct TokenCutConfig {
     pub self_loops: bool,
     /// Foreground rule.
     pub foreground: TokenCutForeground,
+    /// Which part of the foreground is kept (default: all of it).
+    pub components: TokenCutComponents,
 }
 
 impl Default for TokenCutConfig {
@@ -66,6 +86,7 @@ impl Default for TokenCutConfig {
             eps: 1e-5,
             self_loops: true,
             foreground: TokenCutForeground::Corners,
+            components: TokenCutComponents::All,
         }
     }
 }
@@ -87,8 +108,10 @@ pub struct TokenCutResult {
     pub eigenvector: Vec<f64>,
     /// Partition A: `x > mean(x)`.
     pub partition_a: Vec<bool>,
-    /// The foreground.
+    /// The foreground (after [`TokenCutConfig::components`]).
     pub foreground: Vec<bool>,
+    /// Patches of the cut's foreground side that [`TokenCutConfig::components`] dropped.
+    pub dropped: Vec<bool>,
 }
 
 impl TokenCutResult {
@@ -128,8 +151,64 @@ pub fn tokencut(features: &Tensor, grid: (i64, i64), cfg: &TokenCutConfig) -> Re
             partition_a[seed]
         }
     };
-    let foreground = partition_a.iter().map(|&a| a == a_is_fg).collect();
-    Ok(TokenCutResult { eigenvalue, eigenvector: x, partition_a, foreground })
+    let side: Vec<bool> = partition_a.iter().map(|&a| a == a_is_fg).collect();
+    let foreground = keep_components(&side, &x, (gh as usize, gw as usize), cfg.components);
+    let dropped = side.iter().zip(&foreground).map(|(&s, &f)| s && !f).collect();
+    Ok(TokenCutResult { eigenvalue, eigenvector: x, partition_a, foreground, dropped })
+}
+
+/// The part of the foreground `side` (an `h x w` grid, row-major) that `rule` keeps; `x` is the
+/// eigenvector whose cut made it (the seed is the foreground patch farthest from its mean; the
+/// first such patch on ties, as for the largest component).
+pub fn keep_components(side: &[bool], x: &[f64], grid: (usize, usize), rule: TokenCutComponents) -> Vec<bool> {
+    let mean = x.iter().sum::<f64>() / x.len().max(1) as f64;
+    let fg = || (0..side.len()).filter(|&i| side[i]);
+    let seed = match rule {
+        TokenCutComponents::All => return side.to_vec(),
+        TokenCutComponents::Seed | TokenCutComponents::SeedNear => {
+            fg().rev().max_by(|&i, &j| (x[i] - mean).abs().total_cmp(&(x[j] - mean).abs()))
+        }
+        TokenCutComponents::Largest => {
+            fg().rev().max_by_key(|&i| component_around(side, grid, i).iter().filter(|&&f| f).count())
+        }
+    };
+    let Some(seed) = seed else { return side.to_vec() };
+    if rule == TokenCutComponents::SeedNear {
+        let near = component_around(&dilate(side, grid), grid, seed);
+        side.iter().zip(near).map(|(&f, n)| f && n).collect()
+    } else {
+        component_around(side, grid, seed)
+    }
+}
+
+/// The 4-connected component of `mask` (an `h x w` grid, row-major) that holds `seed`.
+fn component_around(mask: &[bool], (h, w): (usize, usize), seed: usize) -> Vec<bool> {
+    let mut out = vec![false; mask.len()];
+    let mut stack = vec![seed];
+    out[seed] = true;
+    while let Some(i) = stack.pop() {
+        let (y, x) = (i / w, i % w);
+        let neighbours =
+            [(y > 0).then(|| i - w), (y + 1 < h).then(|| i + w), (x > 0).then(|| i - 1), (x + 1 < w).then(|| i + 1)];
+        for j in neighbours.into_iter().flatten() {
+            if mask[j] && !out[j] {
+                out[j] = true;
+                stack.push(j);
+            }
+        }
+    }
+    out
+}
+
+/// `mask` (an `h x w` grid, row-major) dilated by the 3x3 square.
+fn dilate(mask: &[bool], (h, w): (usize, usize)) -> Vec<bool> {
+    (0..h * w)
+        .map(|i| {
+            let (y, x) = (i / w, i % w);
+            (y.saturating_sub(1)..(y + 2).min(h))
+                .any(|yy| (x.saturating_sub(1)..(x + 2).min(w)).any(|xx| mask[yy * w + xx]))
+        })
+        .collect()
 }
 
 /// The features TokenCut uses from cached backbone outputs.
@@ -223,5 +302,75 @@ mod tests {
         let lhs = d.diag(0).matmul(&x) - w.matmul(&x);
         let rhs = (&d * &x) * r.eigenvalue;
         assert!((lhs - rhs).abs().max().double_value(&[]) < 1e-9);
+    }
+
+    /// A 5x6 grid, row-major, from rows of '#' (foreground) and '.'.
+    fn grid(rows: &[&str]) -> Vec<bool> {
+        rows.iter().flat_map(|r| r.chars().map(|c| c == '#')).collect()
+    }
+
+    #[test]
+    fn component_rules_keep_the_seed_the_near_parts_or_the_largest() {
+        // Three parts: a 2x2 square (top left), a 1x3 bar one patch right of it, a lone patch
+        // far away (bottom right) holding the most confident value.
+        let side = grid(&["##.###", "##....", "......", "......", ".....#"]);
+        let mut x: Vec<f64> = side.iter().map(|&f| if f { 1.0 } else { -1.0 }).collect();
+        x[29] = 5.0;
+        let g = (5, 6);
+        assert_eq!(keep_components(&side, &x, g, TokenCutComponents::All), side);
+        assert_eq!(
+            keep_components(&side, &x, g, TokenCutComponents::Seed),
+            grid(&["......", "......", "......", "......", ".....#"])
+        );
+        assert_eq!(
+            keep_components(&side, &x, g, TokenCutComponents::SeedNear),
+            grid(&["......", "......", "......", "......", ".....#"])
+        );
+        assert_eq!(
+            keep_components(&side, &x, g, TokenCutComponents::Largest),
+            grid(&["##....", "##....", "......", "......", "......"])
+        );
+        // Seed in the square: the bar, one patch away, stays with it under SeedNear only.
+        x[29] = 1.0;
+        x[7] = 4.0;
+        assert_eq!(
+            keep_components(&side, &x, g, TokenCutComponents::Seed),
+            grid(&["##....", "##....", "......", "......", "......"])
+        );
+        assert_eq!(
+            keep_components(&side, &x, g, TokenCutComponents::SeedNear),
+            grid(&["##.###", "##....", "......", "......", "......"])
+        );
+        // No foreground: nothing to keep, whatever the rule.
+        let empty = vec![false; 30];
+        assert_eq!(keep_components(&empty, &x, g, TokenCutComponents::Seed), empty);
+    }
+
+    #[test]
+    fn tokencut_reports_what_the_component_rule_dropped() {
+        // A 4x6 grid with two separate objects of the same features: a 2x2 square and a 2x1 bar.
+        let objects = grid(&["......", ".##.#.", ".##.#.", "......"]);
+        let square = grid(&["......", ".##...", ".##...", "......"]);
+        let bar = grid(&["......", "....#.", "....#.", "......"]);
+        let rows: Vec<f32> =
+            objects.iter().flat_map(|&o| if o { [1.0f32, 0.1, 0.0] } else { [0.0, 0.2, 1.0] }).collect();
+        let noise = crate::train::with_seeded_torch(5, || Tensor::randn([24, 3], (Kind::Float, tch::Device::Cpu)));
+        let f = Tensor::from_slice(&rows).reshape([24, 3]) + noise * 0.05;
+        let all = tokencut(&f, (4, 6), &TokenCutConfig::default()).unwrap();
+        assert_eq!(all.foreground, objects);
+        assert!(all.dropped.iter().all(|&d| !d));
+        for components in [TokenCutComponents::Seed, TokenCutComponents::Largest] {
+            let r = tokencut(&f, (4, 6), &TokenCutConfig { components, ..TokenCutConfig::default() }).unwrap();
+            assert!(r.foreground == square || r.foreground == bar, "{components:?}: {:?}", r.foreground);
+            let union: Vec<bool> = r.foreground.iter().zip(&r.dropped).map(|(&a, &b)| a || b).collect();
+            assert_eq!(union, objects, "{components:?}");
+            assert!(r.foreground.iter().zip(&r.dropped).all(|(&a, &b)| !(a && b)));
+        }
+        let largest = tokencut(
+            &f,
+            (4, 6),
+            &TokenCutConfig { components: TokenCutComponents::Largest, ..TokenCutConfig::default() },
+        );
+        assert_eq!(largest.unwrap().foreground, square);
     }
 }

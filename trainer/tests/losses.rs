@@ -3,6 +3,7 @@
 
 use tch::{Kind, Tensor};
 use trainer::losses::*;
+use trainer::tokencut::TokenCutComponents;
 use trainer::train::with_seeded_torch;
 
 const EPS: f64 = 1e-6;
@@ -193,6 +194,16 @@ fn pseudo_label_term_is_the_mean_binary_cross_entropy_and_adds_to_the_total() {
     assert!(close(got, want, 1e-12), "{got} vs {want}");
     // Perfect targets cost (almost) nothing; the weight scales the term in the total.
     assert!(pseudo_label_loss(&t.clamp(1e-9, 1.0 - 1e-9), &t).double_value(&[]) < 1e-8);
+    // Ignored cells leave the sum and the count: only 0.8 (target 1) and 0.9 (target 1) count.
+    let ig = IGNORED_TARGET as f64;
+    let partial = Tensor::from_slice(&[1.0f64, ig, ig, 1.0]).reshape([2, 1, 1, 2]);
+    let want_partial = -(0.8f64.ln() + 0.9f64.ln()) / 2.0;
+    let got_partial = pseudo_label_loss(&s, &partial).double_value(&[]);
+    assert!(close(got_partial, want_partial, 1e-12), "{got_partial} vs {want_partial}");
+    assert_eq!(
+        pseudo_label_loss(&s, &Tensor::full([2, 1, 1, 2], ig, (Kind::Double, tch::Device::Cpu))).double_value(&[]),
+        0.0
+    );
     let mut terms = LossTerms {
         ncut: Tensor::from(0.25f64),
         gtv_coarse: Tensor::from(0.0f64),
@@ -238,6 +249,14 @@ fn loss_config_validation_names_the_field() {
     c.validate().unwrap();
     c.pseudo_from = Some("round1.safetensors".into());
     assert!(c.validate().unwrap_err().to_string().contains("loss.pseudo_extra_taus"));
+    c.pseudo_extra_taus.clear();
+    c.pseudo_components = TokenCutComponents::Seed;
+    assert!(c.validate().unwrap_err().to_string().contains("loss.pseudo_components"));
+    c.pseudo_from = None;
+    c.validate().unwrap();
+    c.pseudo_components = TokenCutComponents::All;
+    c.pseudo_dropped = PseudoDropped::Ignore;
+    assert!(c.validate().unwrap_err().to_string().contains("loss.pseudo_dropped"));
 }
 
 /// Coarse `[2, 1, 3, 3]` and fine `[2, 1, 6, 6]` maps in (0, 1), features `[2, 9, 5]` and an

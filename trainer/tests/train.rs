@@ -161,6 +161,17 @@ fn data_listing_decoding_and_skipping() {
     // Flipping twice is the identity; preprocess of a flipped image mirrors the input.
     let img = data::load_rgb(&paths[0]).unwrap();
     assert_eq!(img.hflip().hflip(), img);
+    // The grayscale copy: BT.601 luma, rounded; gray pixels keep their value.
+    let px = data::RgbImage { width: 4, height: 1, data: vec![255, 0, 0, 0, 255, 0, 0, 0, 255, 37, 37, 37] };
+    assert_eq!(px.gray().data, vec![76, 76, 76, 150, 150, 150, 29, 29, 29, 37, 37, 37]);
+    assert_eq!(gray.gray(), gray);
+    let rec = data::ImageRecord::from_path(&paths[0]).unwrap();
+    let copy = rec.gray_copy();
+    assert!(copy.gray && !rec.gray && copy.path == rec.path);
+    assert_ne!(copy.content_hash, rec.content_hash);
+    assert_eq!(copy.gray_copy(), copy);
+    assert_eq!(copy.load().unwrap(), img.gray());
+    assert_eq!(rec.load().unwrap(), img);
     let spec = TrainConfig::from_toml(
         &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml")).unwrap(),
     )
@@ -537,6 +548,17 @@ fn cache_keys_cover_every_component_and_bad_entries_are_recomputed() {
     img.save(&copy).unwrap();
     let rec2 = ImageRecord::from_path(&copy).unwrap();
     assert_ne!(store.cache().unwrap().path(&rec2.content_hash, false), path);
+    // The grayscale copy of an image: its own entry, the model input of the gray image.
+    let gray = rec.gray_copy();
+    assert_ne!(store.cache().unwrap().path(&gray.content_hash, false), path);
+    let both = store.get_many(&[(&rec, false), (&gray, false)]);
+    let g = both[1].as_ref().unwrap();
+    assert!(both[0].as_ref().unwrap().image.equal(&fresh.image));
+    let want = data::preprocess(&rec.load().unwrap().gray(), &spec, false).unwrap();
+    let want = Tensor::from_slice(&want).reshape(g.image.size());
+    assert!((&g.image - want).abs().max().double_value(&[]) < 1e-6);
+    assert!(!g.image.equal(&fresh.image));
+    assert!(store.cache().unwrap().load(&gray.content_hash, false).is_some());
 }
 
 #[test]

@@ -328,21 +328,21 @@ impl<'a> FeatureStore<'a> {
         if missing.is_empty() {
             return out;
         }
-        // Decode each distinct file once.
-        let mut paths: Vec<&Path> = missing.iter().map(|&i| items[i].0.path.as_path()).collect();
-        paths.sort();
-        paths.dedup();
-        let decoded: HashMap<&Path, Option<RgbImage>> = paths
+        // Decode each distinct image (file, or its grayscale copy) once.
+        let mut images: Vec<&ImageRecord> = missing.iter().map(|&i| items[i].0).collect();
+        images.sort_by(|a, b| (&a.path, a.gray).cmp(&(&b.path, b.gray)));
+        images.dedup_by(|a, b| a.path == b.path && a.gray == b.gray);
+        let decoded: HashMap<(&Path, bool), Option<RgbImage>> = images
             .par_iter()
-            .map(|p| {
-                let img = match data::load_rgb(p) {
+            .map(|r| {
+                let img = match r.load() {
                     Ok(img) => Some(img),
                     Err(e) => {
                         eprintln!("skipping unreadable image: {e:#}");
                         None
                     }
                 };
-                (*p, img)
+                ((r.path.as_path(), r.gray), img)
             })
             .collect();
         let spec = self.extractor.spec().clone();
@@ -350,7 +350,7 @@ impl<'a> FeatureStore<'a> {
             .par_iter()
             .filter_map(|&i| {
                 let (r, flip) = items[i];
-                decoded[r.path.as_path()].as_ref().map(|img| (i, data::preprocess(img, &spec, flip)))
+                decoded[&(r.path.as_path(), r.gray)].as_ref().map(|img| (i, data::preprocess(img, &spec, flip)))
             })
             .collect();
         let shape = [3, spec.height_px as i64, spec.width_px as i64];

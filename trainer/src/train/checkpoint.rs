@@ -196,6 +196,7 @@ fn resume_fingerprint(cfg: &TrainConfig) -> BTreeMap<&'static str, serde_json::V
         ("optim", j(serde_json::to_value(&cfg.optim))),
         ("heads", j(serde_json::to_value(&cfg.heads))),
         ("data.hflip", serde_json::json!(cfg.data.hflip)),
+        ("data.gray_copies", serde_json::json!(cfg.data.gray_copies)),
         ("schedule.batch_size", serde_json::json!(s.batch_size)),
         ("schedule.seed", serde_json::json!(s.seed)),
         ("schedule.joint", serde_json::json!(s.joint)),

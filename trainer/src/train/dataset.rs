@@ -54,7 +54,12 @@ impl<'b> TrainingSet<'b> {
             paths.truncate(m);
         }
         let flips: &'static [bool] = if cfg.data.hflip { &[false, true] } else { &[false] };
-        let (records, prepare) = store.prepare(&data::records_for(&paths), flips, progress)?;
+        let mut records = data::records_for(&paths);
+        if cfg.data.gray_copies {
+            let copies: Vec<_> = records.iter().map(|r| r.gray_copy()).collect();
+            records.extend(copies);
+        }
+        let (records, prepare) = store.prepare(&records, flips, progress)?;
         ensure!(!records.is_empty(), "no readable training image in {:?}", cfg.data.train_dirs);
         let hashes: Vec<&str> = records.iter().map(|r| r.content_hash.as_str()).collect();
         let dataset_hash = data::sha256_hex(hashes.join("\n").as_bytes());

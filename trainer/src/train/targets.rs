@@ -6,7 +6,8 @@ use crate::config::TrainConfig;
 use crate::data::ImageRecord;
 use crate::feature_cache::{progress_bar, FeatureStore};
 use crate::heads::Heads;
-use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig};
+use crate::losses::{PseudoDropped, IGNORED_TARGET};
+use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig, TokenCutResult};
 use anyhow::{ensure, Context, Result};
 use tch::Tensor;
 
@@ -27,7 +28,11 @@ pub(super) fn pseudo_labels(
 ) -> Result<Vec<Option<Tensor>>> {
     let cuts: Vec<TokenCutConfig> = std::iter::once(cfg.loss.pseudo_tau)
         .chain(cfg.loss.pseudo_extra_taus.iter().copied())
-        .map(|tau| TokenCutConfig { tau, ..TokenCutConfig::with_features(cfg.loss.features) })
+        .map(|tau| TokenCutConfig {
+            tau,
+            components: cfg.loss.pseudo_components,
+            ..TokenCutConfig::with_features(cfg.loss.features)
+        })
         .collect();
     let (gh, gw) = cfg.heads.grid();
     let teacher = match &cfg.loss.pseudo_from {
@@ -59,7 +64,7 @@ pub(super) fn pseudo_labels(
             let target = match store.get_many(&[(r, flip)]).pop().flatten() {
                 Some(f) => {
                     let fg: Vec<f32> = match &teacher {
-                        None => mean_tokencut_mask(&f, (gh, gw), &cuts)?,
+                        None => mean_tokencut_mask(&f, (gh, gw), &cuts, cfg.loss.pseudo_dropped)?,
                         Some((_, heads)) => coarse_foreground(heads, &f.tokens)?,
                     };
                     Some(Tensor::from_slice(&fg).reshape([1, gh, gw]))
@@ -75,19 +80,34 @@ pub(super) fn pseudo_labels(
 }
 
 /// The mean of TokenCut's foreground masks of one image's features over `cuts` (one cut: its
-/// 0/1 mask itself).
+/// 0/1 mask itself); see [`combine_cuts`].
 fn mean_tokencut_mask(
     f: &crate::feature_cache::Features,
     grid: (i64, i64),
     cuts: &[TokenCutConfig],
+    dropped: PseudoDropped,
 ) -> Result<Vec<f32>> {
-    let mut sum = vec![0f32; (grid.0 * grid.1) as usize];
-    for tc in cuts {
-        let mask = tokencut(tokencut_features(f, tc.features)?, grid, tc)?.probability();
-        sum.iter_mut().zip(&mask).for_each(|(s, m)| *s += m);
+    let results =
+        cuts.iter().map(|tc| tokencut(tokencut_features(f, tc.features)?, grid, tc)).collect::<Result<Vec<_>>>()?;
+    Ok(combine_cuts(&results, dropped))
+}
+
+/// The self-training target of each patch from several cuts of one image: the share of the
+/// cuts that put it in the foreground. With `dropped = Ignore` a cut does not count where its
+/// component rule dropped the patch, and a patch that every cut dropped gets
+/// [`IGNORED_TARGET`].
+fn combine_cuts(results: &[TokenCutResult], dropped: PseudoDropped) -> Vec<f32> {
+    let cells = results.first().map_or(0, |r| r.foreground.len());
+    let (mut sum, mut count) = (vec![0f32; cells], vec![0f32; cells]);
+    for r in results {
+        for (i, m) in r.probability().into_iter().enumerate() {
+            if !(dropped == PseudoDropped::Ignore && r.dropped[i]) {
+                sum[i] += m;
+                count[i] += 1.0;
+            }
+        }
     }
-    let n = cuts.len() as f32;
-    Ok(sum.into_iter().map(|s| s / n).collect())
+    sum.into_iter().zip(count).map(|(s, n)| if n > 0.0 { s / n } else { IGNORED_TARGET }).collect()
 }
 
 /// The heads' coarse foreground of one image's patch tokens `[T, C]`, as 0/1 values on the grid
@@ -99,4 +119,32 @@ pub(super) fn coarse_foreground(heads: &Heads, tokens: &Tensor) -> Result<Vec<f3
     let mut mask = binarize(&Vec::<f32>::try_from(p.flatten(0, -1))?, THRESHOLD);
     select_foreground(&mut mask, gw as usize, gh as usize);
     Ok(mask.into_iter().map(|f| if f { 1.0 } else { 0.0 }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(foreground: [bool; 4], dropped: [bool; 4]) -> TokenCutResult {
+        TokenCutResult {
+            eigenvalue: 0.1,
+            eigenvector: vec![0.0; 4],
+            partition_a: foreground.to_vec(),
+            foreground: foreground.to_vec(),
+            dropped: dropped.to_vec(),
+        }
+    }
+
+    #[test]
+    fn combined_cuts_average_the_masks_and_leave_out_what_was_dropped() {
+        let (t, f) = (true, false);
+        // Patch 0 kept by both cuts, 1 kept by one, 2 dropped by one and background in the
+        // other, 3 dropped by both.
+        let cuts = [cut([t, t, f, f], [f, f, t, t]), cut([t, f, f, f], [f, f, f, t])];
+        assert_eq!(combine_cuts(&cuts, PseudoDropped::Background), vec![1.0, 0.5, 0.0, 0.0]);
+        assert_eq!(combine_cuts(&cuts, PseudoDropped::Ignore), vec![1.0, 0.5, 0.0, IGNORED_TARGET]);
+        // One cut: its mask, ignored cells marked.
+        assert_eq!(combine_cuts(&cuts[..1], PseudoDropped::Ignore), vec![1.0, 1.0, IGNORED_TARGET, IGNORED_TARGET]);
+        assert_eq!(combine_cuts(&cuts[..1], PseudoDropped::Background), vec![1.0, 1.0, 0.0, 0.0]);
+    }
 }
