@@ -317,30 +317,20 @@ mod tests {
         let mut x: Vec<f64> = side.iter().map(|&f| if f { 1.0 } else { -1.0 }).collect();
         x[29] = 5.0;
         let g = (5, 6);
-        assert_eq!(keep_components(&side, &x, g, TokenCutComponents::All), side);
-        assert_eq!(
-            keep_components(&side, &x, g, TokenCutComponents::Seed),
-            grid(&["......", "......", "......", "......", ".....#"])
-        );
-        assert_eq!(
-            keep_components(&side, &x, g, TokenCutComponents::SeedNear),
-            grid(&["......", "......", "......", "......", ".....#"])
-        );
-        assert_eq!(
-            keep_components(&side, &x, g, TokenCutComponents::Largest),
-            grid(&["##....", "##....", "......", "......", "......"])
-        );
+        let lone = grid(&["......", "......", "......", "......", ".....#"]);
+        let square = grid(&["##....", "##....", "......", "......", "......"]);
+        let square_and_bar = grid(&["##.###", "##....", "......", "......", "......"]);
+        use TokenCutComponents::{All, Largest, Seed, SeedNear};
+        let cases = [(All, &side), (Seed, &lone), (SeedNear, &lone), (Largest, &square)];
+        for (rule, want) in cases {
+            assert_eq!(&keep_components(&side, &x, g, rule), want, "{rule:?}");
+        }
         // Seed in the square: the bar, one patch away, stays with it under SeedNear only.
         x[29] = 1.0;
         x[7] = 4.0;
-        assert_eq!(
-            keep_components(&side, &x, g, TokenCutComponents::Seed),
-            grid(&["##....", "##....", "......", "......", "......"])
-        );
-        assert_eq!(
-            keep_components(&side, &x, g, TokenCutComponents::SeedNear),
-            grid(&["##.###", "##....", "......", "......", "......"])
-        );
+        for (rule, want) in [(Seed, &square), (SeedNear, &square_and_bar)] {
+            assert_eq!(&keep_components(&side, &x, g, rule), want, "{rule:?}");
+        }
         // No foreground: nothing to keep, whatever the rule.
         let empty = vec![false; 30];
         assert_eq!(keep_components(&empty, &x, g, TokenCutComponents::Seed), empty);
