@@ -97,11 +97,11 @@ enum Command {
         tokencut: bool,
         /// TokenCut's graph threshold for --tokencut (TokenCut's own: 0.2; the self-training
         /// masks use loss.pseudo_tau).
-        #[arg(long, default_value_t = TokenCutConfig::default().tau)]
+        #[arg(long, requires = "tokencut", default_value_t = TokenCutConfig::default().tau)]
         tokencut_tau: f64,
         /// With --tokencut: which part of the foreground to keep (loss.pseudo_components for
         /// the self-training masks).
-        #[arg(long, value_enum, default_value_t = TokenCutComponents::All)]
+        #[arg(long, value_enum, requires = "tokencut", default_value_t = TokenCutComponents::All)]
         tokencut_components: TokenCutComponents,
         /// Only the first N images.
         #[arg(long)]
@@ -362,6 +362,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let refine = GuidedFilter { radius: refine_radius, eps: refine_eps };
             refine.validate()?;
+            ensure!(
+                tokencut_tau.is_finite() && (-1.0..1.0).contains(&tokencut_tau),
+                "--tokencut-tau {tokencut_tau} must be in [-1, 1)"
+            );
             let (cfg, _vs, heads) = load_heads_checkpoint(&checkpoint)?;
             let backbone: Backbone = train::load_backbone_for(&cfg)?;
             let set = list_labelled(&data, limit)?;
@@ -378,10 +382,6 @@ fn run(cli: Cli) -> Result<()> {
             });
             if tokencut {
                 // Same features as the heads' affinity; TokenCut's own eps.
-                ensure!(
-                    tokencut_tau.is_finite() && (-1.0..1.0).contains(&tokencut_tau),
-                    "--tokencut-tau {tokencut_tau} must be in [-1, 1)"
-                );
                 let tc_cfg = TokenCutConfig {
                     tau: tokencut_tau,
                     components: tokencut_components,

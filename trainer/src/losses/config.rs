@@ -76,8 +76,8 @@ pub struct LossConfig {
     pub w_gtv_fine: f64,
     /// Weight of the SR agreement (20).
     pub w_sr: f64,
-    /// Weight of the self-training term [`pseudo_label_loss`] against TokenCut's foreground
-    /// mask of each training image (0, the paper: off).
+    /// Weight of the self-training term ([`pseudo_label_loss`](super::pseudo_label_loss))
+    /// against TokenCut's foreground mask of each training image (0, the paper: off).
     pub w_pseudo: f64,
     /// Cosine threshold of the TokenCut graph that makes the self-training masks (0.2,
     /// TokenCut's own; a higher value cuts small objects out of their surroundings more
@@ -235,7 +235,8 @@ impl PseudoDropped {
     }
 }
 
-/// The self-training target of a cell that [`pseudo_label_loss`] leaves out.
+/// The self-training target of a cell that
+/// [`pseudo_label_loss`](super::pseudo_label_loss) leaves out.
 pub const IGNORED_TARGET: f32 = -1.0;
 
 /// Serde's test for the default of [`LossConfig::pseudo_components`].

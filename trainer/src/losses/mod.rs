@@ -9,7 +9,7 @@
 //!   (= 1/2 the sum over ordered pairs), with [`grid_affinity_from_features`] (GTV coarse:
 //!   the affinity at `tau = 0`) or [`grid_affinity_from_image`] (GTV fine:
 //!   `exp(-||X_i - X_j||^2 / sigma)`).
-//! - [`sr_loss`]: super-resolution agreement `|| avgpool_p(S_fine) - S_coarse ||^2`.
+//! - [`sr_per_image`]: super-resolution agreement `|| avgpool_p(S_fine) - S_coarse ||^2`.
 //! - [`sempart_loss`]: the weighted total, averaged over the batch.
 //! - [`pseudo_label_loss`]: the optional self-training term (not in the paper): binary
 //!   cross-entropy of the coarse map against a per-image pseudo-mask (TokenCut's foreground,
