@@ -169,7 +169,21 @@ pub fn keep_components(side: &[bool], x: &[f64], grid: (usize, usize), rule: Tok
             fg().rev().max_by(|&i, &j| (x[i] - mean).abs().total_cmp(&(x[j] - mean).abs()))
         }
         TokenCutComponents::Largest => {
-            fg().rev().max_by_key(|&i| component_around(side, grid, i).iter().filter(|&&f| f).count())
+            // One flood fill per component: its first patch in raster order, then its size.
+            let mut seen = vec![false; side.len()];
+            let mut best: Option<(usize, usize)> = None;
+            for i in fg() {
+                if seen[i] {
+                    continue;
+                }
+                let part = component_around(side, grid, i);
+                let size = part.iter().filter(|&&f| f).count();
+                seen.iter_mut().zip(&part).for_each(|(s, &p)| *s |= p);
+                if best.is_none_or(|(_, b)| size > b) {
+                    best = Some((i, size));
+                }
+            }
+            best.map(|(i, _)| i)
         }
     };
     let Some(seed) = seed else { return side.to_vec() };
