@@ -161,29 +161,15 @@ pub fn tokencut(features: &Tensor, grid: (i64, i64), cfg: &TokenCutConfig) -> Re
 /// eigenvector whose cut made it (the seed is the foreground patch farthest from its mean; the
 /// first such patch on ties, as for the largest component).
 pub fn keep_components(side: &[bool], x: &[f64], grid: (usize, usize), rule: TokenCutComponents) -> Vec<bool> {
-    let mean = x.iter().sum::<f64>() / x.len().max(1) as f64;
-    let fg = || (0..side.len()).filter(|&i| side[i]);
     let seed = match rule {
         TokenCutComponents::All => return side.to_vec(),
+        TokenCutComponents::Largest => return largest_component(side, grid),
         TokenCutComponents::Seed | TokenCutComponents::SeedNear => {
-            fg().rev().max_by(|&i, &j| (x[i] - mean).abs().total_cmp(&(x[j] - mean).abs()))
-        }
-        TokenCutComponents::Largest => {
-            // One flood fill per component: its first patch in raster order, then its size.
-            let mut seen = vec![false; side.len()];
-            let mut best: Option<(usize, usize)> = None;
-            for i in fg() {
-                if seen[i] {
-                    continue;
-                }
-                let part = component_around(side, grid, i);
-                let size = part.iter().filter(|&&f| f).count();
-                seen.iter_mut().zip(&part).for_each(|(s, &p)| *s |= p);
-                if best.is_none_or(|(_, b)| size > b) {
-                    best = Some((i, size));
-                }
-            }
-            best.map(|(i, _)| i)
+            let mean = x.iter().sum::<f64>() / x.len().max(1) as f64;
+            (0..side.len())
+                .filter(|&i| side[i])
+                .rev()
+                .max_by(|&i, &j| (x[i] - mean).abs().total_cmp(&(x[j] - mean).abs()))
         }
     };
     let Some(seed) = seed else { return side.to_vec() };
@@ -193,6 +179,25 @@ pub fn keep_components(side: &[bool], x: &[f64], grid: (usize, usize), rule: Tok
     } else {
         component_around(side, grid, seed)
     }
+}
+
+/// The largest 4-connected component of `side` (the first in raster order on ties; `side`
+/// itself when it is empty), each component flooded once.
+fn largest_component(side: &[bool], grid: (usize, usize)) -> Vec<bool> {
+    let mut seen = vec![false; side.len()];
+    let mut best: Option<(Vec<bool>, usize)> = None;
+    for i in 0..side.len() {
+        if !side[i] || seen[i] {
+            continue;
+        }
+        let part = component_around(side, grid, i);
+        let size = part.iter().filter(|&&f| f).count();
+        seen.iter_mut().zip(&part).for_each(|(s, &p)| *s |= p);
+        if best.as_ref().is_none_or(|(_, b)| size > *b) {
+            best = Some((part, size));
+        }
+    }
+    best.map_or_else(|| side.to_vec(), |(part, _)| part)
 }
 
 /// The 4-connected component of `mask` (an `h x w` grid, row-major) that holds `seed`.
