@@ -66,6 +66,15 @@ fn reference_cases_match_pytorch() {
             println!("{case_name:32} {what:17} max abs diff {d:.3e}");
             assert!(d <= 1e-4, "{case_name} {what}: max abs diff {d}");
         }
+        // Every block's output: as many as blocks, the last one the pre-norm tokens, the final
+        // norm of it the tokens (within float rounding: `forward` computes the last block's
+        // attention explicitly, to return it, and `forward_hidden` does not).
+        let hidden = tch::no_grad(|| bb.vit.forward_hidden(input));
+        assert_eq!(hidden.len() as i64, cfg.depth, "{case_name}");
+        let last = hidden.last().unwrap();
+        assert!(max_abs_diff(last, &out.prenorm) <= 1e-5, "{case_name}");
+        assert!(max_abs_diff(&tch::no_grad(|| bb.vit.final_norm(last)), &out.tokens) <= 1e-5, "{case_name}");
+        assert!(max_abs_diff(&hidden[0], last) > 1e-3, "{case_name}: the first block's output is the last one's");
     }
 }
 

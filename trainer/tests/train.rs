@@ -274,6 +274,20 @@ fn self_training_on_tokencut_masks_lowers_its_term() {
     let m0 = two.steps[0].losses.pseudo.unwrap();
     assert!((m0 - p0).abs() > 1e-4 && (m0 - q0).abs() > 1e-4, "two thresholds: {m0} vs {p0} and {q0}");
 
+    // `loss.pseudo_layer` cuts an earlier block's tokens: other targets, so another first-step
+    // term; a block the backbone lacks is an error that names the field.
+    cfg.loss.pseudo_extra_taus.clear();
+    cfg.loss.pseudo_layer = Some(0);
+    cfg.out_dir = dir.path().join("run_pl_layer");
+    let layer = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    let l0 = layer.steps[0].losses.pseudo.unwrap();
+    assert!((l0 - p0).abs() > 1e-4, "pseudo_layer did not change the targets: {l0} vs {p0}");
+    cfg.loss.pseudo_layer = Some(backbone.vit.config().depth as usize);
+    cfg.out_dir = dir.path().join("run_pl_no_layer");
+    let err = format!("{:#}", train_with_backbone(&cfg, &backbone, &quiet()).unwrap_err());
+    assert!(err.contains("loss.pseudo_layer"), "{err}");
+    cfg.loss.pseudo_layer = None;
+
     let plain = tiny_config(dir.path(), "run_plain", true);
     let c = train_with_backbone(&plain, &backbone, &quiet()).unwrap();
     assert!(c.steps.iter().all(|s| s.losses.pseudo.is_none()));

@@ -319,10 +319,28 @@ impl Vit {
         Tensor::cat(&[cls, patches], 1).to_kind(kind)
     }
 
-    /// Runs the backbone on a normalised batch `[N, 3, H, W]` (H, W need not be multiples of
-    /// the patch: the patch convolution floors). Returns final tokens, pre-norm tokens and the
-    /// last block's keys and attention.
-    pub fn forward(&self, x: &Tensor) -> VitOutput {
+    /// The output of every block (pre-norm, \[CLS\] first): `depth` tensors `[N, T, D]` for a
+    /// normalised batch `[N, 3, H, W]`; the last one is [`VitOutput::prenorm`] of
+    /// [`Vit::forward`], and [`Vit::final_norm`] of it its tokens. For probes of the
+    /// intermediate layers (`trainer/examples/layer_probe.rs`).
+    pub fn forward_hidden(&self, x: &Tensor) -> Vec<Tensor> {
+        let (mut h, _) = self.embed(x);
+        let mut out = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            h = block.forward(&h, false).0;
+            out.push(h.shallow_clone());
+        }
+        out
+    }
+
+    /// The final LayerNorm.
+    pub fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x)
+    }
+
+    /// The tokens entering the first block (\[CLS\] + patch embeddings + positional table) and
+    /// the token grid, for a normalised batch `[N, 3, H, W]`.
+    fn embed(&self, x: &Tensor) -> (Tensor, (i64, i64)) {
         let (n, c, height, width) = x.size4().expect("ViT input must be [N, 3, H, W]");
         assert_eq!(c, 3, "ViT input must have 3 channels, got {c}");
         let d = self.cfg.embed_dim;
@@ -331,7 +349,14 @@ impl Vit {
         assert!(h0 > 0 && w0 > 0, "input {height}x{width} is smaller than one patch");
         let patches = feat.flatten(2, 3).transpose(1, 2);
         let cls = self.cls_token.expand([n, 1, d], true);
-        let mut h = Tensor::cat(&[cls, patches], 1) + self.pos_embed_for(h0, w0, height, width);
+        (Tensor::cat(&[cls, patches], 1) + self.pos_embed_for(h0, w0, height, width), (h0, w0))
+    }
+
+    /// Runs the backbone on a normalised batch `[N, 3, H, W]` (H, W need not be multiples of
+    /// the patch: the patch convolution floors). Returns final tokens, pre-norm tokens and the
+    /// last block's keys and attention.
+    pub fn forward(&self, x: &Tensor) -> VitOutput {
+        let (mut h, (h0, w0)) = self.embed(x);
         let last = self.blocks.len() - 1;
         let mut keys = None;
         let mut attention = None;

@@ -101,6 +101,11 @@ pub struct LossConfig {
     /// the self-training term; the other terms decide them: confidence weighting).
     #[serde(skip_serializing_if = "PseudoDropped::is_background")]
     pub pseudo_dropped: PseudoDropped,
+    /// The backbone block (0-based) whose output tokens, before any norm, the TokenCut targets
+    /// cut instead of the loss's affinity features (none, the default: those features). Each
+    /// training image runs through the backbone once more to read them. TokenCut targets only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pseudo_layer: Option<usize>,
     /// A trainer checkpoint on the same backbone and grid whose coarse foreground (probability
     /// above 0.5, oriented by the corner rule) replaces TokenCut's masks as the self-training
     /// targets: a second self-training round on a first model's masks. None: TokenCut.
@@ -144,6 +149,7 @@ impl Default for LossConfig {
             pseudo_extra_taus: Vec::new(),
             pseudo_components: TokenCutComponents::All,
             pseudo_dropped: PseudoDropped::Background,
+            pseudo_layer: None,
             pseudo_from: None,
             w_fine_pseudo: 0.0,
             fine_pseudo_radius: 8.0,
@@ -173,6 +179,10 @@ impl LossConfig {
         ensure!(
             self.pseudo_components == TokenCutComponents::All || self.pseudo_from.is_none(),
             "loss.pseudo_components shapes TokenCut's masks: it does not apply with loss.pseudo_from"
+        );
+        ensure!(
+            self.pseudo_layer.is_none() || self.pseudo_from.is_none(),
+            "loss.pseudo_layer chooses TokenCut's tokens: it does not apply with loss.pseudo_from"
         );
         ensure!(
             self.pseudo_dropped == PseudoDropped::Background || self.pseudo_components != TokenCutComponents::All,

@@ -4,7 +4,7 @@
 use super::checkpoint::{heads_from_checkpoint, read_checkpoint};
 use crate::config::TrainConfig;
 use crate::data::ImageRecord;
-use crate::feature_cache::{progress_bar, FeatureStore};
+use crate::feature_cache::{progress_bar, FeatureStore, Features};
 use crate::heads::Heads;
 use crate::losses::{PseudoDropped, IGNORED_TARGET};
 use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig, TokenCutResult};
@@ -64,7 +64,13 @@ pub(super) fn pseudo_labels(
             let target = match store.get_many(&[(r, flip)]).pop().flatten() {
                 Some(f) => {
                     let fg: Vec<f32> = match &teacher {
-                        None => mean_tokencut_mask(&f, (gh, gw), &cuts, cfg.loss.pseudo_dropped)?,
+                        None => {
+                            let tokens = match cfg.loss.pseudo_layer {
+                                None => tokencut_features(&f, cfg.loss.features)?.shallow_clone(),
+                                Some(layer) => layer_tokens(store, &f, layer)?,
+                            };
+                            mean_tokencut_mask(&tokens, (gh, gw), &cuts, cfg.loss.pseudo_dropped)?
+                        }
                         Some((_, heads)) => coarse_foreground(heads, &f.tokens)?,
                     };
                     Some(Tensor::from_slice(&fg).reshape([1, gh, gw]))
@@ -79,16 +85,29 @@ pub(super) fn pseudo_labels(
     Ok(out)
 }
 
-/// The mean of TokenCut's foreground masks of one image's features over `cuts` (one cut: its
-/// 0/1 mask itself); see [`combine_cuts`].
+/// The patch tokens `[T, C]` that block `layer` (0-based) of the store's backbone outputs for
+/// one image's cached model input (`loss.pseudo_layer`).
+fn layer_tokens(store: &FeatureStore, f: &Features, layer: usize) -> Result<Tensor> {
+    let backbone = store.extractor().backbone();
+    let depth = backbone.vit.config().depth as usize;
+    ensure!(layer < depth, "loss.pseudo_layer = {layer}: the backbone has blocks 0..{}", depth - 1);
+    let (gh, gw) = store.extractor().grid();
+    tch::no_grad(|| {
+        let input = f.image.unsqueeze(0).to_device(backbone.vs.device());
+        let hidden = backbone.vit.forward_hidden(&input).swap_remove(layer);
+        Ok(hidden.narrow(1, 1, gh * gw).squeeze_dim(0).to_device(tch::Device::Cpu))
+    })
+}
+
+/// The mean of TokenCut's foreground masks of one image's patch tokens over `cuts` (one cut:
+/// its 0/1 mask itself); see [`combine_cuts`].
 fn mean_tokencut_mask(
-    f: &crate::feature_cache::Features,
+    tokens: &Tensor,
     grid: (i64, i64),
     cuts: &[TokenCutConfig],
     dropped: PseudoDropped,
 ) -> Result<Vec<f32>> {
-    let results =
-        cuts.iter().map(|tc| tokencut(tokencut_features(f, tc.features)?, grid, tc)).collect::<Result<Vec<_>>>()?;
+    let results = cuts.iter().map(|tc| tokencut(tokens, grid, tc)).collect::<Result<Vec<_>>>()?;
     Ok(combine_cuts(&results, dropped))
 }
 
