@@ -322,7 +322,7 @@ impl Vit {
     /// The output of every block (pre-norm, \[CLS\] first): `depth` tensors `[N, T, D]` for a
     /// normalised batch `[N, 3, H, W]`; the last one is [`VitOutput::prenorm`] of
     /// [`Vit::forward`], and [`Vit::final_norm`] of it its tokens. For probes of the
-    /// intermediate layers (`trainer/examples/layer_probe.rs`).
+    /// intermediate layers (`trainer/examples/tokencut_layers.rs`) and `loss.pseudo_layer`.
     pub fn forward_hidden(&self, x: &Tensor) -> Vec<Tensor> {
         let (mut h, _) = self.embed(x);
         let mut out = Vec::with_capacity(self.blocks.len());
