@@ -56,6 +56,10 @@ pub(super) fn pseudo_labels(
             Some(heads_from_checkpoint(&ck)?)
         }
     };
+    if let Some(layer) = cfg.loss.pseudo_layer {
+        let depth = store.extractor().backbone().vit.config().depth as usize;
+        ensure!(layer < depth, "loss.pseudo_layer = {layer}: the backbone has blocks 0..{}", depth - 1);
+    }
     let what = if teacher.is_some() { "pseudo-masks (checkpoint)" } else { "pseudo-masks (TokenCut)" };
     let bar = progress_bar((records.len() * flips.len()) as u64, progress, what);
     let mut out = Vec::with_capacity(records.len() * flips.len());
@@ -89,8 +93,6 @@ pub(super) fn pseudo_labels(
 /// one image's cached model input (`loss.pseudo_layer`).
 fn layer_tokens(store: &FeatureStore, f: &Features, layer: usize) -> Result<Tensor> {
     let backbone = store.extractor().backbone();
-    let depth = backbone.vit.config().depth as usize;
-    ensure!(layer < depth, "loss.pseudo_layer = {layer}: the backbone has blocks 0..{}", depth - 1);
     let (gh, gw) = store.extractor().grid();
     tch::no_grad(|| {
         let input = f.image.unsqueeze(0).to_device(backbone.vs.device());
