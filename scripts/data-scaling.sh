@@ -17,7 +17,7 @@ out=${1:-out/data-scaling}
 strides=${STRIDES:-1 2 4}
 seeds=${SEEDS:-0 1 2}
 data=../shared/data
-photos=$data/photos
+photos=$(cd "$data/photos" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cargo build --quiet --release -p trainer
@@ -29,7 +29,7 @@ for stride in $strides; do
     i=0
     while IFS= read -r name; do
       if [ $((i % stride)) -eq 0 ]; then
-        ln -s "$(cd "$photos" && pwd)/$name" "$subset.tmp/$name"
+        ln -s "$photos/$name" "$subset.tmp/$name"
       fi
       i=$((i + 1))
     done < <(ls "$photos" | LC_ALL=C sort)
