@@ -1,0 +1,7 @@
+use super::Helper;
+
+pub struct Thing;
+
+pub fn helper() -> Helper {
+    Helper
+}

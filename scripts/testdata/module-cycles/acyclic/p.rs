@@ -1,0 +1,5 @@
+pub use crate::q::*;
+
+pub fn call_b() -> &'static str {
+    crate::b::describe()
+}

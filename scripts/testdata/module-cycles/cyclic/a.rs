@@ -1,0 +1,7 @@
+use crate::b::X;
+
+pub struct Y;
+
+pub fn make() -> X {
+    X
+}

@@ -1,0 +1,7 @@
+use crate::a::Y;
+
+pub struct X;
+
+pub fn make() -> Y {
+    Y
+}
