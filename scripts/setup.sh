@@ -13,7 +13,7 @@
 # and the backbone's tensors: no arithmetic, so its sha256 is the same on every processor. The
 # int8 model's weights are computed from the 280 float model with one IEEE division and
 # rounding each (no fused or vectorised float code), so its sha256 is fixed too.
-# After it, `cargo run -p sempart ...` works; after `--trainer`, plain `cargo build`, `cargo test`
+# After it, `cargo run -p sempart-cli ...` works; after `--trainer`, plain `cargo build`, `cargo test`
 # and `cargo run -p trainer` too (.cargo/config.toml points LIBTORCH at .deps/).
 #
 #   scripts/setup.sh             ONNX Runtime, the backbone, the default model
@@ -121,7 +121,7 @@ if [ "${SEMPART_SETUP_SKIP_MODEL:-0}" != 1 ]; then
     say "models/sempart-default.onnx and models/sempart-default-int8.onnx are up to date"
   else
     say "building the sempart command (release)"
-    (cd "$root" && cargo build --release --quiet -p sempart) || die "building the sempart command failed"
+    (cd "$root" && cargo build --release --quiet -p sempart -p sempart-cli) || die "building the sempart command failed"
   fi
   if ! up_to_date sempart-default; then
     say "composing models/sempart-default.onnx"

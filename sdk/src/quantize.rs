@@ -133,7 +133,7 @@ pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, Quan
         };
         let w = &graph.initializer[i];
         let (k, cols) = (w.dims[0] as usize, w.dims[1] as usize);
-        let values = w.to_f32().map_err(|e| Error::new(Status::ModelCorrupt, format!("{e:#}")))?;
+        let values = w.to_f32()?;
         if values.len() != k * cols {
             return Err(Error::new(
                 Status::ModelCorrupt,

@@ -522,7 +522,11 @@ fn install_tree_builds_applications() {
         assert!(prefix.join("share/sempart").join(name).is_file(), "{name} is not installed");
     }
     std::fs::create_dir_all(prefix.join("bin")).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_sempart"), prefix.join("bin/sempart")).unwrap();
+    // The command is the `sempart-cli` package's binary; `cargo test --workspace` (the test
+    // command) builds it into the same profile folder as this test.
+    let command = profile_dir().join("sempart");
+    assert!(command.is_file(), "{} is missing: build it with `cargo build -p sempart-cli`", command.display());
+    std::fs::copy(&command, prefix.join("bin/sempart")).unwrap();
     let info =
         run_ok(Command::new(prefix.join("bin/sempart")).arg("info").env_remove("SEMPART_MODEL").current_dir(s.path()));
     let info = text(&info.stdout);

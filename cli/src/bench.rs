@@ -1,6 +1,7 @@
 //! `sempart bench`: per-stage medians, the peer model in the same run, throughput.
 
-use crate::{load_rgb, open_model, options, ModelArgs};
+use crate::inputs::load_rgb;
+use crate::model_args::{open_model, options, ModelArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use sempart::{Frame, PixelFormat, Segmenter};
 use serde_json::json;

