@@ -31,4 +31,9 @@ if [ ! -x .deps/python/bin/python ]; then
 fi
 .deps/python/bin/pip install --quiet --disable-pip-version-check ./bindings/python pytest
 .deps/python/bin/python -m pytest -q bindings/python/tests
+echo "== the README: quick starts equal their files, at most 300 lines, links resolve (scripts/check-readme.py)"
+python3 scripts/check-readme.py --self-test
+python3 scripts/check-readme.py
+echo "== the quick starts build and run in every host (scripts/run-quickstarts.sh)"
+scripts/run-quickstarts.sh models/sempart-default-int8.onnx .deps/python/bin/python
 echo "== all checks passed"
