@@ -4,31 +4,26 @@
 //! the Sempart heads. [`Segmenter`] runs it with ONNX Runtime on TensorRT, CUDA or the CPU and
 //! returns the fine and coarse masks at the caller's resolution plus object boxes.
 //!
-//! Data flows one way: [`frame`] (caller memory) -> [`preprocess`] -> [`runtime`] session ->
-//! [`postprocess`] (with [`refine`]) -> [`Segmentation`]. [`metrics`] holds the evaluation protocol, shared with
-//! the trainer. The C ABI ([`capi`]) is a thin layer over this API.
+//! The crate is laid out by floor, each using only the floors below it:
+//! [`model`] (the file format and ONNX) <- [`pipeline`] (data flows one way: [`frame`] (caller
+//! memory) -> [`preprocess`] -> [`runtime`] session -> [`postprocess`] (with [`refine`]) ->
+//! [`Segmentation`]) <- [`tools`] (compose, quantize, reference) and [`eval`] (metrics, shared
+//! with the trainer; evaluation; peer timing). The C ABI ([`capi`]) is a thin layer over the
+//! pipeline's API.
 
 pub mod capi;
-pub mod compose;
 pub mod error;
-pub mod evaluate;
-pub mod frame;
-pub mod metrics;
-pub mod model_format;
-pub mod onnx;
-pub mod parallel;
-pub mod peer;
-pub mod plane;
-pub mod postprocess;
-pub mod preprocess;
-pub mod quantize;
-pub mod reference;
-pub mod refine;
-pub mod resize;
-pub mod result;
-pub mod runtime;
-pub mod segmenter;
-pub mod simd;
+pub mod eval;
+pub mod model;
+pub mod pipeline;
+pub mod tools;
+
+// The modules' paths before the floors (`sempart::frame`, `sempart::onnx`, ...) stay valid.
+pub use eval::{evaluate, metrics, peer};
+pub use model::format as model_format;
+pub use model::onnx;
+pub use pipeline::{frame, parallel, plane, postprocess, preprocess, refine, resize, result, runtime, segmenter, simd};
+pub use tools::{compose, quantize, reference};
 
 pub use error::{Error, Result, Status};
 pub use frame::{Frame, PixelFormat};

@@ -20,11 +20,11 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::error::{Error, Result, Status};
-use crate::frame::{Frame, PixelFormat};
-use crate::refine::GuidedFilter;
-use crate::result::{Segmentation, Timing};
-use crate::runtime::{Options, Provider};
-use crate::segmenter::Segmenter;
+use crate::pipeline::frame::{Frame, PixelFormat};
+use crate::pipeline::refine::GuidedFilter;
+use crate::pipeline::result::{Segmentation, Timing};
+use crate::pipeline::runtime::{Options, Provider};
+use crate::pipeline::segmenter::Segmenter;
 use std::ffi::{c_char, CStr};
 
 mod boundary;

@@ -8,19 +8,19 @@
 //! test data: `frame.pb` (uint8 `[H, W, 3]`), `fine.pb` (float `[1, 1, H, W]`) and
 //! `coarse.pb` (float `[1, 1, H / patch, W / patch]`).
 
-use crate::compose::tensor_bytes;
 use crate::error::{Error, Result, Status};
-use crate::frame::{Frame, PixelFormat};
-use crate::onnx::builder::f32_tensor;
-use crate::onnx::proto::{data_type, TensorProto};
-use crate::segmenter::Segmenter;
+use crate::model::onnx::builder::f32_tensor;
+use crate::model::onnx::proto::tensor_bytes;
+use crate::model::onnx::proto::{data_type, TensorProto};
+use crate::pipeline::frame::{Frame, PixelFormat};
+use crate::pipeline::segmenter::Segmenter;
 use prost::Message;
 use std::path::Path;
 
 /// Largest difference allowed between a run of the float32 model and the reference, on either
 /// output.
 pub const TOLERANCE: f32 = 1e-4;
-/// Largest *mean* difference allowed between a run of the int8 model ([`crate::quantize`]) and
+/// Largest *mean* difference allowed between a run of the int8 model ([`crate::tools::quantize`]) and
 /// the float32 reference, on either output: quantisation moves single probabilities near the
 /// boundary by up to about 0.3, so the int8 check bounds the mean, which tells a working int8
 /// model (0.007 on the development machine) from a broken one (a wrong scale or zero point
@@ -81,7 +81,7 @@ impl Reference {
     /// "numeric mismatch".
     pub fn check(&self, model: &Segmenter) -> Result<Deviation> {
         let info = model.info();
-        let int8 = info.precision == crate::model_format::Precision::Int8;
+        let int8 = info.precision == crate::model::format::Precision::Int8;
         if (info.input_width_px, info.input_height_px) != (self.width_px, self.height_px) {
             return Err(Error::new(
                 Status::InferenceFailed,

@@ -10,28 +10,26 @@
 //! 1. [`binarize`] the coarse and fine probability maps at [`THRESHOLD`] (strict `>`);
 //! 2. [`foreground_is_a`] decides which side of the binary partition is the object
 //!    (the corner rule of spec 3.2), [`select_foreground`] applies that decision;
-//! 3. [`crate::resize::resize_bilinear`] (or a reusable [`crate::resize::BilinearResizer`])
+//! 3. [`crate::pipeline::resize::resize_bilinear`] (or a reusable [`crate::pipeline::resize::BilinearResizer`])
 //!    brings the fine probability map to the original image size (PyTorch `F.interpolate`
-//!    semantics), or [`crate::refine`] does, refining it on the way;
+//!    semantics), or [`crate::pipeline::refine`] does, refining it on the way;
 //! 4. [`connected_components`] and [`object_box`] give the single-object box.
 //!
 //! Every function here is pure (no ONNX Runtime, no I/O). Grids are row-major
 //! (`index = y * width + x`).
 #![warn(missing_docs)]
 
-use crate::frame::Frame;
-use crate::model_format::ModelInfo;
-use crate::plane::Plane;
-use crate::refine::{refine_to_frame_with_mask, GuidedFilter};
-use crate::resize::resize_bilinear;
-use crate::result::{Segmentation, Timing};
+use crate::model::format::ModelInfo;
+use crate::pipeline::frame::Frame;
+use crate::pipeline::plane::Plane;
+use crate::pipeline::refine::{refine_to_frame_with_mask, GuidedFilter};
+use crate::pipeline::resize::resize_bilinear;
+use crate::pipeline::result::{Segmentation, Timing};
 
 mod components;
 pub use components::{connected_components, mask_components, object_box, Component};
 
-/// The binarisation threshold of the paper: a pixel belongs to partition "A" when its
-/// probability is strictly greater than this value.
-pub const THRESHOLD: f32 = 0.5;
+pub use crate::pipeline::mask::{mask_value, THRESHOLD};
 
 // ---------------------------------------------------------------------------------
 // Binarisation and foreground selection
@@ -147,13 +145,13 @@ pub enum FineOutput<'a, 'f> {
         /// Output height.
         height: usize,
     },
-    /// [`crate::refine::refine_to_frame`] with `frame` as the guide, at the frame's size (a
+    /// [`crate::pipeline::refine::refine_to_frame`] with `frame` as the guide, at the frame's size (a
     /// filter that is off makes this the bilinear resize to the frame's size).
     Refined {
         /// The guide, and the output size.
         frame: &'a Frame<'f>,
         /// The frame as the model saw it, when the caller has it (see
-        /// [`crate::refine::refine_to_frame`]): the refinement's guide is made from it.
+        /// [`crate::pipeline::refine::refine_to_frame`]): the refinement's guide is made from it.
         view: Option<&'a [f32]>,
         /// The refinement's parameters.
         filter: &'a GuidedFilter,
@@ -196,32 +194,25 @@ pub fn foreground_maps(coarse_a: Plane<'_, f32>, fine_a: Plane<'_, f32>, output:
 }
 
 /// The 0/255 mask value of one probability: 255 where [`binarize`] sets the pixel (above
-/// [`THRESHOLD`]), else 0 (NaN too). The one thresholding of the 0/255 masks: [`mask_bytes`] and
-/// the refinement's pass ([`crate::refine::refine_to_frame_with_mask`]) use it.
-#[inline(always)]
-pub fn mask_value(p: f32) -> u8 {
-    if p > THRESHOLD {
-        255
-    } else {
-        0
-    }
-}
-
-/// The 0/255 mask of a probability map: 255 where [`binarize`] sets the pixel.
-/// Rows of large maps are split over a few threads ([`crate::parallel`]).
+/// [`THRESHOLD`]), else 0r a few threads ([`crate::pipeline::parallel`]).
 fn mask_bytes(prob: Plane<'_, f32>) -> Vec<u8> {
     let (w, values) = (prob.width(), prob.values());
     let mut mask = vec![0u8; values.len()];
-    crate::parallel::for_each_band(&mut mask, w, crate::parallel::threads_for(values.len()), |first, out| {
-        crate::simd::wide(
-            #[inline(always)]
-            || {
-                for (m, &p) in out.iter_mut().zip(&values[first * w..]) {
-                    *m = mask_value(p);
-                }
-            },
-        )
-    });
+    crate::pipeline::parallel::for_each_band(
+        &mut mask,
+        w,
+        crate::pipeline::parallel::threads_for(values.len()),
+        |first, out| {
+            crate::pipeline::simd::wide(
+                #[inline(always)]
+                || {
+                    for (m, &p) in out.iter_mut().zip(&values[first * w..]) {
+                        *m = mask_value(p);
+                    }
+                },
+            )
+        },
+    );
     mask
 }
 

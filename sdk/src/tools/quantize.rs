@@ -16,7 +16,7 @@
 //! everything else keep float32.
 //!
 //! Before that, each self-attention becomes one `MultiHeadAttention` node
-//! ([`crate::onnx::fuse::fuse_attention`]), ONNX Runtime's fused CPU kernel (the attention
+//! ([`crate::model::onnx::fuse::fuse_attention`]), ONNX Runtime's fused CPU kernel (the attention
 //! products stay float32).
 //!
 //! The arithmetic is one IEEE 754 division and one rounding per weight, in scalar `f32` (Rust
@@ -25,8 +25,8 @@
 //! [`keys::PRECISION`] = `int8` and a fresh content digest.
 
 use crate::error::{Error, Result, Status};
-use crate::model_format::{self, keys, Precision};
-use crate::onnx::proto::{attribute_type, data_type, AttributeProto, ModelProto, NodeProto, TensorProto};
+use crate::model::format::{self as model_format, keys, Precision};
+use crate::model::onnx::proto::{attribute_type, data_type, AttributeProto, ModelProto, NodeProto, TensorProto};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 
@@ -42,7 +42,7 @@ pub struct QuantizeStats {
     pub float_bytes: usize,
     /// Bytes of the int8 weights and float32 scales that replace them.
     pub int8_bytes: usize,
-    /// Self-attentions fused into `MultiHeadAttention` nodes ([`crate::onnx::fuse`]).
+    /// Self-attentions fused into `MultiHeadAttention` nodes ([`crate::model::onnx::fuse`]).
     pub attentions: usize,
 }
 
@@ -102,7 +102,7 @@ pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, Quan
         }
     }
     let graph = model.graph.as_mut().ok_or_else(|| Error::new(Status::ModelCorrupt, "the model has no graph"))?;
-    stats.attentions = crate::onnx::fuse::fuse_attention(graph, &mut model.opset_import);
+    stats.attentions = crate::model::onnx::fuse::fuse_attention(graph, &mut model.opset_import);
     let mut uses: HashMap<String, usize> = HashMap::new();
     for n in &graph.node {
         for i in &n.input {
@@ -154,7 +154,7 @@ pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, Quan
             raw_data: q.values.iter().map(|&v| v as u8).collect(),
             ..Default::default()
         });
-        added.push(crate::onnx::builder::f32_tensor(&ws_name, &[cols as i64], &q.scales));
+        added.push(crate::model::onnx::builder::f32_tensor(&ws_name, &[cols as i64], &q.scales));
         replaced.insert(i);
         let v = |s: &str| format!("{y}/{s}");
         let (xq, xs, xz, int, float, scale) = (v("x_q"), v("x_scale"), v("x_zero"), v("int"), v("float"), v("scale"));
@@ -174,7 +174,7 @@ pub fn quantize_int8(model: &[u8], min_elements: usize) -> Result<(Vec<u8>, Quan
     let kept = std::mem::take(&mut graph.initializer).into_iter().enumerate().filter(|(i, _)| !replaced.contains(i));
     graph.initializer = kept.map(|(_, t)| t).chain(added).collect();
     model.metadata_props.retain(|p| p.key != keys::PRECISION);
-    model.metadata_props.push(crate::onnx::proto::StringStringEntryProto {
+    model.metadata_props.push(crate::model::onnx::proto::StringStringEntryProto {
         key: keys::PRECISION.into(),
         value: Precision::Int8.name().into(),
     });

@@ -1,16 +1,16 @@
 //! The Rust API: open a model, segment frames. Data flows one way, each stage in its module:
-//! [`crate::frame`] -> [`crate::preprocess`] -> [`crate::runtime`] (the ONNX Runtime run) ->
-//! [`crate::postprocess`] -> [`crate::result`] ([`Segmentation`]).
+//! [`crate::pipeline::frame`] -> [`crate::pipeline::preprocess`] -> [`crate::pipeline::runtime`] (the ONNX Runtime run) ->
+//! [`crate::pipeline::postprocess`] -> [`crate::pipeline::result`] ([`Segmentation`]).
 
 use crate::error::{Error, Result, Status};
-use crate::frame::Frame;
-use crate::model_format::{self, ModelInfo};
-use crate::onnx::header;
-use crate::postprocess;
-use crate::preprocess;
-use crate::refine::GuidedFilter;
-pub use crate::result::{Segmentation, Timing};
-use crate::runtime::{self, Options, Provider};
+use crate::model::format::{self as model_format, ModelInfo};
+use crate::model::onnx::header;
+use crate::pipeline::frame::Frame;
+use crate::pipeline::postprocess;
+use crate::pipeline::preprocess;
+use crate::pipeline::refine::GuidedFilter;
+pub use crate::pipeline::result::{Segmentation, Timing};
+use crate::pipeline::runtime::{self, Options, Provider};
 use std::path::Path;
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! Tests of the refinement, including the comparison with the textbook guided filter.
 
 use super::*;
-use crate::frame::PixelFormat;
+use crate::pipeline::frame::PixelFormat;
 
 /// The textbook colour guided filter, written for clarity: window means by direct sums,
 /// the 3x3 system solved by Gaussian elimination, the averaged coefficients resized to the
@@ -298,7 +298,8 @@ fn the_mask_made_in_the_same_pass_is_the_thresholded_map() {
         let (q, mask) = refine_to_frame_with_mask(&frame, None, &prob, (56, 56), (56, 56), &filter);
         let alone = refine_to_frame(&frame, None, &prob, 56, 56, (56, 56), &filter);
         assert!(q.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()), "{w}x{h}");
-        let want: Vec<u8> = q.iter().map(|&p| if p > crate::postprocess::THRESHOLD { 255 } else { 0 }).collect();
+        let want: Vec<u8> =
+            q.iter().map(|&p| if p > crate::pipeline::postprocess::THRESHOLD { 255 } else { 0 }).collect();
         assert_eq!(mask, want, "{w}x{h} {filter:?}");
         assert!(mask.contains(&255) && mask.contains(&0), "{w}x{h}: both sides present");
     }

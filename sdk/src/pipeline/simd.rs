@@ -266,9 +266,9 @@ fn detected() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{Frame, PixelFormat};
-    use crate::preprocess::{frame_to_input, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
-    use crate::refine::{refine_to_frame, GuidedFilter};
+    use crate::pipeline::frame::{Frame, PixelFormat};
+    use crate::pipeline::preprocess::{frame_to_input, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
+    use crate::pipeline::refine::{refine_to_frame, GuidedFilter};
 
     /// The only test that flips the process-wide switch (others running meanwhile only see
     /// the baseline for a while, which gives the same values).

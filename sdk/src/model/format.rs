@@ -8,7 +8,7 @@
 //! - output `coarse`: float32 `[N, 1, H / patch, W / patch]`, the coarse branch's probabilities.
 //!
 //! The probabilities are those of partition "A" of the cut; which partition is the foreground
-//! is decided after inference (see [`crate::postprocess`]).
+//! is decided after inference (see [`crate::pipeline::postprocess`]).
 //!
 //! Integrity (format version 2): the metadata entry [`keys::CONTENT_SHA256`] holds the sha256
 //! of the file's bytes with that entry's whole top-level protobuf field (key, length and the
@@ -17,10 +17,10 @@
 //! read (their integrity is reported as [`Integrity::Unavailable`]).
 
 use crate::error::{Error, Result, Status};
-use crate::onnx::builder;
-use crate::onnx::header::OnnxHeader;
-use crate::onnx::proto::{ModelProto, StringStringEntryProto};
-use crate::preprocess::InputSpec;
+use crate::model::onnx::builder;
+use crate::model::onnx::header::OnnxHeader;
+use crate::model::onnx::proto::{ModelProto, StringStringEntryProto};
+use crate::pipeline::preprocess::InputSpec;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -37,38 +37,7 @@ pub const FINE_OUTPUT: &str = "fine";
 pub const COARSE_OUTPUT: &str = "coarse";
 
 /// Metadata keys (ONNX `metadata_props`).
-pub mod keys {
-    /// Format version, a decimal integer ([`super::FORMAT_VERSION`]).
-    pub const FORMAT_VERSION: &str = "sempart.format_version";
-    /// Input width in pixels.
-    pub const INPUT_WIDTH: &str = "sempart.input_width";
-    /// Input height in pixels.
-    pub const INPUT_HEIGHT: &str = "sempart.input_height";
-    /// Backbone patch size in pixels.
-    pub const PATCH_SIZE: &str = "sempart.patch_size";
-    /// Normalisation mean, three comma-separated floats (RGB).
-    pub const MEAN: &str = "sempart.mean";
-    /// Normalisation standard deviation, three comma-separated floats (RGB).
-    pub const STD: &str = "sempart.std";
-    /// Backbone name, e.g. `dinov2-small`.
-    pub const BACKBONE_NAME: &str = "sempart.backbone.name";
-    /// Where the backbone weights come from (package, file, licence, fine-tuning).
-    pub const BACKBONE_ORIGIN: &str = "sempart.backbone.origin";
-    /// Training provenance: a JSON object (data, steps, config, seed, commit, date).
-    pub const TRAINING: &str = "sempart.training";
-    /// JSON of the backbone's architecture, as the trainer exported it (informational).
-    pub const BACKBONE_CONFIG: &str = "sempart.backbone.config";
-    /// JSON of the heads' configuration, as the trainer exported it (informational).
-    pub const HEADS_CONFIG: &str = "sempart.heads.config";
-    /// Content digest (format version 2): 64 lowercase hex digits, see the module docs.
-    pub const CONTENT_SHA256: &str = "sempart.content_sha256";
-    /// Numeric precision of the weights: `fp32` (also when absent) or `int8` (weight products
-    /// quantised by [`crate::quantize`]).
-    pub const PRECISION: &str = "sempart.precision";
-    /// Keys every model must have.
-    pub const REQUIRED: [&str; 9] =
-        [FORMAT_VERSION, INPUT_WIDTH, INPUT_HEIGHT, PATCH_SIZE, MEAN, STD, BACKBONE_NAME, BACKBONE_ORIGIN, TRAINING];
-}
+pub use super::keys;
 
 /// Numeric precision of a model's weights ([`keys::PRECISION`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,7 +46,7 @@ pub enum Precision {
     /// Float32 throughout: the file the trainer exports, for every provider.
     Fp32,
     /// The linear layers' weights in int8 with dynamically quantised activations
-    /// ([`crate::quantize`]): the CPU provider's default.
+    /// ([`crate::tools::quantize`]): the CPU provider's default.
     Int8,
 }
 
@@ -179,7 +148,7 @@ pub fn verify_content(path: &str, bytes: &[u8], header: &OnnxHeader, format_vers
 /// Reads and validates a whole model file held in memory: its header, its metadata and its
 /// content digest. `what` only serves the messages.
 pub fn verified_info(what: &str, bytes: &[u8]) -> Result<ModelInfo> {
-    let head = crate::onnx::header::parse_header(what, bytes)?;
+    let head = crate::model::onnx::header::parse_header(what, bytes)?;
     let mut info = ModelInfo::from_metadata(what, head.metadata.clone())?;
     info.integrity = verify_content(what, bytes, &head, info.format_version)?;
     Ok(info)

@@ -1,7 +1,7 @@
 //! Bilinear resizing of probability maps with PyTorch's `F.interpolate(mode="bilinear",
 //! align_corners=False)` semantics: the one resizer of float maps that post-processing,
 //! the refinement, the metrics and the trainer share (the frame's own antialiased resize to
-//! the model input is [`crate::preprocess::resize_rgb`]).
+//! the model input is [`crate::pipeline::preprocess::resize_rgb`]).
 #![warn(missing_docs)]
 
 /// Source taps of one output coordinate along one axis: the two source indices and the
@@ -64,7 +64,7 @@ pub struct BilinearResizer {
     dst_h: usize,
     cols: Vec<Tap>,
     /// The columns' taps again as flat tables, when the width grows (for
-    /// [`crate::simd::enlarge_row`]).
+    /// [`crate::pipeline::simd::enlarge_row`]).
     upscale: Option<FlatTaps>,
     rows: Vec<Tap>,
     /// Horizontally resized source rows: `row_a` holds source row `row_a_idx`, and
@@ -197,7 +197,7 @@ impl BilinearResizer {
         let (cols, upscale) = (&self.cols, &self.upscale);
         let horizontal = |src_row: &[f32], out: &mut [f32]| {
             // Enlarging: whole blocks of 8 outputs in vector registers (the same operations).
-            let done = upscale.as_ref().map_or(0, |u| crate::simd::enlarge_row(src_row, &u.i0, &u.w1, out));
+            let done = upscale.as_ref().map_or(0, |u| crate::pipeline::simd::enlarge_row(src_row, &u.i0, &u.w1, out));
             for (o, t) in out[done..].iter_mut().zip(&cols[done..]) {
                 let a = src_row[t.i0];
                 let b = src_row[t.i1];

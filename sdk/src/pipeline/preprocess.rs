@@ -4,7 +4,7 @@
 //! The trainer prepares its training images with this same code, so what a model sees in
 //! training and in deployment is the same function of the pixels.
 
-use crate::frame::Frame;
+use crate::pipeline::frame::Frame;
 
 /// ImageNet's per-channel mean (RGB, 0..1 scale): the normalisation of the DINO family.
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
@@ -189,9 +189,9 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
     // rows), then the horizontal taps on that one row: when shrinking, the gathering
     // horizontal pass runs on the few output rows instead of every source row. Bands of
     // output rows run on several threads for large frames.
-    let threads = crate::parallel::threads_for(src_w * src_h / 4);
-    crate::parallel::for_each_band(&mut out, dst_w * 3, threads, |first, rows| {
-        crate::simd::wide(
+    let threads = crate::pipeline::parallel::threads_for(src_w * src_h / 4);
+    crate::pipeline::parallel::for_each_band(&mut out, dst_w * 3, threads, |first, rows| {
+        crate::pipeline::simd::wide(
             #[inline(always)]
             || {
                 let mut rgb = vec![[0u8; 3]; src_w];
@@ -220,7 +220,7 @@ pub fn resize_rgb(frame: &Frame<'_>, dst_w: usize, dst_h: usize) -> Vec<f32> {
 /// Writes the model input for one frame into `out` (length `3 * width * height`, planar RGB,
 /// normalised as `spec` says), and returns the model's view of the frame it normalised: the
 /// resized RGB, interleaved, on the 0..255 scale ([`resize_rgb`]). The refinement takes its
-/// guide from that view ([`crate::refine::refine_to_frame`]) instead of reading the frame again.
+/// guide from that view ([`crate::pipeline::refine::refine_to_frame`]) instead of reading the frame again.
 pub fn frame_to_input(frame: &Frame<'_>, spec: &InputSpec, out: &mut [f32]) -> Vec<f32> {
     let (w, h) = (spec.width_px, spec.height_px);
     assert_eq!(out.len(), 3 * w * h, "output buffer must hold 3 x {w} x {h} floats");
@@ -242,7 +242,7 @@ pub fn frame_to_input(frame: &Frame<'_>, spec: &InputSpec, out: &mut [f32]) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::PixelFormat;
+    use crate::pipeline::frame::PixelFormat;
 
     #[test]
     fn taps_sum_to_one_and_identity_is_exact() {

@@ -12,7 +12,7 @@
 //! against the published LOST CorLoc on VOC07 (61.90, 3102 of 5011 images).
 #![warn(missing_docs)]
 
-use crate::plane::Plane;
+use crate::pipeline::plane::Plane;
 
 /// Errors of the metric loaders.
 #[derive(Debug, thiserror::Error)]

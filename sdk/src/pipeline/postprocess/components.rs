@@ -66,7 +66,7 @@ fn first_byte_where(row: &[u8], flags: impl Fn(u64) -> u64, wanted: impl Fn(u8) 
 /// boxes in continuous pixel coordinates: the component covers columns `x0..x1` and
 /// rows `y0..y1`, its box is `width() = x1 - x0` by `height() = y1 - y0` pixels, and
 /// `[x0, y0, x1, y1]` as floats is directly the box CorLoc scores (see
-/// [`crate::metrics::box_iou`], whose continuous-area convention reproduces the LOST
+/// [`crate::eval::metrics::box_iou`], whose continuous-area convention reproduces the LOST
 /// CorLoc of 61.90 on VOC07). A single pixel at `(x, y)` has the box
 /// `(x, y, x + 1, y + 1)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -171,7 +171,7 @@ pub fn fuse_attention(graph: &mut GraphProto, opsets: &mut Vec<OperatorSetIdProt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::data_type;
+    use crate::model::onnx::proto::data_type;
 
     fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
         NodeProto {

@@ -1,7 +1,7 @@
 //! The result of segmenting one frame: masks, probabilities, boxes and the time each stage
-//! took. [`crate::postprocess::segmentation`] builds it; [`crate::Segmenter`] adds the timing.
+//! took. [`crate::pipeline::postprocess::segmentation`] builds it; [`crate::Segmenter`] adds the timing.
 
-use crate::postprocess::Component;
+use crate::pipeline::postprocess::Component;
 
 /// Wall-clock time spent in each stage of one call, in milliseconds.
 #[repr(C)]

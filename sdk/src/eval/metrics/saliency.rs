@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::MetricsError;
-use crate::postprocess;
+use crate::pipeline::postprocess;
 
 /// Number of maxF thresholds: `t = k / 255` for `k` in `0..=254`.
 pub const NUM_THRESHOLDS: usize = 255;
@@ -138,7 +138,7 @@ impl SaliencyMetrics {
     /// Scores one image and adds it to the dataset.
     ///
     /// `prob` holds probabilities in [0, 1], already resized to the ground-truth size
-    /// (bilinear, see [`crate::resize::resize_bilinear`]); `gt` is the mask, 0..255,
+    /// (bilinear, see [`crate::pipeline::resize::resize_bilinear`]); `gt` is the mask, 0..255,
     /// foreground > 127, 128 ignored. Both row-major, same length.
     ///
     /// # Panics
@@ -215,7 +215,7 @@ impl SaliencyMetrics {
         if size == gt_size {
             return self.add(prob, gt);
         }
-        self.add(&crate::resize::resize_bilinear(prob, size.0, size.1, gt_size.0, gt_size.1), gt)
+        self.add(&crate::pipeline::resize::resize_bilinear(prob, size.0, size.1, gt_size.0, gt_size.1), gt)
     }
 
     /// Mean F-measure over the images added so far, for each threshold `k / 255`

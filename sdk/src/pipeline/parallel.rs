@@ -1,5 +1,5 @@
 //! Spreading the rows of an output image over a few threads: the one mechanism the frame's
-//! resize ([`crate::preprocess`]) and the refinement ([`crate::refine`]) use. Each band of
+//! resize ([`crate::pipeline::preprocess`]) and the refinement ([`crate::pipeline::refine`]) use. Each band of
 //! rows is computed independently, so the result does not depend on the thread count.
 
 /// The most threads one call uses.

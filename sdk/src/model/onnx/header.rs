@@ -3,7 +3,7 @@
 //! (the weights are skipped over, not decoded), so this costs one read of the file.
 
 use crate::error::{Error, Result, Status};
-use crate::model_format::keys;
+use crate::model::keys;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;

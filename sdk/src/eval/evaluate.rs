@@ -5,10 +5,10 @@
 //! [`FineCoarseMetrics`].
 
 use crate::error::{Error, Result, Status};
-use crate::frame::{Frame, PixelFormat};
-use crate::metrics::{self, BoxPredictions, CorLocScore, FineCoarseMetrics, SaliencyScores};
-use crate::plane::Plane;
-use crate::segmenter::Segmenter;
+use crate::eval::metrics::{self, BoxPredictions, CorLocScore, FineCoarseMetrics, SaliencyScores};
+use crate::pipeline::frame::{Frame, PixelFormat};
+use crate::pipeline::plane::Plane;
+use crate::pipeline::segmenter::Segmenter;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -20,11 +20,11 @@
 #![warn(missing_docs)]
 
 use crate::error::{Error, Result};
-use crate::frame::Frame;
-use crate::parallel::{for_each_band_pair, threads_for};
-use crate::postprocess::mask_value;
-use crate::preprocess::resize_rgb;
-use crate::resize::{resize_bilinear, resize_bilinear_rgb, BilinearResizer};
+use crate::pipeline::frame::Frame;
+use crate::pipeline::mask::mask_value;
+use crate::pipeline::parallel::{for_each_band_pair, threads_for};
+use crate::pipeline::preprocess::resize_rgb;
+use crate::pipeline::resize::{resize_bilinear, resize_bilinear_rgb, BilinearResizer};
 use std::mem::MaybeUninit;
 
 mod box_filter;
@@ -121,7 +121,7 @@ pub fn radius_px(radius: f32, input: (usize, usize), working: (usize, usize)) ->
 /// frame as the guide. `model_input` (width, height) is the size `filter.radius` is measured
 /// in. With the refinement off this is [`resize_bilinear`]. The result is clamped to [0, 1].
 ///
-/// `view` is the frame as the model saw it: [`crate::preprocess::frame_to_input`]'s resized
+/// `view` is the frame as the model saw it: [`crate::pipeline::preprocess::frame_to_input`]'s resized
 /// RGB (interleaved, 0..255, `model_input` in size). For a frame larger than the working size
 /// the coefficients' guide is this view brought to the working size ([`guide_from_view`]), so
 /// the frame is not read a third time; `None` computes the view here, with the same values.
@@ -141,7 +141,7 @@ pub fn refine_to_frame(
 }
 
 /// [`refine_to_frame`] and the 0/255 mask of its result (255 where the probability is above
-/// [`crate::postprocess::THRESHOLD`]), made in the same pass over the frame: the result of the
+/// [`crate::pipeline::mask::THRESHOLD`]), made in the same pass over the frame: the result of the
 /// refinement is not read a second time (8 MB at 1920x1080).
 ///
 /// # Panics
@@ -223,7 +223,7 @@ fn refine_with_guide(
         let (mut q, mut mask): (Vec<f32>, Vec<u8>) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (q_slots, mask_slots) = (&mut q.spare_capacity_mut()[..n], &mut mask.spare_capacity_mut()[..n]);
         for_each_band_pair(q_slots, out_w, mask_slots, out_w, threads_for(n), |first, rows, mask_rows| {
-            crate::simd::wide(
+            crate::pipeline::simd::wide(
                 #[inline(always)]
                 || {
                     let mut resizers = [resizer.clone(), resizer.clone(), resizer.clone(), resizer.clone()];
@@ -237,7 +237,7 @@ fn refine_with_guide(
                         // over contiguous values (vectorised) instead of 3-byte pixels.
                         let bytes = frame.row_rgb_bytes(y, &mut rgb);
                         let [cr, cg, cb] = &mut colour;
-                        crate::simd::split_rgb(bytes, cr, cg, cb);
+                        crate::pipeline::simd::split_rgb(bytes, cr, cg, cb);
                         // The four coefficient planes' vertical blends fused into the sum (the
                         // same operations, in the same order, as `BilinearResizer::row`).
                         let [r0, r1, r2, r3] = &mut resizers;
@@ -402,7 +402,7 @@ impl<'a> Means<'a> {
         let (ip0, ip1, ip2) = (at(self.ip[0]), at(self.ip[1]), at(self.ip[2]));
         let (ii00, ii01, ii02) = (at(self.ii[0]), at(self.ii[1]), at(self.ii[2]));
         let (ii11, ii12, ii22) = (at(self.ii[3]), at(self.ii[4]), at(self.ii[5]));
-        crate::simd::wide(
+        crate::pipeline::simd::wide(
             #[inline(always)]
             || {
                 for i in 0..n {
