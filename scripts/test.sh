@@ -18,6 +18,9 @@ if [ -n "$long" ]; then
   echo "$long"
   exit 1
 fi
+echo "== no module imports another that imports it back, directly or in a loop (scripts/check-module-cycles.py)"
+python3 scripts/check-module-cycles.py --self-test
+python3 scripts/check-module-cycles.py
 echo "== cargo test"
 # The fuzz targets run once each here and for their time budget in the next step.
 SEMPART_FUZZ_SECONDS=0 cargo test --workspace

@@ -2,6 +2,7 @@
 //! their self-supervised losses, the training loop, and the export of the whole graph to the
 //! ONNX file the SDK runs ([`export`]).
 
+pub mod affinity;
 pub mod backbone;
 pub mod config;
 pub mod data;

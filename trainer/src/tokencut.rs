@@ -19,9 +19,9 @@
 //! component around the seed, bilateral solver) is not applied; for a like-for-like comparison
 //! with the SDK's output, [`evaluate_tokencut`] can apply the SDK's refinement instead.
 
+use crate::affinity::{normalize_features, AffinityFeatures};
 use crate::data::{mask_and_guide, LabelledImage};
 use crate::feature_cache::{FeatureStore, Features};
-use crate::losses::{normalize_features, AffinityFeatures};
 use anyhow::{ensure, Context, Result};
 use sempart::metrics::{SaliencyMetrics, SaliencyScores};
 use sempart::postprocess::foreground_is_a;

@@ -20,10 +20,23 @@ use crate::error::{Error, Result, Status};
 use crate::model::onnx::builder;
 use crate::model::onnx::header::OnnxHeader;
 use crate::model::onnx::proto::{ModelProto, StringStringEntryProto};
-use crate::pipeline::preprocess::InputSpec;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+
+/// How the model wants its input: size and per-channel normalisation
+/// `(value / 255 - mean) / std`, channels in RGB order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    /// Input width in pixels.
+    pub width_px: usize,
+    /// Input height in pixels.
+    pub height_px: usize,
+    /// Per-channel mean (RGB), on the 0..1 scale.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation (RGB), on the 0..1 scale.
+    pub std: [f32; 3],
+}
 
 /// The model format version the trainer writes: 2 (version 1 plus the content digest).
 pub const FORMAT_VERSION: u32 = 2;

@@ -11,19 +11,7 @@ pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 /// ImageNet's per-channel standard deviation (RGB, 0..1 scale).
 pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-/// How the model wants its input: size and per-channel normalisation
-/// `(value / 255 - mean) / std`, channels in RGB order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InputSpec {
-    /// Input width in pixels.
-    pub width_px: usize,
-    /// Input height in pixels.
-    pub height_px: usize,
-    /// Per-channel mean (RGB), on the 0..1 scale.
-    pub mean: [f32; 3],
-    /// Per-channel standard deviation (RGB), on the 0..1 scale.
-    pub std: [f32; 3],
-}
+pub use crate::model::format::InputSpec;
 
 /// Filter taps of one output coordinate along one axis.
 struct Taps {

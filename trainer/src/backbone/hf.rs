@@ -24,7 +24,8 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context};
 use tch::Tensor;
 
-use super::{infer_config, PosInterpolation, VitConfig, Weights};
+use super::vit_config::{PosInterpolation, VitConfig};
+use super::weights::{infer_config, Weights};
 
 /// Loads Hugging Face `Dinov2Model` safetensors. The heads come from `num_heads_hint`, else
 /// from a `config.json` next to the file (`num_attention_heads`, `layer_norm_eps`), else

@@ -24,7 +24,8 @@ use prost::Message;
 use tch::Tensor;
 
 use super::hf::hf_to_canonical;
-use super::{PosInterpolation, VitConfig, Weights};
+use super::vit_config::{PosInterpolation, VitConfig};
+use super::weights::Weights;
 use sempart::onnx::proto::{
     attribute_type, data_type, GraphProto, ModelProto, NodeProto, TensorProto, TensorTypeProto, TypeProto,
     ValueInfoProto,

@@ -2,7 +2,8 @@
 //! with the [`VitConfig`] as JSON in its metadata under [`SAVED_CONFIG_KEY`]
 //! (`trainer import-backbone` writes it).
 
-use super::{check_weights, safetensors_weights, weights_to_varstore, VitConfig, Weights, SAVED_CONFIG_KEY};
+use super::vit_config::VitConfig;
+use super::weights::{check_weights, safetensors_weights, weights_to_varstore, Weights, SAVED_CONFIG_KEY};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::path::Path;

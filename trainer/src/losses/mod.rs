@@ -21,13 +21,7 @@ pub use config::*;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// Prepares patch features `[N, T, C]` for cosine similarities: optionally subtracts the
-/// per-image mean token, then L2-normalises each token (a zero token stays zero).
-pub fn normalize_features(features: &Tensor, center: bool) -> Tensor {
-    let f = if center { features - features.mean_dim(1, true, features.kind()) } else { features.shallow_clone() };
-    let norm = f.square().sum_dim_intlist(-1, true, f.kind()).sqrt().clamp_min(1e-12);
-    f / norm
-}
+pub use crate::affinity::normalize_features;
 
 /// Cosine similarities `[N, T, T]` of features prepared by [`normalize_features`].
 pub fn cosine_matrix(normalized: &Tensor) -> Tensor {

@@ -1,7 +1,6 @@
 //! The checkpoint format (weights, Adam state, position and configuration in one safetensors
 //! file, written atomically) and loading trained heads for export and evaluation.
 
-use super::dataset::TrainingSet;
 use super::Adam;
 use crate::config::TrainConfig;
 use crate::data;
@@ -35,15 +34,25 @@ pub struct TrainState {
     pub elapsed_seconds: f64,
 }
 
+/// What a run trains on, as a checkpoint records it and a resume checks it.
+pub(super) struct RunData<'s> {
+    /// The backbone identity (`feature_cache::backbone_identity`).
+    pub identity: &'s str,
+    /// SHA-256 over the training images' content hashes, in order.
+    pub dataset_hash: &'s str,
+    /// The number of training images.
+    pub images: usize,
+}
+
 impl TrainState {
-    /// The position of a run that has not started, on `set`.
-    pub(super) fn start(set: &TrainingSet<'_>) -> TrainState {
+    /// The position of a run that has not started, on `data`.
+    pub(super) fn start(data: &RunData<'_>) -> TrainState {
         TrainState {
             global_step: 0,
             epoch: 0,
             batch_in_epoch: 0,
-            images: set.records.len(),
-            dataset_hash: set.dataset_hash.clone(),
+            images: data.images,
+            dataset_hash: data.dataset_hash.to_string(),
             elapsed_seconds: 0.0,
         }
     }
@@ -206,12 +215,12 @@ fn resume_fingerprint(cfg: &TrainConfig) -> BTreeMap<&'static str, serde_json::V
 }
 
 /// Restores the run saved at `path` into `vs` and `adam`, after checking that it can continue
-/// under `cfg` on `set` (same configuration but for epochs, checkpointing, validation and
+/// under `cfg` on `data` (same configuration but for epochs, checkpointing, validation and
 /// output paths; same backbone; same images); returns its position.
 pub(super) fn resume(
     path: &Path,
     cfg: &TrainConfig,
-    set: &TrainingSet<'_>,
+    data: &RunData<'_>,
     vs: &nn::VarStore,
     adam: &mut Adam,
 ) -> Result<TrainState> {
@@ -220,16 +229,16 @@ pub(super) fn resume(
     let differ: Vec<&str> = new.keys().filter(|k| old.get(*k) != new.get(*k)).copied().collect();
     ensure!(differ.is_empty(), "cannot resume {}: the configuration differs in {}", path.display(), differ.join(", "));
     ensure!(
-        ck.backbone_identity == set.identity,
+        ck.backbone_identity == data.identity,
         "cannot resume {}: it was trained over another backbone",
         path.display()
     );
     ensure!(
-        ck.state.dataset_hash == set.dataset_hash,
+        ck.state.dataset_hash == data.dataset_hash,
         "cannot resume {}: the training images changed ({} at the checkpoint, {} now)",
         path.display(),
         ck.state.images,
-        set.records.len()
+        data.images
     );
     restore_variables(vs, &ck.tensors)?;
     adam.load_state(&ck.tensors, &ck.adam_steps)?;

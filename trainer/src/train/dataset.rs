@@ -2,6 +2,7 @@
 //! fingerprint a resume must match, the self-training targets, the validation set, and the
 //! stacking of one batch from them.
 
+use super::checkpoint::RunData;
 use super::step::{make_batch, Batch};
 use super::targets::pseudo_labels;
 use crate::backbone::Backbone;
@@ -73,6 +74,11 @@ impl<'b> TrainingSet<'b> {
             None => Vec::new(),
         };
         Ok(TrainingSet { store, identity, records, flips, dataset_hash, pseudo, validation, prepare, use_keys })
+    }
+
+    /// What a checkpoint records of this set, and a resume checks.
+    pub(super) fn run_data(&self) -> RunData<'_> {
+        RunData { identity: &self.identity, dataset_hash: &self.dataset_hash, images: self.records.len() }
     }
 
     /// The batch of the `chosen` (image index, flipped) pairs, without the images whose

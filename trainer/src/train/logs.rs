@@ -1,7 +1,8 @@
 //! The run's two JSON-lines logs (`log.jsonl`, one [`StepRecord`] per step; `val.jsonl`, one
 //! [`ValRecord`] per validation): their records, and opening them for a fresh or a resumed run.
 
-use super::{HeadsScores, Phase, LOG_FILE, VAL_LOG_FILE};
+use super::evaluation::HeadsScores;
+use super::schedule::Phase;
 use crate::data;
 use crate::losses::LossValues;
 use anyhow::{Context, Result};
@@ -9,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+
+/// File name of the step log inside `out_dir`.
+pub const LOG_FILE: &str = "log.jsonl";
+/// File name of the validation log inside `out_dir`.
+pub const VAL_LOG_FILE: &str = "val.jsonl";
 
 /// One line of `log.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -37,10 +37,7 @@ use tch::{nn, Device};
 
 /// File name of the checkpoint inside `out_dir`.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-/// File name of the step log inside `out_dir`.
-pub const LOG_FILE: &str = "log.jsonl";
-/// File name of the validation log inside `out_dir`.
-pub const VAL_LOG_FILE: &str = "val.jsonl";
+pub use logs::{LOG_FILE, VAL_LOG_FILE};
 
 mod adam;
 mod checkpoint;
@@ -128,14 +125,14 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
     })?;
     let mut adam = Adam::new(&vs, &cfg.optim);
     let (state, logs) = if opts.resume {
-        let state = checkpoint::resume(&ckpt_path, cfg, &set, &vs, &mut adam)?;
+        let state = checkpoint::resume(&ckpt_path, cfg, &set.run_data(), &vs, &mut adam)?;
         let logs = RunLogs::resumed(&cfg.out_dir, state.global_step)?;
         (state, logs)
     } else {
         if ckpt_path.is_file() {
             std::fs::remove_file(&ckpt_path)?;
         }
-        (TrainState::start(&set), RunLogs::fresh(&cfg.out_dir)?)
+        (TrainState::start(&set.run_data()), RunLogs::fresh(&cfg.out_dir)?)
     };
     crate::data::write_atomic(&cfg.out_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     let total_steps = cfg.schedule.epochs * steps_per_epoch(cfg, &set);

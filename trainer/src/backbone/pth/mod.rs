@@ -18,7 +18,8 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context};
 use tch::{Kind, Tensor};
 
-use super::{infer_config, PosInterpolation, VitConfig, Weights};
+use super::vit_config::{PosInterpolation, VitConfig};
+use super::weights::{infer_config, Weights};
 
 mod pickle;
 mod value;
