@@ -1,6 +1,5 @@
 //! `sempart bench`: per-stage medians, the peer model in the same run, throughput.
 
-use crate::inputs::load_rgb;
 use crate::model_args::{open_model, options, ModelArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use sempart::{Frame, PixelFormat, Segmenter};
@@ -94,7 +93,12 @@ pub(crate) fn cmd_bench(args: &ModelArgs, bench: &BenchArgs<'_>) -> Result<()> {
         bail!("--width, --height, --iterations, --streams and --batch must be positive");
     }
     let rgb = match image {
-        Some(p) => image::imageops::resize(&load_rgb(p)?, width, height, image::imageops::FilterType::Triangle),
+        Some(p) => image::imageops::resize(
+            &sempart::files::decode::load_rgb(p)?,
+            width,
+            height,
+            image::imageops::FilterType::Triangle,
+        ),
         None => image::RgbImage::from_fn(width, height, |x, y| {
             let inside = (x as i64 - width as i64 / 2).pow(2) + (y as i64 - height as i64 / 2).pow(2)
                 < (height as i64 / 4).pow(2);

@@ -33,12 +33,8 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
-    Ok(sempart::evaluate::load_rgb(path)?)
-}
-
 pub fn segment_file(model: &Segmenter, path: &Path) -> Result<(image::RgbImage, Segmentation)> {
-    let rgb = load_rgb(path)?;
+    let rgb = sempart::files::decode::load_rgb(path)?;
     let (w, h) = rgb.dimensions();
     let frame = Frame::new(rgb.as_raw(), w, h, w as usize * 3, PixelFormat::Rgb8)?;
     let seg = model.segment(&frame)?;

@@ -1,7 +1,7 @@
 //! The SDK's own work around the model, stage by stage, without a model: a synthetic frame
 //! (a disc on a textured background) and synthetic model outputs (a soft disc) go through the
 //! same functions `sempart_segment()` calls, and each stage's median over `--calls` calls is
-//! printed. Not a test: the README's "Where the time goes around the model" quotes it; `sempart
+//! printed. Not a test: docs/PERFORMANCE.md ("Where the time goes around the model") quotes it; `sempart
 //! bench` gives the same totals next to inference.
 //!
 //!   cargo run --release -p sempart --example overhead -- [--width 1920 --height 1080]

@@ -1,6 +1,6 @@
 //! Soak run: segments the same frame many times on one model through the C ABI (the path a
 //! camera pipeline takes) and prints the process's resident memory every `--every` calls, so
-//! that growth shows. Not a test: `scripts/soak.sh` runs it and the README quotes it.
+//! that growth shows. Not a test: `scripts/soak.sh` runs it and docs/TESTING.md quotes it.
 //!
 //!   cargo run --release -p sempart --example soak -- [--model M] [--calls 10000] [--every 1000]
 //!       [--width 640 --height 480]

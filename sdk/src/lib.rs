@@ -14,6 +14,7 @@
 pub mod capi;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod model;
 pub mod pipeline;
 pub mod tools;

@@ -166,7 +166,7 @@ fn compose_file_writes_only_checked_models() {
     assert_eq!(err.status(), Status::InferenceFailed);
     assert!(err.message().starts_with("numeric mismatch"), "{}", err.message());
     assert!(!out3.exists(), "no model file after a failed check");
-    assert!(!dir.path().join("out3.onnx.partial").exists(), "no partial file either");
+    assert!(!sempart::files::atomic::tmp_path_for(&dir.path().join("out3.onnx")).exists(), "no temporary file either");
 }
 
 /// Flips one bit at the first occurrence of `needle` (inside a string, so the protobuf stays

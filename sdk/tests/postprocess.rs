@@ -2,8 +2,8 @@
 //! foreground selection, connected components and the object box.
 
 use sempart::postprocess::{
-    binarize, binarize_into, connected_components, corners_touched, foreground_is_a, mask_components, object_box,
-    select_foreground, Component, THRESHOLD,
+    binarize, binarize_into, component_labels, connected_components, corners_touched, foreground_is_a, mask_components,
+    object_box, select_foreground, Component, THRESHOLD,
 };
 use sempart::resize::{resize_bilinear, resize_bilinear_into, resize_bilinear_rgb, BilinearResizer};
 
@@ -556,5 +556,30 @@ fn mask_components_of_a_0_255_mask_equal_those_of_the_bool_mask() {
         let bools: Vec<bool> = (0..w * h).map(|i| ((i % w) * 7 + (i / w) * 3) % 23 < 15).collect();
         let bytes: Vec<u8> = bools.iter().enumerate().map(|(i, &b)| if b { 1 + (i % 255) as u8 } else { 0 }).collect();
         assert_eq!(mask_components(&bytes, w, h), connected_components(&bools, w, h), "{w}x{h}");
+    }
+}
+
+/// `component_labels` gives every set pixel the index of its component in the list it returns
+/// (equal to `connected_components`), every unset pixel `u32::MAX`, and each label's pixels
+/// are exactly that component's (count and bounding box), on random masks of many densities.
+#[test]
+fn component_labels_agree_with_the_components_pixel_by_pixel() {
+    let mut rng = Lcg(99);
+    for (w, h, density) in [(1, 1, 0.5), (13, 7, 0.3), (40, 25, 0.5), (31, 33, 0.7), (64, 3, 0.9), (5, 50, 0.1)] {
+        let m: Vec<bool> = (0..w * h).map(|_| rng.next_f32() < density).collect();
+        let (labels, comps) = component_labels(&m, w, h);
+        assert_eq!(comps, connected_components(&m, w, h));
+        assert_eq!(comps, reference_components(&m, w, h));
+        for (k, c) in comps.iter().enumerate() {
+            let mine: Vec<usize> = (0..w * h).filter(|&i| labels[i] == k as u32).collect();
+            assert_eq!(mine.len(), c.pixel_count as usize, "{w}x{h}: component {k}");
+            let (xs, ys): (Vec<u32>, Vec<u32>) = mine.iter().map(|&i| ((i % w) as u32, (i / w) as u32)).unzip();
+            let got = (*xs.iter().min().unwrap(), *ys.iter().min().unwrap());
+            assert_eq!(got, (c.x0, c.y0), "{w}x{h}: component {k}");
+            assert_eq!((xs.iter().max().unwrap() + 1, ys.iter().max().unwrap() + 1), (c.x1, c.y1));
+        }
+        for i in 0..w * h {
+            assert_eq!(m[i], labels[i] != u32::MAX, "{w}x{h}: pixel {i}");
+        }
     }
 }

@@ -4,10 +4,9 @@
 //! Unreadable files are reported with one `eprintln!` line and skipped; they never stop a run.
 //! Every listing is sorted by path, so the order is deterministic.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use sempart::preprocess::{frame_to_input, InputSpec};
 use sempart::{Frame, GuidedFilter, PixelFormat};
-use sha2::Digest;
 use std::path::{Path, PathBuf};
 
 /// File extensions (lowercase) taken as images.
@@ -86,31 +85,23 @@ impl RgbImage {
     }
 }
 
-/// Decodes image bytes (format guessed from the content) to RGB8: grayscale is replicated,
-/// alpha dropped, 16-bit and float samples scaled to 8 bits.
+/// Decodes image bytes with the SDK's decoder ([`sempart::files::decode::decode_rgb`]: format
+/// guessed from the content, grayscale replicated, alpha dropped, 16-bit and float samples scaled
+/// to 8 bits, an empty image refused).
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .context("reading the image header")?
-        .decode()
-        .context("decoding")?;
-    let rgb = img.to_rgb8();
-    let (width, height) = rgb.dimensions();
-    if width == 0 || height == 0 {
-        bail!("empty image ({width}x{height})");
-    }
-    Ok(RgbImage { width, height, data: rgb.into_raw() })
+    let rgb = sempart::files::decode::decode_rgb(bytes)?;
+    Ok(RgbImage { width: rgb.width(), height: rgb.height(), data: rgb.into_raw() })
 }
 
-/// Reads and decodes an image file to RGB8 (see [`decode_rgb`]).
+/// Reads and decodes an image file with the SDK's decoder ([`sempart::files::decode::load_rgb`]).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    decode_rgb(&bytes).with_context(|| format!("{}", path.display()))
+    let rgb = sempart::files::decode::load_rgb(path)?;
+    Ok(RgbImage { width: rgb.width(), height: rgb.height(), data: rgb.into_raw() })
 }
 
-/// Lowercase hex SHA-256 of bytes.
+/// Lowercase hex SHA-256 of bytes: the SDK's ([`sempart::model_format::sha256_hex`]).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sempart::model_format::sha256_hex(&[bytes])
 }
 
 /// An image file, or its grayscale copy, and the SHA-256 that names its content (the feature
@@ -263,29 +254,4 @@ pub fn list_labelled(dir: &Path, limit: Option<usize>) -> Result<Vec<LabelledIma
     Ok(out)
 }
 
-/// The temporary file [`write_atomic`] writes before renaming: `<path>.<pid>.tmp` in the same
-/// folder (same file system, so the rename is atomic).
-pub fn tmp_path_for(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` atomically: to [`tmp_path_for`] first, flushed to disk, then
-/// renamed over `path`. A crash or an error at any point leaves `path` either as it was or
-/// complete; on error the temporary file is removed (when it is a file).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = tmp_path_for(path);
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("flushing {}", tmp.display()))?;
-        drop(f);
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() && tmp.is_file() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use sempart::files::atomic::{tmp_path_for, write_atomic};

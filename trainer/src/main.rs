@@ -130,7 +130,7 @@ enum Command {
         out: PathBuf,
         /// Export for another input size than the one trained (N or HxW pixels, multiples of
         /// the patch): both positional tables are resized bicubically (the speed/quality table
-        /// of the README is made this way).
+        /// of docs/PERFORMANCE.md is made this way).
         #[arg(long)]
         input_size: Option<String>,
     },

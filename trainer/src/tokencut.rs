@@ -182,41 +182,26 @@ pub fn keep_components(side: &[bool], x: &[f64], grid: (usize, usize), rule: Tok
 }
 
 /// The largest 4-connected component of `side` (the first in raster order on ties; `side`
-/// itself when it is empty), each component flooded once.
-fn largest_component(side: &[bool], grid: (usize, usize)) -> Vec<bool> {
-    let mut seen = vec![false; side.len()];
-    let mut best: Option<(Vec<bool>, usize)> = None;
-    for i in 0..side.len() {
-        if !side[i] || seen[i] {
-            continue;
-        }
-        let part = component_around(side, grid, i);
-        let size = part.iter().filter(|&&f| f).count();
-        seen.iter_mut().zip(&part).for_each(|(s, &p)| *s |= p);
-        if best.as_ref().is_none_or(|(_, b)| size > *b) {
-            best = Some((part, size));
+/// itself when it is empty), from the SDK's component labelling.
+fn largest_component(side: &[bool], (h, w): (usize, usize)) -> Vec<bool> {
+    let (labels, comps) = sempart::postprocess::component_labels(side, w, h);
+    let mut best: Option<usize> = None;
+    for (k, c) in comps.iter().enumerate() {
+        if best.is_none_or(|b| c.pixel_count > comps[b].pixel_count) {
+            best = Some(k);
         }
     }
-    best.map_or_else(|| side.to_vec(), |(part, _)| part)
+    match best {
+        Some(b) => labels.iter().map(|&l| l == b as u32).collect(),
+        None => side.to_vec(),
+    }
 }
 
-/// The 4-connected component of `mask` (an `h x w` grid, row-major) that holds `seed`.
+/// The 4-connected component of `mask` (an `h x w` grid, row-major) that holds `seed` (a set
+/// pixel), from the SDK's component labelling.
 fn component_around(mask: &[bool], (h, w): (usize, usize), seed: usize) -> Vec<bool> {
-    let mut out = vec![false; mask.len()];
-    let mut stack = vec![seed];
-    out[seed] = true;
-    while let Some(i) = stack.pop() {
-        let (y, x) = (i / w, i % w);
-        let neighbours =
-            [(y > 0).then(|| i - w), (y + 1 < h).then(|| i + w), (x > 0).then(|| i - 1), (x + 1 < w).then(|| i + 1)];
-        for j in neighbours.into_iter().flatten() {
-            if mask[j] && !out[j] {
-                out[j] = true;
-                stack.push(j);
-            }
-        }
-    }
-    out
+    let (labels, _) = sempart::postprocess::component_labels(mask, w, h);
+    labels.iter().map(|&l| l == labels[seed]).collect()
 }
 
 /// `mask` (an `h x w` grid, row-major) dilated by the 3x3 square.

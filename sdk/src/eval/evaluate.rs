@@ -34,16 +34,7 @@ pub fn find_mask(masks: &Path, stem: &str) -> Option<PathBuf> {
     ["png", "PNG", "bmp", "jpg"].iter().map(|e| masks.join(format!("{stem}.{e}"))).find(|p| p.is_file())
 }
 
-/// Decodes an image file to RGB8 (any colour type and bit depth; the format is guessed from
-/// the content): how `sempart eval` and `sempart segment` read their inputs.
-pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
-    let io = |what: &str, e: &dyn std::fmt::Display| {
-        Error::new(Status::Io, format!("cannot {what} {}: {e}", path.display()))
-    };
-    let reader = image::ImageReader::open(path).map_err(|e| io("open", &e))?;
-    let img = reader.with_guessed_format().map_err(|e| io("read", &e))?.decode().map_err(|e| io("decode", &e))?;
-    Ok(img.to_rgb8())
-}
+pub use crate::files::decode::load_rgb;
 
 /// Segments every image of `images` with `model` and scores it against its mask in `masks`
 /// (same stem). `progress` is called after each image. Images without a mask or that cannot

@@ -47,10 +47,6 @@ pub struct TemplateStats {
 
 pub use crate::model::onnx::proto::tensor_bytes;
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    model_format::sha256_hex(&[bytes])
-}
-
 fn decode(what: &str, bytes: &[u8]) -> Result<ModelProto> {
     ModelProto::decode(bytes)
         .map_err(|e| Error::new(Status::ModelCorrupt, format!("{what} is not a readable ONNX file: {e}")))
@@ -72,14 +68,14 @@ pub fn make_template(model: &[u8], source: &[u8], source_label: &str) -> Result<
     for t in &source_graph.initializer {
         let bytes = tensor_bytes(t);
         if bytes.len() >= MIN_REFERENCED_BYTES {
-            by_content.entry((t.data_type, sha256_hex(&bytes))).or_insert(t.name.as_str());
+            by_content.entry((t.data_type, model_format::sha256_hex(&[&bytes]))).or_insert(t.name.as_str());
         }
     }
     let graph = model.graph.as_mut().ok_or_else(|| Error::new(Status::ModelCorrupt, "the model has no graph"))?;
     let mut stats = TemplateStats::default();
     for t in &mut graph.initializer {
         let bytes = tensor_bytes(t).into_owned();
-        let hash = sha256_hex(&bytes);
+        let hash = model_format::sha256_hex(&[&bytes]);
         let found =
             (bytes.len() >= MIN_REFERENCED_BYTES).then(|| by_content.get(&(t.data_type, hash.clone()))).flatten();
         match found {
@@ -133,7 +129,7 @@ pub fn compose(template: &[u8], source: &[u8]) -> Result<Vec<u8>> {
             )));
         }
         let bytes = tensor_bytes(src);
-        let actual = sha256_hex(&bytes);
+        let actual = model_format::sha256_hex(&[&bytes]);
         if actual != expected {
             return Err(mismatch(format!(
                 "backbone initializer {name} (for {}) has sha256 {actual}, the template expects {expected}: \
@@ -192,7 +188,7 @@ pub fn write_checked(
     expected_sha256: Option<&str>,
     reference: Option<&crate::tools::reference::Reference>,
 ) -> Result<ComposeReport> {
-    let sha256 = sha256_hex(bytes);
+    let sha256 = model_format::sha256_hex(&[bytes]);
     if let Some(expected) = expected_sha256 {
         if expected.trim() != sha256 {
             return Err(Error::new(
@@ -205,33 +201,16 @@ pub fn write_checked(
             ));
         }
     }
-    let mut partial = out.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = std::path::PathBuf::from(partial);
-    let result = (|| {
-        std::fs::write(&partial, bytes)
-            .map_err(|e| Error::new(Status::Io, format!("cannot write {}: {e}", partial.display())))?;
-        let deviation = match reference {
-            Some(r) => {
-                let options = crate::pipeline::runtime::Options {
-                    refine: crate::pipeline::refine::GuidedFilter::OFF,
-                    verify_integrity: false,
-                    ..Default::default()
-                };
-                Some(r.check(&crate::pipeline::segmenter::Segmenter::open(&partial, &options)?)?)
-            }
-            None => None,
-        };
-        std::fs::rename(&partial, out).map_err(|e| {
-            Error::new(Status::Io, format!("cannot move {} to {}: {e}", partial.display(), out.display()))
-        })?;
-        Ok(deviation)
-    })();
-    match result {
-        Ok(reference) => Ok(ComposeReport { bytes: bytes.len(), sha256, reference }),
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
+    let reference = crate::files::atomic::write_atomic_checked(out, bytes, |written| match reference {
+        Some(r) => {
+            let options = crate::pipeline::runtime::Options {
+                refine: crate::pipeline::refine::GuidedFilter::OFF,
+                verify_integrity: false,
+                ..Default::default()
+            };
+            Ok(Some(r.check(&crate::pipeline::segmenter::Segmenter::open(written, &options)?)?))
         }
-    }
+        None => Ok(None),
+    })?;
+    Ok(ComposeReport { bytes: bytes.len(), sha256, reference })
 }

@@ -234,7 +234,7 @@ impl FeatureCache {
             .collect::<Result<Vec<_>>>()?;
         let meta = HashMap::from([(META_KEY.to_string(), key)]);
         let bytes = safetensors::serialize(views, Some(meta))?;
-        data::write_atomic(&self.path(content_hash, hflip), &bytes)
+        Ok(data::write_atomic(&self.path(content_hash, hflip), &bytes)?)
     }
 }
 

@@ -112,7 +112,7 @@ pub fn save_checkpoint(
         (META_BACKBONE.to_string(), backbone_identity.to_string()),
     ]);
     let bytes = safetensors::serialize(views, Some(meta))?;
-    data::write_atomic(path, &bytes)
+    Ok(data::write_atomic(path, &bytes)?)
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`].
@@ -164,7 +164,7 @@ pub fn load_heads_checkpoint(path: &Path) -> Result<(TrainConfig, nn::VarStore, 
 /// [`load_heads_checkpoint`] for another input size (`height`, `width` in pixels, multiples of
 /// the patch): the heads are size-agnostic except for the encoder's positional embedding,
 /// which is resized bicubically from the trained grid to the new one (its class-token entry kept),
-/// as the backbone's own table is. Quality at another size is measured, not assumed (README).
+/// as the backbone's own table is. Quality at another size is measured, not assumed (docs/PERFORMANCE.md).
 pub fn load_heads_checkpoint_at(path: &Path, height: i64, width: i64) -> Result<(TrainConfig, nn::VarStore, Heads)> {
     let mut ck = read_checkpoint(path)?;
     let (gh0, gw0) = ck.config.heads.grid();

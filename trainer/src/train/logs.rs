@@ -134,7 +134,7 @@ fn truncate_log(path: &Path, max_step: u64) -> Result<()> {
             out.push('\n');
         }
     }
-    data::write_atomic(path, out.as_bytes())
+    Ok(data::write_atomic(path, out.as_bytes())?)
 }
 
 fn append_line<T: Serialize>(file: &mut File, v: &T) -> Result<()> {

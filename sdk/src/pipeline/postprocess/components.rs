@@ -160,7 +160,38 @@ pub fn mask_components(mask: &[u8], w: usize, h: usize) -> Vec<Component> {
     components(mask, w, h)
 }
 
+/// The 4-connected components of `mask` (as [`connected_components`]) and the component of each
+/// pixel: `labels[i]` is the index into the returned components of pixel `i`'s component, or
+/// `u32::MAX` for an unset pixel. The trainer's TokenCut component rules use it.
+///
+/// # Panics
+/// As [`connected_components`].
+pub fn component_labels(mask: &[bool], w: usize, h: usize) -> (Vec<u32>, Vec<Component>) {
+    let (runs, mut parent) = merged_runs(mask, w, h);
+    let comps = boxes_of_runs(&runs, &mut parent);
+    let mut labels = vec![u32::MAX; mask.len()];
+    let mut comp_of_root: Vec<u32> = vec![u32::MAX; runs.len()];
+    let mut next = 0;
+    for (k, run) in runs.iter().enumerate() {
+        let r = find(&mut parent, k as u32) as usize;
+        if r == k {
+            comp_of_root[k] = next;
+            next += 1;
+        }
+        let row = run.y as usize * w;
+        labels[row + run.x0 as usize..row + run.x1 as usize].fill(comp_of_root[r]);
+    }
+    (labels, comps)
+}
+
 fn components<M: MaskValue>(mask: &[M], w: usize, h: usize) -> Vec<Component> {
+    let (runs, mut parent) = merged_runs(mask, w, h);
+    boxes_of_runs(&runs, &mut parent)
+}
+
+/// The mask's horizontal runs and their union-find forest: runs overlapping on consecutive rows
+/// share a root, the earliest run of their component.
+fn merged_runs<M: MaskValue>(mask: &[M], w: usize, h: usize) -> (Vec<Run>, Vec<u32>) {
     assert_eq!(mask.len(), w * h, "connected_components: mask length != w * h");
     assert!(u32::try_from(w).is_ok() && u32::try_from(h).is_ok(), "connected_components: grid too large");
     let mut runs: Vec<Run> = Vec::new();
@@ -203,13 +234,17 @@ fn components<M: MaskValue>(mask: &[M], w: usize, h: usize) -> Vec<Component> {
         }
         prev = cur;
     }
+    (runs, parent)
+}
 
+/// The box and pixel count of each component of [`merged_runs`], in raster order of first pixel.
+fn boxes_of_runs(runs: &[Run], parent: &mut [u32]) -> Vec<Component> {
     // Roots are the earliest run of their component, so numbering roots in run order
     // numbers components by first pixel in raster order.
     let mut comp_of_root: Vec<u32> = vec![u32::MAX; runs.len()];
     let mut comps: Vec<Component> = Vec::new();
     for (k, run) in runs.iter().enumerate() {
-        let r = find(&mut parent, k as u32) as usize;
+        let r = find(parent, k as u32) as usize;
         let len = run.x1 - run.x0;
         if r == k {
             comp_of_root[k] = comps.len() as u32;

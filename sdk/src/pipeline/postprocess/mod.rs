@@ -27,7 +27,7 @@ use crate::pipeline::resize::resize_bilinear;
 use crate::pipeline::result::{Segmentation, Timing};
 
 mod components;
-pub use components::{connected_components, mask_components, object_box, Component};
+pub use components::{component_labels, connected_components, mask_components, object_box, Component};
 
 pub use crate::pipeline::mask::{mask_value, THRESHOLD};
 

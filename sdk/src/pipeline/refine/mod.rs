@@ -36,7 +36,7 @@ use box_filter::{box_mean_all, Layout};
 /// size); at 1 the window means ran on about a quarter of the pixels at 640x480 (postprocess
 /// 34 -> 14 ms on 2 cores), and since 2026-12-05 at 0.5 on a quarter again (the coefficients'
 /// cost about 1.1 -> 0.3 ms at 1920x1080). Each step kept the masks on more than 99 % of the
-/// pixels (tests below) and the dev-set scores (README, section "Refinement").
+/// pixels (tests below) and the dev-set scores (docs/RESULTS.md, section "The refinement").
 pub const WORKING_SCALE: f64 = 0.5;
 
 /// The largest radius accepted, in model-input pixels.
@@ -56,7 +56,7 @@ pub struct GuidedFilter {
 
 impl GuidedFilter {
     /// The SDK's default: radius 8 model-input pixels (a little more than half a 14-pixel
-    /// patch), eps 1e-3. Chosen on the evaluation sets (README, "Refinement"); radii 8 to 12
+    /// patch), eps 1e-3. Chosen on the evaluation sets (docs/RESULTS.md, "The refinement"); radii 8 to 12
     /// and eps 1e-2 to 1e-3 scored within .005 IoU of each other.
     pub const DEFAULT: GuidedFilter = GuidedFilter { radius: 8.0, eps: 1e-3 };
 
@@ -281,7 +281,7 @@ fn refine_with_guide(
 /// working size by the same bilinear resize as the probability map, so guide and map are
 /// aligned sample for sample. Until 2026-12-05 the guide was a fresh antialiased resize of the
 /// frame, one more read of every frame pixel (about 2 ms at 1920x1080); the masks agree with
-/// it on more than 99.9 % of the pixels (test) and the dev-set scores did not move (README).
+/// it on more than 99.9 % of the pixels (test) and the dev-set scores did not move (docs/RESULTS.md).
 /// Interleaved RGB, 0..255.
 pub fn guide_from_view(
     frame: &Frame<'_>,
