@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::frame::Frame;
 use crate::pipeline::mask::mask_value;
 use crate::pipeline::parallel::{for_each_band_pair, threads_for};
-use crate::pipeline::preprocess::resize_rgb;
+use crate::pipeline::resize::resize_rgb;
 use crate::pipeline::resize::{resize_bilinear, resize_bilinear_rgb, BilinearResizer};
 use std::mem::MaybeUninit;
 

@@ -1,7 +1,7 @@
 //! Bilinear resizing of probability maps with PyTorch's `F.interpolate(mode="bilinear",
 //! align_corners=False)` semantics: the one resizer of float maps that post-processing,
 //! the refinement, the metrics and the trainer share (the frame's own antialiased resize to
-//! the model input is [`crate::pipeline::preprocess::resize_rgb`]).
+//! the model input is [`super::antialiased::resize_rgb`]).
 #![warn(missing_docs)]
 
 /// Source taps of one output coordinate along one axis: the two source indices and the
