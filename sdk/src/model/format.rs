@@ -23,6 +23,7 @@ use crate::model::onnx::proto::{ModelProto, StringStringEntryProto};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// How the model wants its input: size and per-channel normalisation
 /// `(value / 255 - mean) / std`, channels in RGB order.
@@ -158,12 +159,34 @@ pub fn verify_content(path: &str, bytes: &[u8], header: &OnnxHeader, format_vers
     Ok(Integrity::Verified)
 }
 
+/// Reads a model file and validates it: its ONNX header, its metadata and, when
+/// `verify_integrity`, its content digest (otherwise a file without a digest is
+/// [`Integrity::Unavailable`]). Returns the bytes (what a session is started on) with what the file
+/// says about itself. The one place the SDK reads and verifies a model file:
+/// [`crate::Segmenter::open`] starts its session on the result. A missing or unreadable file is
+/// [`Status::ModelNotFound`].
+pub fn read_model(path: &Path, verify_integrity: bool) -> Result<(Vec<u8>, ModelInfo)> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::new(Status::ModelNotFound, format!("cannot read model file {shown}: {e}")))?;
+    let info = info_of(&shown, &bytes, verify_integrity)?;
+    Ok((bytes, info))
+}
+
 /// Reads and validates a whole model file held in memory: its header, its metadata and its
 /// content digest. `what` only serves the messages.
 pub fn verified_info(what: &str, bytes: &[u8]) -> Result<ModelInfo> {
+    info_of(what, bytes, true)
+}
+
+fn info_of(what: &str, bytes: &[u8], verify_integrity: bool) -> Result<ModelInfo> {
     let head = crate::model::onnx::header::parse_header(what, bytes)?;
     let mut info = ModelInfo::from_metadata(what, head.metadata.clone())?;
-    info.integrity = verify_content(what, bytes, &head, info.format_version)?;
+    if verify_integrity {
+        info.integrity = verify_content(what, bytes, &head, info.format_version)?;
+    } else if head.digest_field.is_none() {
+        info.integrity = Integrity::Unavailable;
+    }
     Ok(info)
 }
 

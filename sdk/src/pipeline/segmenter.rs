@@ -4,7 +4,6 @@
 
 use crate::error::{Error, Result, Status};
 use crate::model::format::{self as model_format, ModelInfo};
-use crate::model::onnx::header;
 use crate::pipeline::frame::Frame;
 use crate::pipeline::postprocess;
 use crate::pipeline::preprocess;
@@ -38,13 +37,7 @@ impl Segmenter {
         let path = path.as_ref();
         options.validate()?;
         let shown = path.display().to_string();
-        let (bytes, header) = header::read_model_file(path)?;
-        let mut info = ModelInfo::from_metadata(&shown, header.metadata.clone())?;
-        if options.verify_integrity {
-            info.integrity = model_format::verify_content(&shown, &bytes, &header, info.format_version)?;
-        } else if header.digest_field.is_none() {
-            info.integrity = model_format::Integrity::Unavailable;
-        }
+        let (bytes, info) = model_format::read_model(path, options.verify_integrity)?;
         let (session, provider) = runtime::open_session(&bytes, options)?;
         let has_input = session.inputs().iter().any(|i| i.name() == model_format::INPUT_NAME);
         for name in [model_format::FINE_OUTPUT, model_format::COARSE_OUTPUT] {

@@ -6,7 +6,6 @@ use crate::error::{Error, Result, Status};
 use crate::model::keys;
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::Path;
 
 /// What the top level of an ONNX file holds.
 #[derive(Debug, Clone, Default)]
@@ -141,16 +140,6 @@ pub fn parse_header(path: &str, bytes: &[u8]) -> Result<OnnxHeader> {
         return Err(corrupt("no ir_version or no graph".into()));
     }
     Ok(header)
-}
-
-/// Reads a model file and its ONNX header. Missing or unreadable files give
-/// [`Status::ModelNotFound`].
-pub fn read_model_file(path: &Path) -> Result<(Vec<u8>, OnnxHeader)> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::new(Status::ModelNotFound, format!("cannot read model file {shown}: {e}")))?;
-    let header = parse_header(&shown, &bytes)?;
-    Ok((bytes, header))
 }
 
 #[cfg(test)]
