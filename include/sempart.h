@@ -99,6 +99,40 @@ typedef enum {
 } sempart_provider;
 
 /*
+ Why a stream started its temporal average again at a result's frame.
+ */
+typedef enum {
+  /*
+   No reset: the frame continued the average (also every result of `sempart_segment`).
+   */
+  SEMPART_RESET_REASON_NONE = 0,
+  /*
+   The stream's first frame.
+   */
+  SEMPART_RESET_REASON_FIRST_FRAME = 1,
+  /*
+   The frame's size or pixel format differs from the previous frame's.
+   */
+  SEMPART_RESET_REASON_FRAME_CHANGED = 2,
+  /*
+   The timestamp is not after the previous frame's.
+   */
+  SEMPART_RESET_REASON_TIMESTAMP_BACKWARDS = 3,
+  /*
+   The timestamp is more than `max_gap_ns` after the previous frame's.
+   */
+  SEMPART_RESET_REASON_TIMESTAMP_GAP = 4,
+  /*
+   A scene cut (`scene_cut_threshold`).
+   */
+  SEMPART_RESET_REASON_SCENE_CUT = 5,
+  /*
+   [`sempart_stream_reset`] was called before this frame.
+   */
+  SEMPART_RESET_REASON_REQUESTED = 6,
+} sempart_reset_reason;
+
+/*
  Layout of the pixels of a frame. Values are part of the C ABI.
  */
 typedef enum {
@@ -141,6 +175,14 @@ typedef struct sempart_model sempart_model;
  result owns its data and may outlive the model that made it.
  */
 typedef struct sempart_result sempart_result;
+
+/*
+ A stream of frames on one model (opaque). Create with [`sempart_stream_open`], release with
+ [`sempart_stream_free`]. It keeps its model alive: the model may be freed before the
+ stream. Calls on one stream are serialised: a call made while another runs on the same
+ stream waits for it. Streams of one model are independent and may run on different threads.
+ */
+typedef struct sempart_stream sempart_stream;
 
 /*
  Options for [`sempart_model_open`]. Initialise with [`sempart_options_init`], then change
@@ -284,6 +326,39 @@ typedef struct {
    */
   double postprocess_ms;
 } sempart_timing;
+
+/*
+ Options for [`sempart_stream_open`]. Initialise with [`sempart_stream_options_init`], then
+ change fields. Later versions may add fields at the end; `struct_size` tells the library
+ which version the caller was built against.
+ */
+typedef struct {
+  /*
+   `sizeof(sempart_stream_options)`, set by [`sempart_stream_options_init`]; leave it.
+   */
+  uint32_t struct_size;
+  /*
+   Weight of the past in the average of the fine probabilities where the frame did not
+   change, 0 <= strength < 1. 0: every frame's masks are exactly `sempart_segment`'s.
+   Default 0.7.
+   */
+  float strength;
+  /*
+   Change of an 8x8 block's mean luma (0..255) at and above which the block follows the
+   new frame alone (> 0). Default 16.
+   */
+  float motion_threshold;
+  /*
+   Mean luma change of the whole frame (0..255) at and above which the frame is a scene cut
+   and the average starts again (> 0). Default 40.
+   */
+  float scene_cut_threshold;
+  /*
+   A timestamp more than this many nanoseconds after the previous frame's starts the average
+   again (> 0). Default 250 ms.
+   */
+  int64_t max_gap_ns;
+} sempart_stream_options;
 
 #ifdef __cplusplus
 extern "C" {
@@ -430,6 +505,51 @@ int64_t sempart_result_object_index(const sempart_result *result);
  Time spent per stage of the call that produced the result (zeros for a NULL result).
  */
 sempart_timing sempart_result_timing(const sempart_result *result);
+
+/*
+ Writes the default stream options (stability on) into `*out`.
+ */
+sempart_status sempart_stream_options_init(sempart_stream_options *out);
+
+/*
+ Opens a stream on `model`. `options` may be NULL for the defaults (stability on). On success
+ `*out_stream` owns a new stream, to be released with [`sempart_stream_free`].
+ */
+sempart_status sempart_stream_open(const sempart_model *model,
+                                   const sempart_stream_options *options,
+                                   sempart_stream **out_stream);
+
+/*
+ Segments the stream's next frame, taken at `timestamp_ns` (nanoseconds on a clock that only
+ moves forward). On success `*out_result` owns a new result (as [`super::sempart_segment`]'s,
+ with the masks smoothed over time); [`sempart_result_reset_reason`] says whether the average
+ started again at this frame and why. A frame of another size or format than the previous,
+ a timestamp that is not after the previous one or jumps by more than `max_gap_ns`, and a
+ scene cut restart the average; they are not errors. On failure the stream is as it was.
+ */
+sempart_status sempart_stream_segment(const sempart_stream *stream,
+                                      const sempart_frame *frame,
+                                      int64_t timestamp_ns,
+                                      sempart_result **out_result);
+
+/*
+ Forgets the stream's past frames: the next frame starts the average again
+ (`SEMPART_RESET_REASON_REQUESTED`), e.g. after a seek.
+ */
+sempart_status sempart_stream_reset(const sempart_stream *stream);
+
+/*
+ Releases a stream. NULL is ignored. No call on this stream may be running or follow. The
+ model stays usable (and is released with its own [`super::sempart_model_free`]).
+ */
+void sempart_stream_free(sempart_stream *stream);
+
+/*
+ Whether the stream started its temporal average again at this result's frame, and why, in
+ `*out_reason` (`SEMPART_RESET_REASON_NONE` for every result of `sempart_segment`).
+ */
+sempart_status sempart_result_reset_reason(const sempart_result *result,
+                                           sempart_reset_reason *out_reason);
 
 #ifdef __cplusplus
 }  // extern "C"

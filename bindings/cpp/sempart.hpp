@@ -329,6 +329,13 @@ public:
     }
     /// Time spent per stage of the call that produced this result.
     Timing timing() const noexcept { return sempart_result_timing(raw_); }
+    /// On a Stream: whether and why the temporal smoothing started again at this frame
+    /// (SEMPART_RESET_REASON_NONE for every Model::segment result).
+    sempart_reset_reason reset_reason() const {
+        sempart_reset_reason out = SEMPART_RESET_REASON_NONE;
+        detail::check(sempart_result_reset_reason(raw_, &out));
+        return out;
+    }
 
     /// The C handle (still owned by this Result).
     const sempart_result* get() const noexcept { return raw_; }
@@ -440,6 +447,61 @@ public:
 
 private:
     sempart_model* raw_ = nullptr;
+};
+
+/// Options of a Stream: sempart_stream_options with the SDK's defaults (stability on).
+class StreamOptions {
+public:
+    StreamOptions() { detail::check(sempart_stream_options_init(&raw_)); }
+    /// Weight of the past where the frame did not change, 0 <= strength < 1 (0: per-frame masks).
+    StreamOptions& strength(float v) noexcept { raw_.strength = v; return *this; }
+    /// Block luma change (0..255) from which a block follows the new frame alone.
+    StreamOptions& motion_threshold(float v) noexcept { raw_.motion_threshold = v; return *this; }
+    /// Mean luma change (0..255) from which a frame is a scene cut.
+    StreamOptions& scene_cut_threshold(float v) noexcept { raw_.scene_cut_threshold = v; return *this; }
+    /// Largest timestamp step, in nanoseconds, that continues the smoothing.
+    StreamOptions& max_gap_ns(std::int64_t v) noexcept { raw_.max_gap_ns = v; return *this; }
+    const sempart_stream_options& raw() const noexcept { return raw_; }
+
+private:
+    sempart_stream_options raw_{};
+};
+
+/// The frames of one camera or video, in order, with temporal stability; owns a
+/// sempart_stream. Move-only. Keeps its model alive in the SDK (the Model may be destroyed
+/// first). Calls on one Stream are serialised by the SDK.
+class Stream {
+public:
+    /// Opens a stream on `model`; throws Error on failure (e.g. options out of range).
+    explicit Stream(const Model& model, const StreamOptions& options = StreamOptions()) {
+        detail::check(sempart_stream_open(model.get(), &options.raw(), &raw_));
+    }
+    ~Stream() { sempart_stream_free(raw_); }
+    Stream(Stream&& other) noexcept : raw_(std::exchange(other.raw_, nullptr)) {}
+    Stream& operator=(Stream&& other) noexcept {
+        if (this != &other) {
+            sempart_stream_free(raw_);
+            raw_ = std::exchange(other.raw_, nullptr);
+        }
+        return *this;
+    }
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+
+    /// Segments the next frame, taken at `timestamp_ns` (a clock that only moves forward).
+    Result segment(const FrameView& frame, std::int64_t timestamp_ns) const {
+        sempart_result* out = nullptr;
+        detail::check(sempart_stream_segment(raw_, &frame.raw(), timestamp_ns, &out));
+        return Result(out);
+    }
+    /// Forgets the past frames: the next result reports SEMPART_RESET_REASON_REQUESTED.
+    void reset() const { detail::check(sempart_stream_reset(raw_)); }
+
+    const sempart_stream* get() const noexcept { return raw_; }
+    explicit operator bool() const noexcept { return raw_ != nullptr; }
+
+private:
+    sempart_stream* raw_ = nullptr;
 };
 
 }  // namespace sempart

@@ -9,6 +9,7 @@ mod model_args;
 mod model_file;
 mod report;
 mod segment;
+mod video;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -154,6 +155,30 @@ enum Command {
         #[command(flatten)]
         output: model_file::CheckedOutput,
     },
+    /// J (mean IoU) and flicker of video sequences, segmented per frame and as streams with
+    /// the given temporal-stability strengths (same model, same run; 24 frames per second).
+    ///
+    /// Example: sempart eval-video --sequences .deps/data/davis16-seq --strength 0.5 --strength 0.7
+    EvalVideo {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Folder of sequences: <name>/images/*.jpg and <name>/masks/*.png (same stems).
+        #[arg(long)]
+        sequences: PathBuf,
+        /// Stream strengths to score beside per-frame segmentation (repeatable; default: the
+        /// stream default).
+        #[arg(long)]
+        strength: Vec<f32>,
+        /// The streams' motion threshold (mean block luma change, 0..255).
+        #[arg(long, default_value_t = sempart::StreamOptions::DEFAULT.motion_threshold)]
+        motion_threshold: f32,
+        /// The streams' scene-cut threshold (mean luma change of the frame, 0..255).
+        #[arg(long, default_value_t = sempart::StreamOptions::DEFAULT.scene_cut_threshold)]
+        scene_cut_threshold: f32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
     ///
     /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
@@ -192,6 +217,16 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Command::ContactSheet { model, out, tile_height, inputs } => {
             draw::cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
+        }
+        Command::EvalVideo { model, sequences, strength, motion_threshold, scene_cut_threshold, json } => {
+            let base = sempart::StreamOptions {
+                motion_threshold: *motion_threshold,
+                scene_cut_threshold: *scene_cut_threshold,
+                ..sempart::StreamOptions::DEFAULT
+            };
+            let strengths =
+                if strength.is_empty() { vec![sempart::StreamOptions::DEFAULT.strength] } else { strength.clone() };
+            video::cmd_eval_video(model, sequences, &strengths, base, *json).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => report::cmd_corloc(gt, pred, *json).map(|_| true),
         Command::Compose { template, backbone, output } => {

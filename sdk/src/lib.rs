@@ -23,7 +23,9 @@ pub mod tools;
 pub use eval::{evaluate, metrics, peer};
 pub use model::format as model_format;
 pub use model::onnx;
-pub use pipeline::{frame, parallel, plane, postprocess, preprocess, refine, resize, result, runtime, segmenter, simd};
+pub use pipeline::{
+    frame, parallel, plane, postprocess, preprocess, refine, resize, result, runtime, segmenter, simd, stream, temporal,
+};
 pub use tools::{compose, quantize, reference};
 
 pub use error::{Error, Result, Status};
@@ -33,6 +35,7 @@ pub use postprocess::Component;
 pub use refine::GuidedFilter;
 pub use runtime::{Options, Provider};
 pub use segmenter::{Segmentation, Segmenter, Timing};
+pub use stream::{Reset, Stream, StreamOptions, StreamResult};
 
 /// The SDK version (`major.minor.patch`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

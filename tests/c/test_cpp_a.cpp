@@ -198,6 +198,29 @@ void test_with_model(const std::string& path) {
     expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "frame 1", "a batch with a bad frame",
                  [&] { (void)model.segment_batch(bad); });
 
+    // Streams: strength 0 gives segment()'s mask; the reset reasons; bad options throw; the
+    // stream outlives a moved-from or destroyed Model.
+    {
+        sempart::Stream per_frame(model, sempart::StreamOptions().strength(0.0f));
+        const sempart::Result first = per_frame.segment(frame, 0);
+        check(first.reset_reason() == SEMPART_RESET_REASON_FIRST_FRAME &&
+                  std::memcmp(first.fine_mask().data(), model.segment(frame).fine_mask().data(), w * h) == 0,
+              "a strength-0 Stream's first result is segment()'s, with reset FIRST_FRAME");
+        check(per_frame.segment(frame, 40000000).reset_reason() == SEMPART_RESET_REASON_NONE,
+              "the next frame continues the stream");
+        check(per_frame.segment(frame, 1).reset_reason() == SEMPART_RESET_REASON_TIMESTAMP_BACKWARDS,
+              "a timestamp going backwards resets it");
+        per_frame.reset();
+        check(per_frame.segment(frame, 2).reset_reason() == SEMPART_RESET_REASON_REQUESTED, "reset() is reported");
+        check(model.segment(frame).reset_reason() == SEMPART_RESET_REASON_NONE, "segment() results report no reset");
+        expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "strength", "a Stream with strength 1",
+                     [&] { sempart::Stream bad_stream(model, sempart::StreamOptions().strength(1.0f)); });
+        sempart::Model owner(path);
+        sempart::Stream kept(owner);
+        { sempart::Model gone = std::move(owner); }
+        check(kept.segment(frame, 0).width() == w, "a Stream keeps working after its Model is destroyed");
+    }
+
     // Moves.
     sempart::Result moved = std::move(result);
     check(moved && !result && moved.fine_mask().size() == w * h && result.fine_mask().empty(),

@@ -14,6 +14,7 @@ threads segmenting on one :class:`Model` run in parallel.
 import ctypes
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import _capi
 
-__all__ = ["Model", "Result", "SempartError", "Status", "version", "default_model_path", "library_path"]
+__all__ = ["Model", "Result", "SempartError", "Status", "Stream", "version", "default_model_path", "library_path"]
 
 _lib = None
 _lib_lock = threading.Lock()
@@ -129,6 +130,10 @@ class Result:
     boxes: tuple  #: every :class:`Box`
     object_index: int  #: index of the object box in ``boxes``, -1 when the mask is empty
     timing: dict  #: milliseconds: preprocess, inference, postprocess
+    #: on a :class:`Stream`: why the temporal smoothing started again at this frame
+    #: ("first_frame", "frame_changed", "timestamp_backwards", "timestamp_gap", "scene_cut",
+    #: "requested"), else None (always None from :meth:`Model.segment`)
+    reset: object = None
 
     @property
     def object_box(self):
@@ -151,6 +156,8 @@ def _result(lib, handle):
             _check(lib.sempart_result_box(handle, i, ctypes.byref(b)))
             boxes.append(Box(b.x0, b.y0, b.x1, b.y1, b.pixel_count))
         t = lib.sempart_result_timing(handle)
+        reason = ctypes.c_uint32()
+        _check(lib.sempart_result_reset_reason(handle, ctypes.byref(reason)))
         return Result(
             fine_mask=copy(lib.sempart_result_fine_mask(handle), n, (h.value, w.value), np.uint8),
             fine_probability=copy(lib.sempart_result_fine_probability(handle), n, (h.value, w.value), np.float32),
@@ -159,6 +166,7 @@ def _result(lib, handle):
             boxes=tuple(boxes),
             object_index=int(lib.sempart_result_object_index(handle)),
             timing={"preprocess": t.preprocess_ms, "inference": t.inference_ms, "postprocess": t.postprocess_ms},
+            reset=_RESET_REASONS.get(reason.value, str(reason.value)),
         )
     finally:
         lib.sempart_result_free(handle)
@@ -291,6 +299,12 @@ class Model:
         _check(self._lib.sempart_segment_batch(self._h(), array, len(made), outs))
         return [_result(self._lib, ctypes.c_void_p(outs[i])) for i in range(len(made))]
 
+    def stream(self, strength=None, motion_threshold=None, scene_cut_threshold=None, max_gap_ns=None):
+        """Opens a :class:`Stream` on this model: frames of one camera or video, in order, with
+        temporal stability (on by default; ``strength=0`` gives exactly :meth:`segment`'s masks).
+        Unset options keep the SDK's defaults (``sempart_stream_options_init``)."""
+        return Stream(self, strength, motion_threshold, scene_cut_threshold, max_gap_ns)
+
     def info(self):
         """The model's metadata and how it runs: a dict with ``path``, ``provider``,
         ``input_size`` (w, h), ``grid`` (w, h) and every ``sempart.*`` metadata entry."""
@@ -323,3 +337,76 @@ class Model:
         buf = ctypes.create_string_buffer(length.value + 1)
         _check(self._lib.sempart_model_metadata(h, key.encode(), buf, len(buf), ctypes.byref(length)))
         return buf.value.decode("utf-8", "replace")
+
+
+_RESET_REASONS = {0: None, 1: "first_frame", 2: "frame_changed", 3: "timestamp_backwards", 4: "timestamp_gap",
+                  5: "scene_cut", 6: "requested"}
+
+
+class Stream:
+    """The frames of one camera or video, in order, with temporal stability (``sempart_stream``).
+
+    Made by :meth:`Model.stream`. It keeps its model alive in the SDK (the :class:`Model` may be
+    closed first). Calls on one stream are serialised; streams of one model are independent and
+    may run on different threads. A frame of another size or format, a timestamp that goes
+    backwards or jumps by more than ``max_gap_ns``, and a scene cut restart the smoothing; the
+    result's ``reset`` says so.
+    """
+
+    def __init__(self, model, strength=None, motion_threshold=None, scene_cut_threshold=None, max_gap_ns=None):
+        self._handle = None
+        lib = model._lib
+        opts = _capi.StreamOptions()
+        _check(lib.sempart_stream_options_init(ctypes.byref(opts)))
+        if strength is not None:
+            opts.strength = float(strength)
+        if motion_threshold is not None:
+            opts.motion_threshold = float(motion_threshold)
+        if scene_cut_threshold is not None:
+            opts.scene_cut_threshold = float(scene_cut_threshold)
+        if max_gap_ns is not None:
+            opts.max_gap_ns = int(max_gap_ns)
+        self.strength, self.motion_threshold = opts.strength, opts.motion_threshold
+        self.scene_cut_threshold, self.max_gap_ns = opts.scene_cut_threshold, opts.max_gap_ns
+        handle = ctypes.c_void_p()
+        _check(lib.sempart_stream_open(model._h(), ctypes.byref(opts), ctypes.byref(handle)))
+        self._handle = handle
+        self._lib = lib
+
+    def segment(self, frame, format="rgb", timestamp=None):
+        """Segments the stream's next frame (as :meth:`Model.segment`). ``timestamp``: when it
+        was taken, int nanoseconds on a clock that only moves forward (default: now, from
+        ``time.monotonic_ns()``). Returns a :class:`Result` whose ``reset`` says whether and why
+        the smoothing started again at this frame."""
+        ts = time.monotonic_ns() if timestamp is None else int(timestamp)
+        if not -(1 << 63) <= ts < (1 << 63):
+            raise SempartError(Status.INVALID_ARGUMENT, f"timestamp {ts} does not fit in int64 nanoseconds")
+        f, keep = _frame(frame, format)
+        out = ctypes.c_void_p()
+        _check(self._lib.sempart_stream_segment(self._h(), ctypes.byref(f), ts, ctypes.byref(out)))
+        del keep
+        return _result(self._lib, out)
+
+    def reset(self):
+        """Forgets the past frames (e.g. after a seek): the next result says ``"requested"``."""
+        _check(self._lib.sempart_stream_reset(self._h()))
+
+    def close(self):
+        """Releases the stream."""
+        if self._handle is not None:
+            self._lib.sempart_stream_free(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _h(self):
+        if self._handle is None:
+            raise SempartError(Status.NULL_ARGUMENT, "the stream is closed")
+        return self._handle

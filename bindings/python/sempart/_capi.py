@@ -55,6 +55,18 @@ class Timing(ctypes.Structure):
     _fields_ = [(n, ctypes.c_double) for n in ("preprocess_ms", "inference_ms", "postprocess_ms")]
 
 
+class StreamOptions(ctypes.Structure):
+    """``sempart_stream_options``."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("strength", ctypes.c_float),
+        ("motion_threshold", ctypes.c_float),
+        ("scene_cut_threshold", ctypes.c_float),
+        ("max_gap_ns", ctypes.c_int64),
+    ]
+
+
 LIBRARY_ENV = "SEMPART_LIBRARY"
 _PACKAGE = Path(__file__).resolve().parent
 # bindings/python/sempart -> the repository root, when the package runs from a checkout or
@@ -136,6 +148,12 @@ def _declare(lib):
         "sempart_result_box": (s, [p, ctypes.c_size_t, ctypes.POINTER(Box)]),
         "sempart_result_object_index": (ctypes.c_int64, [p]),
         "sempart_result_timing": (Timing, [p]),
+        "sempart_result_reset_reason": (s, [p, ctypes.POINTER(ctypes.c_uint32)]),
+        "sempart_stream_options_init": (s, [ctypes.POINTER(StreamOptions)]),
+        "sempart_stream_open": (s, [p, ctypes.POINTER(StreamOptions), ctypes.POINTER(p)]),
+        "sempart_stream_segment": (s, [p, ctypes.POINTER(Frame), ctypes.c_int64, ctypes.POINTER(p)]),
+        "sempart_stream_reset": (s, [p]),
+        "sempart_stream_free": (None, [p]),
     }
     for name, (restype, argtypes) in sig.items():
         f = getattr(lib, name)

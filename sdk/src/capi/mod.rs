@@ -12,7 +12,8 @@
 //!   `SEMPART_STATUS_INTERNAL` (or the accessor's NULL / 0 / -1) with the panic's message as
 //!   the last error;
 //! - threads: a `sempart_model` may be used by any number of threads at once; a
-//!   `sempart_result` belongs to one thread at a time.
+//!   `sempart_result` belongs to one thread at a time; calls on one `sempart_stream` are
+//!   serialised (a second waits for the first).
 
 // These functions are called from C, where "unsafe" does not exist; each documents what it
 // requires of its pointer arguments and checks every pointer for NULL, which is all Rust can
@@ -28,18 +29,20 @@ use crate::pipeline::segmenter::Segmenter;
 use std::ffi::{c_char, CStr};
 
 mod boundary;
+pub mod stream;
 use boundary::{boundary, c_path, guard, non_null, write_optional};
 
 /// A loaded model (opaque). Create with [`sempart_model_open`], release with
 /// [`sempart_model_free`]. Safe to share between threads.
 pub struct SempartModel {
-    inner: Segmenter,
+    inner: std::sync::Arc<Segmenter>,
 }
 
 /// The result of segmenting one frame (opaque). Release with [`sempart_result_free`]. A
 /// result owns its data and may outlive the model that made it.
 pub struct SempartResult {
     inner: Segmentation,
+    reset: Option<crate::pipeline::temporal::Reset>,
 }
 
 /// Options for [`sempart_model_open`]. Initialise with [`sempart_options_init`], then change
@@ -219,7 +222,7 @@ pub extern "C" fn sempart_model_open(
             None => Options::default(),
         };
         let inner = Segmenter::open(&path, &options)?;
-        let model = Box::into_raw(Box::new(SempartModel { inner }));
+        let model = Box::into_raw(Box::new(SempartModel { inner: std::sync::Arc::new(inner) }));
         // SAFETY: checked non-NULL above; the caller provides a writable pointer slot.
         unsafe { *out_model = model };
         Ok(())
@@ -365,7 +368,7 @@ pub extern "C" fn sempart_segment_batch(
         let results = model.inner.segment_batch(&frames)?;
         for (i, r) in results.into_iter().enumerate() {
             // SAFETY: the caller provides `count` writable pointer slots.
-            unsafe { *out_results.add(i) = Box::into_raw(Box::new(SempartResult { inner: r })) };
+            unsafe { *out_results.add(i) = Box::into_raw(Box::new(SempartResult { inner: r, reset: None })) };
         }
         Ok(())
     })

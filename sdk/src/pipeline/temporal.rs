@@ -1,0 +1,357 @@
+//! Temporal stability for streams: a recursive average of the fine probabilities over frames,
+//! gated per block of pixels by how much the frame changed there, reset on a size or format
+//! change, a timestamp that goes backwards or jumps, and a scene cut.
+//!
+//! For each frame `t` and pixel `i` in block `b` (blocks of [`BLOCK`] x [`BLOCK`] pixels):
+//!
+//! - `d_b` = |mean luma of `b` in frame `t` - the same in frame `t - 1`| (0..255, BT.601 luma);
+//! - `a_b` = `strength * max(0, 1 - d_b / motion_threshold)`: where the frame did not change the
+//!   average holds, where it changed by `motion_threshold` or more the new frame wins alone (so
+//!   a moving object does not lag);
+//! - `P_t(i) = a_b * P_{t-1}(i) + (1 - a_b) * p_t(i)`, `p_t` being the frame's own (refined) fine
+//!   probability;
+//! - the mask has hysteresis of half-width `h_b = HYSTERESIS * a_b` around the threshold 0.5 (the
+//!   one mask rule, [`crate::pipeline::mask`]): a pixel in the previous mask stays in while
+//!   `P_t > 0.5 - h_b`, a pixel outside enters when `P_t > 0.5 + h_b`. An average alone does not
+//!   stop a pixel whose probability hovers around 0.5 from flipping every frame; this does. Where
+//!   the block changed (`a_b = 0`) the mask is plain `P_t > 0.5`.
+//!
+//! The average starts again (`P_t = p_t`) at the first frame and whenever [`Reset`] says why.
+//! With `strength = 0` the filter is not run at all: the output is the per-frame result, bit
+//! for bit. Pure: no ONNX Runtime, no I/O.
+
+use crate::error::{Error, Result};
+use crate::pipeline::frame::{Frame, PixelFormat};
+use crate::pipeline::mask::mask_value;
+
+/// Side of the square blocks the frame change is measured on, in pixels.
+pub const BLOCK: usize = 8;
+
+/// The mask's hysteresis half-width per unit of the past's weight `a_b` (module doc).
+pub const HYSTERESIS: f32 = 0.15;
+
+/// How a stream smooths its masks over time. [`StreamOptions::default`] is the documented
+/// default: stability on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamOptions {
+    /// Weight of the past in the average where the frame did not change, `0..1` (1 excluded).
+    /// 0 switches the stability off: each frame's masks are exactly the per-frame ones.
+    pub strength: f32,
+    /// Change of a block's mean luma (0..255) at and above which the block follows the new frame
+    /// alone; below it the past's weight falls linearly with the change. `> 0`.
+    pub motion_threshold: f32,
+    /// Mean luma change over the whole frame (0..255) at and above which the frame is a scene
+    /// cut and the average starts again. `> 0`.
+    pub scene_cut_threshold: f32,
+    /// A timestamp more than this many nanoseconds after the previous frame's starts the average
+    /// again (frames were dropped or the stream paused). `> 0`.
+    pub max_gap_ns: i64,
+}
+
+impl StreamOptions {
+    /// The defaults: strength 0.7, motion threshold 16, scene cut at a mean change of 40,
+    /// gaps above 250 ms.
+    pub const DEFAULT: StreamOptions =
+        StreamOptions { strength: 0.7, motion_threshold: 16.0, scene_cut_threshold: 40.0, max_gap_ns: 250_000_000 };
+
+    /// Per-frame masks, no smoothing (strength 0).
+    pub const OFF: StreamOptions = StreamOptions { strength: 0.0, ..StreamOptions::DEFAULT };
+
+    /// Checks the ranges, naming the field that is out of range.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.strength >= 0.0 && self.strength < 1.0) {
+            return Err(Error::invalid(format!("stream strength {} is outside 0..1 (1 excluded)", self.strength)));
+        }
+        if !(self.motion_threshold > 0.0 && self.motion_threshold.is_finite()) {
+            return Err(Error::invalid(format!("stream motion_threshold {} must be > 0", self.motion_threshold)));
+        }
+        if !(self.scene_cut_threshold > 0.0 && self.scene_cut_threshold.is_finite()) {
+            return Err(Error::invalid(format!("stream scene_cut_threshold {} must be > 0", self.scene_cut_threshold)));
+        }
+        if self.max_gap_ns <= 0 {
+            return Err(Error::invalid(format!("stream max_gap_ns {} must be > 0", self.max_gap_ns)));
+        }
+        Ok(())
+    }
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions::DEFAULT
+    }
+}
+
+/// Why a stream started its average again at a frame (reported with that frame's result).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// The stream's first frame (or the first after [`Reset::Requested`]).
+    FirstFrame = 1,
+    /// The frame's size or pixel format differs from the previous frame's.
+    FrameChanged = 2,
+    /// The timestamp is not after the previous frame's.
+    TimestampBackwards = 3,
+    /// The timestamp is more than `max_gap_ns` after the previous frame's.
+    TimestampGap = 4,
+    /// The frame's mean luma change is at least `scene_cut_threshold`.
+    SceneCut = 5,
+    /// The caller reset the stream before this frame.
+    Requested = 6,
+}
+
+impl Reset {
+    /// A short name (`first_frame`, `frame_changed`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Reset::FirstFrame => "first_frame",
+            Reset::FrameChanged => "frame_changed",
+            Reset::TimestampBackwards => "timestamp_backwards",
+            Reset::TimestampGap => "timestamp_gap",
+            Reset::SceneCut => "scene_cut",
+            Reset::Requested => "requested",
+        }
+    }
+}
+
+/// What the filter keeps from the previous frame.
+#[derive(Debug, Clone)]
+struct Previous {
+    width: u32,
+    height: u32,
+    format: PixelFormat,
+    timestamp_ns: i64,
+    luma: Vec<f32>,
+    probability: Vec<f32>,
+    mask: Vec<u8>,
+}
+
+/// The filter of one stream: feed it each frame with its per-frame fine probability.
+#[derive(Debug, Clone)]
+pub struct TemporalFilter {
+    options: StreamOptions,
+    previous: Option<Previous>,
+    requested: bool,
+}
+
+impl TemporalFilter {
+    /// A filter with checked options.
+    pub fn new(options: StreamOptions) -> Result<TemporalFilter> {
+        options.validate()?;
+        Ok(TemporalFilter { options, previous: None, requested: false })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &StreamOptions {
+        &self.options
+    }
+
+    /// Forgets the past: the next frame starts the average again ([`Reset::Requested`]).
+    pub fn reset(&mut self) {
+        if self.previous.take().is_some() {
+            self.requested = true;
+        }
+    }
+
+    /// Why `frame` at `timestamp_ns` cannot continue the average, if it cannot (before its
+    /// luma is compared).
+    fn reset_before(&self, frame: &Frame<'_>, timestamp_ns: i64) -> Option<Reset> {
+        let Some(p) = &self.previous else {
+            return Some(if self.requested { Reset::Requested } else { Reset::FirstFrame });
+        };
+        if (p.width, p.height, p.format) != (frame.width_px(), frame.height_px(), frame.format()) {
+            Some(Reset::FrameChanged)
+        } else if timestamp_ns <= p.timestamp_ns {
+            Some(Reset::TimestampBackwards)
+        } else if timestamp_ns.saturating_sub(p.timestamp_ns) > self.options.max_gap_ns {
+            Some(Reset::TimestampGap)
+        } else {
+            None
+        }
+    }
+
+    /// Smooths `probability` (the frame's own fine probability, `width * height`, row-major)
+    /// in place with the past, and writes the 0/255 mask of the result into `mask`. Returns why
+    /// the average started again at this frame, if it did. With strength 0 both are left as
+    /// they are (the caller's per-frame values) and only resets are reported.
+    pub fn apply(
+        &mut self,
+        frame: &Frame<'_>,
+        timestamp_ns: i64,
+        probability: &mut [f32],
+        mask: &mut [u8],
+    ) -> Result<Option<Reset>> {
+        let (w, h) = (frame.width_px() as usize, frame.height_px() as usize);
+        if probability.len() != w * h || mask.len() != w * h {
+            return Err(Error::invalid(format!(
+                "temporal filter: {} probabilities and {} mask bytes for a {w}x{h} frame",
+                probability.len(),
+                mask.len()
+            )));
+        }
+        let luma = block_luma(frame);
+        let mut reset = self.reset_before(frame, timestamp_ns);
+        if reset.is_none() {
+            let previous = &self.previous.as_ref().expect("checked by reset_before").luma;
+            let mean_change = luma.iter().zip(previous).map(|(a, b)| (a - b).abs()).sum::<f32>() / luma.len() as f32;
+            if mean_change >= self.options.scene_cut_threshold {
+                reset = Some(Reset::SceneCut);
+            }
+        }
+        let strength = self.options.strength;
+        if reset.is_none() && strength > 0.0 {
+            let past = self.previous.as_ref().expect("checked by reset_before");
+            let bw = w.div_ceil(BLOCK);
+            let inv = 1.0 / self.options.motion_threshold;
+            let weight: Vec<f32> =
+                luma.iter().zip(&past.luma).map(|(a, b)| strength * (1.0 - (a - b).abs() * inv).max(0.0)).collect();
+            for y in 0..h {
+                let row = y * w;
+                let blocks = &weight[(y / BLOCK) * bw..];
+                for x in 0..w {
+                    let a = blocks[x / BLOCK];
+                    let i = row + x;
+                    let q = a * past.probability[i] + (1.0 - a) * probability[i];
+                    probability[i] = q;
+                    let margin = if past.mask[i] != 0 { -HYSTERESIS * a } else { HYSTERESIS * a };
+                    mask[i] = mask_value(q - margin);
+                }
+            }
+        }
+        self.requested = false;
+        let (keep, keep_mask) =
+            if strength > 0.0 { (probability.to_vec(), mask.to_vec()) } else { (Vec::new(), Vec::new()) };
+        self.previous = Some(Previous {
+            width: frame.width_px(),
+            height: frame.height_px(),
+            format: frame.format(),
+            timestamp_ns,
+            luma,
+            probability: keep,
+            mask: keep_mask,
+        });
+        Ok(reset)
+    }
+}
+
+/// The mean BT.601 luma (0..255) of each [`BLOCK`] x [`BLOCK`] block of the frame, row-major
+/// over the blocks (the last row and column of blocks may be partial).
+pub fn block_luma(frame: &Frame<'_>) -> Vec<f32> {
+    let (w, h) = (frame.width_px() as usize, frame.height_px() as usize);
+    let (bw, bh) = (w.div_ceil(BLOCK), h.div_ceil(BLOCK));
+    let mut sums = vec![0f32; bw * bh];
+    let mut counts = vec![0u32; bw * bh];
+    let mut scratch = vec![[0u8; 3]; w];
+    for y in 0..h {
+        let row = frame.row_rgb_bytes(y, &mut scratch);
+        let base = (y / BLOCK) * bw;
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let l = 0.299 * f32::from(px[0]) + 0.587 * f32::from(px[1]) + 0.114 * f32::from(px[2]);
+            sums[base + x / BLOCK] += l;
+            counts[base + x / BLOCK] += 1;
+        }
+    }
+    sums.iter().zip(&counts).map(|(s, &n)| s / n as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gray(w: u32, h: u32, v: impl Fn(u32, u32) -> u8) -> Vec<u8> {
+        (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| v(x, y)).collect()
+    }
+
+    fn frame(data: &[u8], w: u32, h: u32) -> Frame<'_> {
+        Frame::new(data, w, h, w as usize, PixelFormat::Gray8).unwrap()
+    }
+
+    const FRAME_NS: i64 = 40_000_000;
+
+    #[test]
+    fn strength_zero_leaves_the_per_frame_values_bit_for_bit() {
+        let mut f = TemporalFilter::new(StreamOptions::OFF).unwrap();
+        let data = gray(20, 10, |x, _| x as u8);
+        for t in 0..4 {
+            let mut p: Vec<f32> = (0..200).map(|i| ((i * 37 + t * 11) % 100) as f32 / 99.0).collect();
+            let mut m: Vec<u8> = p.iter().map(|&v| mask_value(v)).collect();
+            let (p0, m0) = (p.clone(), m.clone());
+            let reset = f.apply(&frame(&data, 20, 10), t as i64 * FRAME_NS, &mut p, &mut m).unwrap();
+            assert_eq!(reset, (t == 0).then_some(Reset::FirstFrame));
+            assert_eq!(
+                p.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                p0.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(m, m0);
+        }
+    }
+
+    #[test]
+    fn a_still_scene_holds_a_flickering_pixel_and_a_changed_block_follows_at_once() {
+        let mut f = TemporalFilter::new(StreamOptions::DEFAULT).unwrap();
+        let still = gray(32, 8, |_, _| 100);
+        // Every pixel flickers 0.45 / 0.55 frame to frame on a still frame: the average hovers
+        // around 0.5, and the hysteresis keeps the mask from following every flip.
+        let mut flips = 0;
+        let mut last = None;
+        for t in 0..12 {
+            let v = if t % 2 == 0 { 0.45 } else { 0.55 };
+            let mut p = vec![v; 256];
+            let mut m: Vec<u8> = p.iter().map(|&q| mask_value(q)).collect();
+            f.apply(&frame(&still, 32, 8), t * FRAME_NS, &mut p, &mut m).unwrap();
+            if last.is_some_and(|l| l != m[3]) {
+                flips += 1;
+            }
+            last = Some(m[3]);
+        }
+        assert!(flips <= 1, "the mask flipped {flips} times on a still frame");
+        // The last block (x >= 24) brightens by more than the motion threshold: it takes the new
+        // probability alone; the other blocks keep averaging (a quarter of the frame changed:
+        // no scene cut).
+        let moved = gray(32, 8, |x, _| if x >= 24 { 200 } else { 100 });
+        let mut p = vec![0.9; 256];
+        let mut m = vec![255u8; 256];
+        assert_eq!(f.apply(&frame(&moved, 32, 8), 12 * FRAME_NS, &mut p, &mut m).unwrap(), None);
+        assert_eq!(p[24], 0.9);
+        assert!(p[0] < 0.9);
+    }
+
+    #[test]
+    fn resets_are_reported_with_their_reason() {
+        let mut f = TemporalFilter::new(StreamOptions::DEFAULT).unwrap();
+        let a = gray(16, 8, |_, _| 10);
+        let b = gray(16, 8, |_, _| 250);
+        let small = gray(8, 8, |_, _| 10);
+        let mut run = |data: &[u8], w: u32, t: i64| {
+            let n = (w * 8) as usize;
+            f.apply(&frame(data, w, 8), t, &mut vec![0.5; n], &mut vec![0; n]).unwrap()
+        };
+        assert_eq!(run(&a, 16, 0), Some(Reset::FirstFrame));
+        assert_eq!(run(&a, 16, FRAME_NS), None);
+        assert_eq!(run(&a, 16, FRAME_NS), Some(Reset::TimestampBackwards));
+        assert_eq!(run(&a, 16, FRAME_NS + 300_000_000), Some(Reset::TimestampGap));
+        assert_eq!(run(&small, 8, FRAME_NS * 20), Some(Reset::FrameChanged));
+        assert_eq!(run(&a, 16, FRAME_NS * 21), Some(Reset::FrameChanged));
+        assert_eq!(run(&b, 16, FRAME_NS * 22), Some(Reset::SceneCut));
+        assert_eq!(run(&b, 16, FRAME_NS * 23), None);
+        f.reset();
+        let n = 128;
+        assert_eq!(
+            f.apply(&frame(&b, 16, 8), FRAME_NS * 24, &mut vec![0.5; n], &mut vec![0; n]).unwrap(),
+            Some(Reset::Requested)
+        );
+    }
+
+    #[test]
+    fn options_out_of_range_are_refused_by_name() {
+        for (o, word) in [
+            (StreamOptions { strength: 1.0, ..StreamOptions::DEFAULT }, "strength"),
+            (StreamOptions { strength: f32::NAN, ..StreamOptions::DEFAULT }, "strength"),
+            (StreamOptions { motion_threshold: 0.0, ..StreamOptions::DEFAULT }, "motion_threshold"),
+            (StreamOptions { scene_cut_threshold: -1.0, ..StreamOptions::DEFAULT }, "scene_cut_threshold"),
+            (StreamOptions { max_gap_ns: 0, ..StreamOptions::DEFAULT }, "max_gap_ns"),
+        ] {
+            let e = TemporalFilter::new(o).unwrap_err();
+            assert!(e.message().contains(word), "{}", e.message());
+        }
+    }
+}
