@@ -455,6 +455,8 @@ public:
     StreamOptions() { detail::check(sempart_stream_options_init(&raw_)); }
     /// Weight of the past where the frame did not change, 0 <= strength < 1 (0: per-frame masks).
     StreamOptions& strength(float v) noexcept { raw_.strength = v; return *this; }
+    /// Half-width of the mask's hysteresis around 0.5 where the frame did not change (0..0.5).
+    StreamOptions& hysteresis(float v) noexcept { raw_.hysteresis = v; return *this; }
     /// Block luma change (0..255) from which a block follows the new frame alone.
     StreamOptions& motion_threshold(float v) noexcept { raw_.motion_threshold = v; return *this; }
     /// Mean luma change (0..255) from which a frame is a scene cut.

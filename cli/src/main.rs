@@ -155,26 +155,26 @@ enum Command {
         #[command(flatten)]
         output: model_file::CheckedOutput,
     },
-    /// J (mean IoU) and flicker of video sequences, segmented per frame and as streams with
-    /// the given temporal-stability strengths (same model, same run; 24 frames per second).
+    /// J (mean IoU) and flicker of video sequences, segmented per frame and as streams (same
+    /// model, same run; 24 frames per second): one stream per combination of the given
+    /// strengths, hystereses and motion thresholds (each defaults to the stream default).
     ///
-    /// Example: sempart eval-video --sequences .deps/data/davis16-seq --strength 0.5 --strength 0.7
+    /// Example: sempart eval-video --sequences .deps/data/davis16-seq --strength 0.3 --strength 0.5
     EvalVideo {
         #[command(flatten)]
         model: ModelArgs,
         /// Folder of sequences: <name>/images/*.jpg and <name>/masks/*.png (same stems).
         #[arg(long)]
         sequences: PathBuf,
-        /// Stream strengths to score beside per-frame segmentation (repeatable; default: the
-        /// stream default).
+        /// Stream strengths (repeatable).
         #[arg(long)]
         strength: Vec<f32>,
-        /// The streams' motion threshold (mean block luma change, 0..255).
-        #[arg(long, default_value_t = sempart::StreamOptions::DEFAULT.motion_threshold)]
-        motion_threshold: f32,
-        /// The streams' scene-cut threshold (mean luma change of the frame, 0..255).
-        #[arg(long, default_value_t = sempart::StreamOptions::DEFAULT.scene_cut_threshold)]
-        scene_cut_threshold: f32,
+        /// Stream hystereses (repeatable).
+        #[arg(long)]
+        hysteresis: Vec<f32>,
+        /// Stream motion thresholds (mean block luma change, 0..255; repeatable).
+        #[arg(long)]
+        motion_threshold: Vec<f32>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -218,15 +218,18 @@ fn run(cli: Cli) -> Result<bool> {
         Command::ContactSheet { model, out, tile_height, inputs } => {
             draw::cmd_contact_sheet(model, out, *tile_height, inputs).map(|_| true)
         }
-        Command::EvalVideo { model, sequences, strength, motion_threshold, scene_cut_threshold, json } => {
-            let base = sempart::StreamOptions {
-                motion_threshold: *motion_threshold,
-                scene_cut_threshold: *scene_cut_threshold,
-                ..sempart::StreamOptions::DEFAULT
-            };
-            let strengths =
-                if strength.is_empty() { vec![sempart::StreamOptions::DEFAULT.strength] } else { strength.clone() };
-            video::cmd_eval_video(model, sequences, &strengths, base, *json).map(|_| true)
+        Command::EvalVideo { model, sequences, strength, hysteresis, motion_threshold, json } => {
+            let d = sempart::StreamOptions::DEFAULT;
+            let or = |v: &Vec<f32>, x: f32| if v.is_empty() { vec![x] } else { v.clone() };
+            let mut settings = Vec::new();
+            for &s in &or(strength, d.strength) {
+                for &h in &or(hysteresis, d.hysteresis) {
+                    for &m in &or(motion_threshold, d.motion_threshold) {
+                        settings.push(sempart::StreamOptions { strength: s, hysteresis: h, motion_threshold: m, ..d });
+                    }
+                }
+            }
+            video::cmd_eval_video(model, sequences, &settings, *json).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => report::cmd_corloc(gt, pred, *json).map(|_| true),
         Command::Compose { template, backbone, output } => {

@@ -299,11 +299,12 @@ class Model:
         _check(self._lib.sempart_segment_batch(self._h(), array, len(made), outs))
         return [_result(self._lib, ctypes.c_void_p(outs[i])) for i in range(len(made))]
 
-    def stream(self, strength=None, motion_threshold=None, scene_cut_threshold=None, max_gap_ns=None):
+    def stream(self, strength=None, hysteresis=None, motion_threshold=None, scene_cut_threshold=None,
+               max_gap_ns=None):
         """Opens a :class:`Stream` on this model: frames of one camera or video, in order, with
         temporal stability (on by default; ``strength=0`` gives exactly :meth:`segment`'s masks).
         Unset options keep the SDK's defaults (``sempart_stream_options_init``)."""
-        return Stream(self, strength, motion_threshold, scene_cut_threshold, max_gap_ns)
+        return Stream(self, strength, hysteresis, motion_threshold, scene_cut_threshold, max_gap_ns)
 
     def info(self):
         """The model's metadata and how it runs: a dict with ``path``, ``provider``,
@@ -353,20 +354,23 @@ class Stream:
     result's ``reset`` says so.
     """
 
-    def __init__(self, model, strength=None, motion_threshold=None, scene_cut_threshold=None, max_gap_ns=None):
+    def __init__(self, model, strength=None, hysteresis=None, motion_threshold=None, scene_cut_threshold=None,
+                 max_gap_ns=None):
         self._handle = None
         lib = model._lib
         opts = _capi.StreamOptions()
         _check(lib.sempart_stream_options_init(ctypes.byref(opts)))
         if strength is not None:
             opts.strength = float(strength)
+        if hysteresis is not None:
+            opts.hysteresis = float(hysteresis)
         if motion_threshold is not None:
             opts.motion_threshold = float(motion_threshold)
         if scene_cut_threshold is not None:
             opts.scene_cut_threshold = float(scene_cut_threshold)
         if max_gap_ns is not None:
             opts.max_gap_ns = int(max_gap_ns)
-        self.strength, self.motion_threshold = opts.strength, opts.motion_threshold
+        self.strength, self.hysteresis, self.motion_threshold = opts.strength, opts.hysteresis, opts.motion_threshold
         self.scene_cut_threshold, self.max_gap_ns = opts.scene_cut_threshold, opts.max_gap_ns
         handle = ctypes.c_void_p()
         _check(lib.sempart_stream_open(model._h(), ctypes.byref(opts), ctypes.byref(handle)))

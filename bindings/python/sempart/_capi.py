@@ -61,6 +61,7 @@ class StreamOptions(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("strength", ctypes.c_float),
+        ("hysteresis", ctypes.c_float),
         ("motion_threshold", ctypes.c_float),
         ("scene_cut_threshold", ctypes.c_float),
         ("max_gap_ns", ctypes.c_int64),

@@ -27,6 +27,10 @@ pub struct SempartStreamOptions {
     /// change, 0 <= strength < 1. 0: every frame's masks are exactly `sempart_segment`'s.
     /// Default 0.7.
     pub strength: f32,
+    /// Half-width of the mask's hysteresis around 0.5 where the frame did not change,
+    /// 0 <= hysteresis < 0.5: a pixel in the mask leaves it below 0.5 - hysteresis, one outside
+    /// enters above 0.5 + hysteresis. Default 0.1.
+    pub hysteresis: f32,
     /// Change of an 8x8 block's mean luma (0..255) at and above which the block follows the
     /// new frame alone (> 0). Default 16.
     pub motion_threshold: f32,
@@ -76,6 +80,7 @@ fn options_to_c(o: &StreamOptions) -> SempartStreamOptions {
     SempartStreamOptions {
         struct_size: std::mem::size_of::<SempartStreamOptions>() as u32,
         strength: o.strength,
+        hysteresis: o.hysteresis,
         motion_threshold: o.motion_threshold,
         scene_cut_threshold: o.scene_cut_threshold,
         max_gap_ns: o.max_gap_ns,
@@ -93,6 +98,7 @@ fn options_from_c(o: &SempartStreamOptions) -> crate::Result<StreamOptions> {
     }
     let options = StreamOptions {
         strength: o.strength,
+        hysteresis: o.hysteresis,
         motion_threshold: o.motion_threshold,
         scene_cut_threshold: o.scene_cut_threshold,
         max_gap_ns: o.max_gap_ns,

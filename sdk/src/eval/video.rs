@@ -1,13 +1,13 @@
 //! Masks over time: J (mean IoU against the ground truth) and flicker of video sequences,
-//! segmented frame by frame and as streams of several temporal-stability strengths, with the
+//! segmented frame by frame and as streams of several temporal-stability settings, with the
 //! same model in the same run (`sempart eval-video`).
 //!
 //! Flicker of a sequence: the mean over consecutive frames of
 //! `|(M_t xor M_t-1) and not (G_t xor G_t-1)| / |M_t or M_t-1|` (0 where both masks are empty):
 //! the share of the mask that changes where the ground truth does not.
 //!
-//! Each frame is segmented once; every strength's stream filter ([`TemporalFilter`]) runs on
-//! that frame's per-frame result, which is what a [`crate::Stream`] of that strength computes.
+//! Each frame is segmented once; every setting's stream filter ([`TemporalFilter`]) runs on
+//! that frame's per-frame result, which is what a [`crate::Stream`] with those options computes.
 
 use crate::error::{Error, Result, Status};
 use crate::files::decode::load_rgb;
@@ -39,8 +39,8 @@ pub struct SequenceReport {
     pub frames: usize,
     /// Per-frame segmentation (no stream).
     pub per_frame: Scores,
-    /// `(strength, scores)` for each stream setting asked for.
-    pub streams: Vec<(f32, Scores)>,
+    /// The scores of each stream setting asked for, in order.
+    pub streams: Vec<Scores>,
 }
 
 /// Running sums of J and flicker for one setting.
@@ -105,21 +105,17 @@ fn load_truth(path: &Path, w: u32, h: u32) -> Result<Vec<bool>> {
 }
 
 /// Scores one sequence: `images` in order (the frames), each with a mask of the same stem
-/// (`.png`) in `masks`; each stream has `base`'s options with one of the `strengths`.
+/// (`.png`) in `masks`; one stream per entry of `settings`.
 pub fn evaluate_sequence(
     model: &Segmenter,
     name: &str,
     images: &[PathBuf],
     masks: &Path,
-    strengths: &[f32],
-    base: StreamOptions,
+    settings: &[StreamOptions],
 ) -> Result<SequenceReport> {
-    let mut filters = strengths
-        .iter()
-        .map(|&s| TemporalFilter::new(StreamOptions { strength: s, ..base }))
-        .collect::<Result<Vec<_>>>()?;
+    let mut filters = settings.iter().map(|&o| TemporalFilter::new(o)).collect::<Result<Vec<_>>>()?;
     let mut per_frame = Tally::default();
-    let mut streams: Vec<Tally> = strengths.iter().map(|_| Tally::default()).collect();
+    let mut streams: Vec<Tally> = settings.iter().map(|_| Tally::default()).collect();
     let mut previous_truth: Option<Vec<bool>> = None;
     for (k, path) in images.iter().enumerate() {
         let rgb = load_rgb(path)?;
@@ -146,6 +142,6 @@ pub fn evaluate_sequence(
         name: name.to_string(),
         frames: images.len(),
         per_frame: per_frame.scores(),
-        streams: strengths.iter().copied().zip(streams.iter().map(Tally::scores)).collect(),
+        streams: streams.iter().map(Tally::scores).collect(),
     })
 }

@@ -5,16 +5,16 @@
 //! For each frame `t` and pixel `i` in block `b` (blocks of [`BLOCK`] x [`BLOCK`] pixels):
 //!
 //! - `d_b` = |mean luma of `b` in frame `t` - the same in frame `t - 1`| (0..255, BT.601 luma);
-//! - `a_b` = `strength * max(0, 1 - d_b / motion_threshold)`: where the frame did not change the
-//!   average holds, where it changed by `motion_threshold` or more the new frame wins alone (so
-//!   a moving object does not lag);
+//! - `g_b` = `max(0, 1 - d_b / motion_threshold)` and `a_b` = `strength * g_b`: where the frame
+//!   did not change the average holds, where it changed by `motion_threshold` or more the new
+//!   frame wins alone (so a moving object does not lag);
 //! - `P_t(i) = a_b * P_{t-1}(i) + (1 - a_b) * p_t(i)`, `p_t` being the frame's own (refined) fine
 //!   probability;
-//! - the mask has hysteresis of half-width `h_b = HYSTERESIS * a_b` around the threshold 0.5 (the
+//! - the mask has hysteresis of half-width `h_b = hysteresis * g_b` around the threshold 0.5 (the
 //!   one mask rule, [`crate::pipeline::mask`]): a pixel in the previous mask stays in while
 //!   `P_t > 0.5 - h_b`, a pixel outside enters when `P_t > 0.5 + h_b`. An average alone does not
 //!   stop a pixel whose probability hovers around 0.5 from flipping every frame; this does. Where
-//!   the block changed (`a_b = 0`) the mask is plain `P_t > 0.5`.
+//!   the block changed (`g_b = 0`) the mask is plain `P_t > 0.5`.
 //!
 //! The average starts again (`P_t = p_t`) at the first frame and whenever [`Reset`] says why.
 //! With `strength = 0` the filter is not run at all: the output is the per-frame result, bit
@@ -27,9 +27,6 @@ use crate::pipeline::mask::mask_value;
 /// Side of the square blocks the frame change is measured on, in pixels.
 pub const BLOCK: usize = 8;
 
-/// The mask's hysteresis half-width per unit of the past's weight `a_b` (module doc).
-pub const HYSTERESIS: f32 = 0.15;
-
 /// How a stream smooths its masks over time. [`StreamOptions::default`] is the documented
 /// default: stability on.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,6 +34,10 @@ pub struct StreamOptions {
     /// Weight of the past in the average where the frame did not change, `0..1` (1 excluded).
     /// 0 switches the stability off: each frame's masks are exactly the per-frame ones.
     pub strength: f32,
+    /// Half-width of the mask's hysteresis around 0.5 where the frame did not change, `0..0.5`:
+    /// a pixel in the mask leaves it below `0.5 - hysteresis`, a pixel outside enters above
+    /// `0.5 + hysteresis` (narrowing to none as the block's change nears `motion_threshold`).
+    pub hysteresis: f32,
     /// Change of a block's mean luma (0..255) at and above which the block follows the new frame
     /// alone; below it the past's weight falls linearly with the change. `> 0`.
     pub motion_threshold: f32,
@@ -51,8 +52,13 @@ pub struct StreamOptions {
 impl StreamOptions {
     /// The defaults: strength 0.7, motion threshold 16, scene cut at a mean change of 40,
     /// gaps above 250 ms.
-    pub const DEFAULT: StreamOptions =
-        StreamOptions { strength: 0.7, motion_threshold: 16.0, scene_cut_threshold: 40.0, max_gap_ns: 250_000_000 };
+    pub const DEFAULT: StreamOptions = StreamOptions {
+        strength: 0.7,
+        hysteresis: 0.1,
+        motion_threshold: 16.0,
+        scene_cut_threshold: 40.0,
+        max_gap_ns: 250_000_000,
+    };
 
     /// Per-frame masks, no smoothing (strength 0).
     pub const OFF: StreamOptions = StreamOptions { strength: 0.0, ..StreamOptions::DEFAULT };
@@ -61,6 +67,12 @@ impl StreamOptions {
     pub fn validate(&self) -> Result<()> {
         if !(self.strength >= 0.0 && self.strength < 1.0) {
             return Err(Error::invalid(format!("stream strength {} is outside 0..1 (1 excluded)", self.strength)));
+        }
+        if !(self.hysteresis >= 0.0 && self.hysteresis < 0.5) {
+            return Err(Error::invalid(format!(
+                "stream hysteresis {} is outside 0..0.5 (0.5 excluded)",
+                self.hysteresis
+            )));
         }
         if !(self.motion_threshold > 0.0 && self.motion_threshold.is_finite()) {
             return Err(Error::invalid(format!("stream motion_threshold {} must be > 0", self.motion_threshold)));
@@ -202,17 +214,19 @@ impl TemporalFilter {
             let past = self.previous.as_ref().expect("checked by reset_before");
             let bw = w.div_ceil(BLOCK);
             let inv = 1.0 / self.options.motion_threshold;
-            let weight: Vec<f32> =
-                luma.iter().zip(&past.luma).map(|(a, b)| strength * (1.0 - (a - b).abs() * inv).max(0.0)).collect();
+            let gate: Vec<f32> =
+                luma.iter().zip(&past.luma).map(|(a, b)| (1.0 - (a - b).abs() * inv).max(0.0)).collect();
+            let hysteresis = self.options.hysteresis;
             for y in 0..h {
                 let row = y * w;
-                let blocks = &weight[(y / BLOCK) * bw..];
+                let blocks = &gate[(y / BLOCK) * bw..];
                 for x in 0..w {
-                    let a = blocks[x / BLOCK];
+                    let g = blocks[x / BLOCK];
+                    let a = strength * g;
                     let i = row + x;
                     let q = a * past.probability[i] + (1.0 - a) * probability[i];
                     probability[i] = q;
-                    let margin = if past.mask[i] != 0 { -HYSTERESIS * a } else { HYSTERESIS * a };
+                    let margin = if past.mask[i] != 0 { -hysteresis * g } else { hysteresis * g };
                     mask[i] = mask_value(q - margin);
                 }
             }
@@ -347,6 +361,7 @@ mod tests {
             (StreamOptions { strength: 1.0, ..StreamOptions::DEFAULT }, "strength"),
             (StreamOptions { strength: f32::NAN, ..StreamOptions::DEFAULT }, "strength"),
             (StreamOptions { motion_threshold: 0.0, ..StreamOptions::DEFAULT }, "motion_threshold"),
+            (StreamOptions { hysteresis: 0.5, ..StreamOptions::DEFAULT }, "hysteresis"),
             (StreamOptions { scene_cut_threshold: -1.0, ..StreamOptions::DEFAULT }, "scene_cut_threshold"),
             (StreamOptions { max_gap_ns: 0, ..StreamOptions::DEFAULT }, "max_gap_ns"),
         ] {
