@@ -344,6 +344,12 @@ typedef struct {
    */
   float strength;
   /*
+   Half-width of the mask's hysteresis around 0.5 where the frame did not change,
+   0 <= hysteresis < 0.5: a pixel in the mask leaves it below 0.5 - hysteresis, one outside
+   enters above 0.5 + hysteresis. Default 0.1.
+   */
+  float hysteresis;
+  /*
    Change of an 8x8 block's mean luma (0..255) at and above which the block follows the
    new frame alone (> 0). Default 16.
    */
