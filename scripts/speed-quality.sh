@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's speed/quality table: the default heads exported at several input sizes
+# docs/PERFORMANCE.md's speed/quality table: the default heads exported at several input sizes
 # (`trainer export --input-size`, positional tables resized: the heads were trained at 336),
 # each in float32 and int8 (`sempart quantize`), scored with `sempart eval` on davis16 and
 # horses and timed with `sempart bench` at 640x480 and 1920x1080 (median of --iterations calls

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crop copies of the training photos, the augmentation probe of quality round 2 (README).
+"""Crop copies of the training photos, the augmentation probe of quality round 2 (docs/EXPERIMENTS.md).
 
 For every photo of SRC (names in sorted order), one random crop of 35 to 80 % of its area with
 its aspect ratio jittered by 3/4 to 4/3, written to DST as JPEG (quality 95). The crops are
@@ -12,7 +12,7 @@ them beside the photos, e.g. with the steps of the committed recipe held equal:
 
 Needs Pillow (pip install pillow).
 
-    scripts/crop-copies.py SRC DST [--seed 0]
+    scripts/research/crop-copies.py SRC DST [--seed 0]
 """
 
 import argparse

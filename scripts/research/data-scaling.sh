@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's data-quantity probe (issue 18, "more unlabelled photos"): the coarse phase of the
+# docs/EXPERIMENTS.md's data-quantity probe (issue 18, "more unlabelled photos"): the coarse phase of the
 # committed recipe trained on every photo, every 2nd and every 4th (names in C-locale order),
 # with the same number of steps (10, 20 and 40 coarse-only epochs), for each seed, and scored
 # with `trainer eval --refine-radius 0` on davis16 and horses (coarse IoU / maxF). How much the
@@ -8,10 +8,10 @@
 # set. Prints Markdown; checkpoints and JSON stay in the output folder. Needs
 # scripts/setup.sh --trainer and ../shared/data. About 20 minutes on 2 cores with the features
 # cached.
-#   scripts/data-scaling.sh [OUT_DIR]              (default: out/data-scaling)
-#   STRIDES="1 2" SEEDS=0 scripts/data-scaling.sh   (a subset)
+#   scripts/research/data-scaling.sh [OUT_DIR]              (default: out/data-scaling)
+#   STRIDES="1 2" SEEDS=0 scripts/research/data-scaling.sh   (a subset)
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 out=${1:-out/data-scaling}
 strides=${STRIDES:-1 2 4}
