@@ -2,7 +2,7 @@
 // frame, as a camera pipeline would, with the C++ wrapper (sempart.hpp).
 //
 //   camera_pipeline --size WxH [--format bgr24] [--model PATH] [--provider cpu|cuda|tensorrt]
-//                   [--max-frames N] < frames.raw
+//                   [--max-frames N] [--fps F] [--strength S] < frames.raw
 //
 // Frames are raw and back to back, exactly what ffmpeg writes with `-f rawvideo`:
 //
@@ -11,7 +11,9 @@
 //   ffmpeg -loglevel error -f v4l2 -video_size 640x480 -i /dev/video0 -f rawvideo -pix_fmt nv12 - |
 //     camera_pipeline --size 640x480 --format nv12
 //
-// Formats (ffmpeg -pix_fmt names): rgb24, bgr24, rgba, bgra, gray, nv12.
+// Formats (ffmpeg -pix_fmt names): rgb24, bgr24, rgba, bgra, gray, nv12. The frames go through
+// a sempart::Stream (temporal stability, timestamps at --fps, default 30); --strength 0 gives
+// per-frame masks.
 // Prints one line per frame with its boxes ("x0,y0,x1,y1" with exclusive x1/y1; the object
 // box is marked with *), and the mean time per stage at the end (on stderr). The model
 // defaults to $SEMPART_MODEL, else models/sempart-default-int8.onnx on the CPU and
@@ -43,7 +45,7 @@ constexpr FormatName kFormats[] = {
 void usage(const char* argv0) {
     std::fprintf(stderr,
                  "usage: %s --size WxH [--format rgb24|bgr24|rgba|bgra|gray|nv12] [--model PATH]\n"
-                 "          [--provider cpu|cuda|tensorrt] [--max-frames N] < raw-frames\n",
+                 "          [--provider cpu|cuda|tensorrt] [--max-frames N] [--fps F] [--strength S] < raw-frames\n",
                  argv0);
 }
 
@@ -69,6 +71,8 @@ int main(int argc, char** argv) {
     sempart_pixel_format format = SEMPART_PIXEL_FORMAT_BGR8;
     sempart_provider provider = SEMPART_PROVIDER_CPU;
     long max_frames = -1;
+    double fps = 30.0;
+    double strength = -1.0;  // below 0: the SDK's default
 
     for (int a = 1; a < argc; ++a) {
         const std::string arg = argv[a];
@@ -107,6 +111,14 @@ int main(int argc, char** argv) {
             }
         } else if (arg == "--max-frames" && has_value) {
             max_frames = std::atol(argv[++a]);
+        } else if (arg == "--fps" && has_value) {
+            fps = std::atof(argv[++a]);
+            if (!(fps > 0)) {
+                usage(argv[0]);
+                return 2;
+            }
+        } else if (arg == "--strength" && has_value) {
+            strength = std::atof(argv[++a]);
         } else if (arg == "--help" || arg == "-h") {
             usage(argv[0]);
             return 0;
@@ -125,6 +137,11 @@ int main(int argc, char** argv) {
 
     try {
         sempart::Model model(model_path, sempart::Options().providers({provider}).allow_fallback(true));
+        sempart::StreamOptions stream_options;
+        if (strength >= 0) {
+            stream_options.strength(static_cast<float>(strength));
+        }
+        const sempart::Stream stream(model, stream_options);
         std::fprintf(stderr, "model %s on %s; frames %ux%u\n", model_path.c_str(),
                      sempart::provider_name(model.provider()), width, height);
 
@@ -145,8 +162,9 @@ int main(int argc, char** argv) {
                 break;
             }
             const auto start = std::chrono::steady_clock::now();
+            const auto timestamp_ns = static_cast<std::int64_t>(static_cast<double>(frames) * 1e9 / fps);
             const sempart::Result result =
-                model.segment(sempart::FrameView::packed(buffer.data(), width, height, format));
+                stream.segment(sempart::FrameView::packed(buffer.data(), width, height, format), timestamp_ns);
             sum_wall += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
             const std::int64_t object = result.object_index();

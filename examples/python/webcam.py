@@ -1,10 +1,12 @@
 """Segments a webcam or video stream with OpenCV and shows the mask over the frames.
 
     python examples/python/webcam.py [--source 0 | --source clip.mp4] [--model M] [--frames N]
+                                     [--strength S]
 
 Needs OpenCV (pip install opencv-python); without it the script says so and exits 0. Frames
 are passed to the SDK as OpenCV gives them (BGR, no copy). With --frames N it stops after N
-frames and prints the mean time per stage, without a window.
+frames and prints the mean time per stage, without a window. The frames go through a stream
+(Model.stream): the masks hold still over time; --strength 0 gives per-frame masks.
 """
 
 import argparse
@@ -18,6 +20,7 @@ def main():
     p.add_argument("--source", default="0")
     p.add_argument("--model", default=None)
     p.add_argument("--frames", type=int, default=0)
+    p.add_argument("--strength", type=float, default=None, help="temporal stability (default: the SDK's)")
     args = p.parse_args()
     try:
         import cv2
@@ -30,12 +33,14 @@ def main():
         print(f"webcam.py: cannot open video source {args.source}", file=sys.stderr)
         return 1
     totals, n = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}, 0
-    with sempart.Model(args.model) as model:
+    with sempart.Model(args.model) as model, model.stream(strength=args.strength) as stream:
         while args.frames == 0 or n < args.frames:
             ok, frame = cap.read()
             if not ok:
                 break
-            result = model.segment(frame, format="bgr")
+            # A file's own clock when it has one, else the stream's (time.monotonic_ns()).
+            msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+            result = stream.segment(frame, format="bgr", timestamp=int(msec * 1e6) if msec > 0 else None)
             n += 1
             for k, v in result.timing.items():
                 totals[k] += v
