@@ -340,7 +340,7 @@ typedef struct {
   /*
    Weight of the past in the average of the fine probabilities where the frame did not
    change, 0 <= strength < 1. 0: every frame's masks are exactly `sempart_segment`'s.
-   Default 0.7.
+   Default 0.3.
    */
   float strength;
   /*
@@ -351,7 +351,8 @@ typedef struct {
   float hysteresis;
   /*
    Change of an 8x8 block's mean luma (0..255) at and above which the block follows the
-   new frame alone (> 0). Default 16.
+   new frame alone (> 0); below it the past's weight falls linearly with the change.
+   Default 255.
    */
   float motion_threshold;
   /*
