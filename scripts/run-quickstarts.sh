@@ -5,14 +5,16 @@
 # host, and exit 0.
 #
 #   scripts/run-quickstarts.sh [MODEL.onnx] [PYTHON]   (defaults: tests/fixtures/tiny.onnx, .deps/python/bin/python)
-# Run after `cargo build -p sempart` (the test command's `cargo test` builds target/debug).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 model=${1:-tests/fixtures/tiny.onnx}
 python=${2:-.deps/python/bin/python}
 lib=target/debug
-[ -f "$lib/libsempart.so" ] || { echo "run-quickstarts: $lib/libsempart.so is missing (cargo build -p sempart)" >&2; exit 1; }
+# `cargo test` leaves the shared library only under target/debug/deps: build it where the
+# examples link it (quick when the tests were built).
+cargo build --quiet -p sempart
+[ -f "$lib/libsempart.so" ] || { echo "run-quickstarts: $lib/libsempart.so is missing after cargo build -p sempart" >&2; exit 1; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 check() { # NAME OUTPUT: the two lines every quick start prints
