@@ -212,7 +212,36 @@ def _frame(array, format):
     return f, a
 
 
-class Model:
+class _Handle:
+    """An SDK object owned by Python: released by ``close()``, the end of a ``with`` block or
+    garbage collection; a call after ``close()`` raises :class:`SempartError`. Subclasses name
+    their C free function (``_FREE``) and what they are (``_WHAT``)."""
+
+    _handle = None
+    _FREE, _WHAT = None, None
+
+    def close(self):
+        """Releases the object (results already returned stay valid: they own their arrays)."""
+        if self._handle is not None:
+            getattr(self._lib, self._FREE)(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _h(self):
+        if self._handle is None:
+            raise SempartError(Status.NULL_ARGUMENT, f"the {self._WHAT} is closed")
+        return self._handle
+
+
+class Model(_Handle):
     """A loaded model. Thread-safe: any number of threads may call :meth:`segment` at once.
 
     ``path``: the model file (default: :func:`default_model_path` for ``providers``).
@@ -254,26 +283,7 @@ class Model:
         self._handle = handle
         self._lib = lib
 
-    # -- lifetime --------------------------------------------------------------------------
-    def close(self):
-        """Releases the model (results already returned stay valid: they own their arrays)."""
-        if self._handle is not None:
-            self._lib.sempart_model_free(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-    def _h(self):
-        if self._handle is None:
-            raise SempartError(Status.NULL_ARGUMENT, "the model is closed")
-        return self._handle
+    _FREE, _WHAT = "sempart_model_free", "model"
 
     # -- calls -----------------------------------------------------------------------------
     def segment(self, frame, format="rgb"):
@@ -344,7 +354,7 @@ _RESET_REASONS = {0: None, 1: "first_frame", 2: "frame_changed", 3: "timestamp_b
                   5: "scene_cut", 6: "requested"}
 
 
-class Stream:
+class Stream(_Handle):
     """The frames of one camera or video, in order, with temporal stability (``sempart_stream``).
 
     Made by :meth:`Model.stream`. It keeps its model alive in the SDK (the :class:`Model` may be
@@ -353,6 +363,8 @@ class Stream:
     backwards or jumps by more than ``max_gap_ns``, and a scene cut restart the smoothing; the
     result's ``reset`` says so.
     """
+
+    _FREE, _WHAT = "sempart_stream_free", "stream"
 
     def __init__(self, model, strength=None, hysteresis=None, motion_threshold=None, scene_cut_threshold=None,
                  max_gap_ns=None):
@@ -395,22 +407,3 @@ class Stream:
         """Forgets the past frames (e.g. after a seek): the next result says ``"requested"``."""
         _check(self._lib.sempart_stream_reset(self._h()))
 
-    def close(self):
-        """Releases the stream."""
-        if self._handle is not None:
-            self._lib.sempart_stream_free(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-    def _h(self):
-        if self._handle is None:
-            raise SempartError(Status.NULL_ARGUMENT, "the stream is closed")
-        return self._handle
