@@ -104,7 +104,7 @@ fn options_from_c(o: &SempartStreamOptions) -> crate::Result<StreamOptions> {
         scene_cut_threshold: o.scene_cut_threshold,
         max_gap_ns: o.max_gap_ns,
     };
-    options.validate()?;
+    // The ranges are checked once, by `Segmenter::stream`.
     Ok(options)
 }
 

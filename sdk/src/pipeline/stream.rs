@@ -60,8 +60,9 @@ impl Stream {
         let mut seg = self.model.segment(frame)?;
         let t = std::time::Instant::now();
         let reset = filter.apply(frame, timestamp_ns, &mut seg.fine_probability, &mut seg.fine_mask)?;
-        if filter.options().strength > 0.0 {
-            // The mask changed: its components and the object box follow it.
+        if reset.is_none() && filter.options().strength > 0.0 {
+            // The filter smoothed this frame, so the mask may have changed: its components and
+            // the object box follow it (on a reset frame the mask is the per-frame one).
             seg.components = mask_components(&seg.fine_mask, seg.width_px as usize, seg.height_px as usize);
             seg.object = object_box(&seg.components);
             seg.timing.postprocess_ms += t.elapsed().as_secs_f64() * 1e3;

@@ -168,25 +168,18 @@ pub fn mask_components(mask: &[u8], w: usize, h: usize) -> Vec<Component> {
 /// As [`connected_components`].
 pub fn component_labels(mask: &[bool], w: usize, h: usize) -> (Vec<u32>, Vec<Component>) {
     let (runs, mut parent) = merged_runs(mask, w, h);
-    let comps = boxes_of_runs(&runs, &mut parent);
+    let (comps, comp_of_run) = boxes_of_runs(&runs, &mut parent);
     let mut labels = vec![u32::MAX; mask.len()];
-    let mut comp_of_root: Vec<u32> = vec![u32::MAX; runs.len()];
-    let mut next = 0;
-    for (k, run) in runs.iter().enumerate() {
-        let r = find(&mut parent, k as u32) as usize;
-        if r == k {
-            comp_of_root[k] = next;
-            next += 1;
-        }
+    for (run, &c) in runs.iter().zip(&comp_of_run) {
         let row = run.y as usize * w;
-        labels[row + run.x0 as usize..row + run.x1 as usize].fill(comp_of_root[r]);
+        labels[row + run.x0 as usize..row + run.x1 as usize].fill(c);
     }
     (labels, comps)
 }
 
 fn components<M: MaskValue>(mask: &[M], w: usize, h: usize) -> Vec<Component> {
     let (runs, mut parent) = merged_runs(mask, w, h);
-    boxes_of_runs(&runs, &mut parent)
+    boxes_of_runs(&runs, &mut parent).0
 }
 
 /// The mask's horizontal runs and their union-find forest: runs overlapping on consecutive rows
@@ -237,27 +230,30 @@ fn merged_runs<M: MaskValue>(mask: &[M], w: usize, h: usize) -> (Vec<Run>, Vec<u
     (runs, parent)
 }
 
-/// The box and pixel count of each component of [`merged_runs`], in raster order of first pixel.
-fn boxes_of_runs(runs: &[Run], parent: &mut [u32]) -> Vec<Component> {
+/// The box and pixel count of each component of [`merged_runs`], in raster order of first pixel,
+/// and the index of each run's component in that list.
+fn boxes_of_runs(runs: &[Run], parent: &mut [u32]) -> (Vec<Component>, Vec<u32>) {
     // Roots are the earliest run of their component, so numbering roots in run order
-    // numbers components by first pixel in raster order.
-    let mut comp_of_root: Vec<u32> = vec![u32::MAX; runs.len()];
+    // numbers components by first pixel in raster order; a root comes before its other runs.
+    let mut comp_of_run: Vec<u32> = Vec::with_capacity(runs.len());
     let mut comps: Vec<Component> = Vec::new();
     for (k, run) in runs.iter().enumerate() {
         let r = find(parent, k as u32) as usize;
         let len = run.x1 - run.x0;
         if r == k {
-            comp_of_root[k] = comps.len() as u32;
+            comp_of_run.push(comps.len() as u32);
             comps.push(Component { x0: run.x0, y0: run.y, x1: run.x1, y1: run.y + 1, pixel_count: len });
         } else {
-            let c = &mut comps[comp_of_root[r] as usize];
+            let c = comp_of_run[r];
+            comp_of_run.push(c);
+            let c = &mut comps[c as usize];
             c.x0 = c.x0.min(run.x0);
             c.x1 = c.x1.max(run.x1);
             c.y1 = c.y1.max(run.y + 1);
             c.pixel_count += len;
         }
     }
-    comps
+    (comps, comp_of_run)
 }
 
 /// Index of the component whose bounding box has the largest **area** (the paper's
