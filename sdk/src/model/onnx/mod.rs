@@ -7,3 +7,4 @@ pub mod builder;
 pub mod fuse;
 pub mod header;
 pub mod proto;
+mod wire;

