@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fails when modules of one crate import each other, directly or in a loop.
 
-Usage: scripts/check-module-cycles.py [SRC_DIR ...]   (default: sdk/src trainer/src [cli/src])
+Usage: scripts/check-module-cycles.py [SRC_DIR ...]   (default: sdk/src trainer/src cli/src bindings/gstreamer/src)
        scripts/check-module-cycles.py --self-test     (fixtures in scripts/testdata/module-cycles/)
 
 Rules:
@@ -383,7 +383,7 @@ def main(args):
     if args == ["--self-test"]:
         return self_test()
     if not args:
-        args = [os.path.join(ROOT, d) for d in ("sdk/src", "trainer/src", "cli/src")]
+        args = [os.path.join(ROOT, d) for d in ("sdk/src", "trainer/src", "cli/src", "bindings/gstreamer/src")]
         args = [d for d in args if os.path.isdir(d)]
     cycles, modules, edges, crates = check(args)
     counts = f"({modules} modules, {edges} edges in {crates} crates)"

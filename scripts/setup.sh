@@ -7,6 +7,8 @@
 #   models/sempart-default-int8.onnx             the CPU default: the same heads at 280x280 in int8
 #                                                (`sempart compose` at 280, then `sempart quantize`)
 #   .deps/libtorch/{include,lib}                 CPU libtorch 2.13 for `tch` (--trainer only)
+#   GStreamer 1.x development packages, gst-launch-1.0 and the base plugins, from the system's
+#   package manager (Debian/Ubuntu apt-get; --gstreamer only), for bindings/gstreamer
 #
 # Only PyPI is needed (see ../shared/docs/NATIVE_DEPS.md for why each step is the way it is).
 # The default model is a byte copy of the committed template (models/default/model-template.onnx)
@@ -18,13 +20,17 @@
 #
 #   scripts/setup.sh             ONNX Runtime, the backbone, the default model
 #   scripts/setup.sh --trainer   the same plus libtorch (also: SEMPART_SETUP_TRAINER=1)
+#   scripts/setup.sh --gstreamer the same plus GStreamer's packages (also: SEMPART_SETUP_GSTREAMER=1;
+#                                installs with apt-get as root or through sudo, else says what to run)
 set -euo pipefail
 
 trainer=${SEMPART_SETUP_TRAINER:-0}
+gstreamer=${SEMPART_SETUP_GSTREAMER:-0}
 for arg in "$@"; do
   case $arg in
     --trainer) trainer=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --gstreamer) gstreamer=1 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) printf 'setup: error: unknown argument %s (see --help)\n' "$arg" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +47,24 @@ command -v python3 >/dev/null || die "python3 (with pip) is required to download
 command -v unzip >/dev/null || die "unzip is required (apt-get install unzip)"
 command -v gcc >/dev/null || die "gcc is required"
 command -v cargo >/dev/null || die "cargo is required"
+
+# --- GStreamer (asked for only) --------------------------------------------------------------
+gst_packages="pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base"
+gst_ready() {
+  command -v pkg-config >/dev/null && pkg-config --exists gstreamer-video-1.0 gstreamer-app-1.0 \
+    && command -v gst-launch-1.0 >/dev/null && gst-inspect-1.0 videotestsrc >/dev/null 2>&1
+}
+if [ "$gstreamer" = 1 ] && ! gst_ready; then
+  if [ "$(id -u)" = 0 ]; then as_root=(); elif command -v sudo >/dev/null; then as_root=(sudo); else
+    die "GStreamer's development packages are missing and this user cannot install them: run as root: apt-get install $gst_packages"
+  fi
+  command -v apt-get >/dev/null || die "GStreamer's development packages are missing; install the equivalents of: $gst_packages"
+  say "installing GStreamer's packages with apt-get: $gst_packages"
+  # shellcheck disable=SC2086
+  { "${as_root[@]}" apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q \
+      --no-install-recommends $gst_packages >/dev/null; } || die "apt-get could not install $gst_packages"
+  gst_ready || die "GStreamer is still not usable after installing $gst_packages"
+fi
 
 # fetch NAME==VERSION [extra pip args...]: download one wheel unless it is already there.
 fetch() {

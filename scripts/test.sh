@@ -5,14 +5,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-"$root/scripts/setup.sh" --trainer
+"$root/scripts/setup.sh" --trainer --gstreamer
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== source files at most 500 lines (docs/ARCHITECTURE.md)"
-long=$(find sdk/src trainer/src -name '*.rs' -exec wc -l {} + | awk '$2 != "total" && $1 > 500')
+long=$(find sdk/src trainer/src cli/src bindings/gstreamer/src -name '*.rs' -exec wc -l {} + | awk '$2 != "total" && $1 > 500')
 if [ -n "$long" ]; then
   echo "longer than 500 lines (split the file by job, or say why in docs/ARCHITECTURE.md and raise this limit):"
   echo "$long"
@@ -29,8 +29,24 @@ if cargo tree -p sempart -e normal --prefix none | grep -E "^(clap|indicatif|any
   exit 1
 fi
 echo "== cargo test"
+# The GStreamer element's test compares its masks with the ones `sempart segment` writes here.
+cargo run --release --quiet -p sempart-cli -- segment --out target/gst-check/cli examples/images/*.png
 # The fuzz targets run once each here and for their time budget in the next step.
-SEMPART_FUZZ_SECONDS=0 cargo test --workspace
+SEMPART_GST_CLI_MASKS="$root/target/gst-check/cli" SEMPART_FUZZ_SECONDS=0 cargo test --workspace
+echo "== the GStreamer plugin file in gst-launch-1.0 (bindings/gstreamer)"
+cargo build --quiet -p gst-plugin-sempart
+export GST_PLUGIN_PATH="$root/target/debug"
+gst-inspect-1.0 sempartseg >/dev/null
+gst-launch-1.0 -q videotestsrc num-buffers=60 ! video/x-raw,format=NV12,width=640,height=480 \
+  ! sempartseg ! fakesink
+gst-launch-1.0 -q videotestsrc num-buffers=60 ! video/x-raw,format=RGB,width=320,height=240 \
+  ! sempartseg mode=alpha stability=0.5 ! videoconvert ! fakesink
+if gst-launch-1.0 -q videotestsrc num-buffers=3 ! sempartseg model=/no/such/model.onnx ! fakesink 2>target/gst-check/bad.txt; then
+  echo "gst-launch-1.0 succeeded with a missing model"; exit 1
+fi
+grep -q "cannot open the model /no/such/model.onnx" target/gst-check/bad.txt
+echo "gst-launch-1.0: 60 frames at 640x480 (roi) and 320x240 (alpha) passed; a missing model is an error"
+unset GST_PLUGIN_PATH
 echo "== the AVX2 pixel loops give the baseline's bits, optimised as shipped (sdk/src/simd.rs)"
 cargo test --release -p sempart --lib simd::
 echo "== fuzz (sdk/tests/fuzz.rs, 20 s per target, 3 targets in parallel; scripts/fuzz.sh for longer)"

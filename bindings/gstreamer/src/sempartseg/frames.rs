@@ -45,7 +45,9 @@ pub fn sdk_frame<'a>(
         return Frame::new(data, width, height, stride, format);
     }
     if width % 2 != 0 || height % 2 != 0 {
-        return Err(sempart::Error::invalid(format!("NV12 frame size {width}x{height}: width and height must be even")));
+        return Err(sempart::Error::invalid(format!(
+            "NV12 frame size {width}x{height}: width and height must be even"
+        )));
     }
     let w = width as usize;
     scratch.clear();

@@ -1,34 +1,16 @@
-//! The `sempartseg` element: its public type and mode enum ([`imp`] holds the behaviour,
-//! [`frames`] the pixel copies between GStreamer buffers and the SDK).
+//! The `sempartseg` element: [`element`] is the element itself, [`settings`] its properties,
+//! [`mode`] its output modes, [`frames`] the pixel copies between GStreamer buffers and the SDK.
 
+mod element;
 mod frames;
-mod imp;
+mod mode;
+mod settings;
+
+pub use element::SempartSeg;
+pub use mode::Mode;
 
 use gst::glib;
 use gst::prelude::*;
-
-glib::wrapper! {
-    /// The `sempartseg` element (a `GstBaseTransform`).
-    pub struct SempartSeg(ObjectSubclass<imp::SempartSeg>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
-}
-
-/// What the element sends downstream. Every mode attaches the boxes as
-/// `GstVideoRegionOfInterestMeta`.
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstSempartSegMode")]
-pub enum Mode {
-    /// The frames as they came in, with the boxes as metadata.
-    #[default]
-    #[enum_value(name = "Frames with the boxes as region-of-interest metadata", nick = "roi")]
-    Roi = 0,
-    /// The fine mask, GRAY8: 255 on the object, 0 elsewhere.
-    #[enum_value(name = "The mask as GRAY8", nick = "mask")]
-    Mask = 1,
-    /// The frame as RGBA with the mask as its alpha.
-    #[enum_value(name = "The frame as RGBA with the mask as alpha", nick = "alpha")]
-    Alpha = 2,
-}
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     gst::Element::register(Some(plugin), "sempartseg", gst::Rank::NONE, SempartSeg::static_type())

@@ -1,11 +1,12 @@
-//! How `sempartseg` behaves: properties, caps, the stream it runs, events that reset it, and
-//! the buffers it sends downstream.
+//! The `sempartseg` element: its type, caps, the stream it runs, events that reset it, and
+//! the buffers it sends downstream ([`super::settings`] holds its properties).
 //!
 //! Settings are read when the element starts (READY to PAUSED); changing one while it runs
 //! takes effect at the next start. Every error goes to the bus as a GStreamer error message.
 
 use super::frames::{self, FORMATS};
-use super::Mode;
+use super::mode::Mode;
+use super::settings::Settings;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -13,8 +14,7 @@ use gst_base::subclass::base_transform::BaseTransformMode;
 use gst_base::subclass::prelude::*;
 use gst_video::{VideoFrameRef, VideoInfo, VideoRegionOfInterestMeta};
 use sempart::model_format::default_model_path;
-use sempart::pipeline::runtime::MAX_CPU_THREADS;
-use sempart::{GuidedFilter, Options, Provider, Segmentation, Segmenter, Stream, StreamOptions};
+use sempart::{Segmentation, Segmenter, Stream, StreamOptions};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -24,54 +24,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// The region-of-interest type of every box the element attaches.
 pub const ROI_TYPE: &str = "salient-object";
-
-#[derive(Debug, Clone)]
-struct Settings {
-    model: Option<String>,
-    provider: String,
-    threads: u32,
-    refine: bool,
-    stability: f32,
-    ort_library: Option<String>,
-    mode: Mode,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            model: None,
-            provider: "cpu".into(),
-            threads: 0,
-            refine: true,
-            stability: StreamOptions::DEFAULT.strength,
-            ort_library: None,
-            mode: Mode::Roi,
-        }
-    }
-}
-
-impl Settings {
-    /// The SDK options these settings ask for, checked.
-    fn options(&self) -> Result<Options, String> {
-        let providers = self
-            .provider
-            .split(',')
-            .map(|name| {
-                Provider::parse(name.trim())
-                    .ok_or_else(|| format!("provider {:?} is not one of cpu, cuda, tensorrt", name.trim()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let options = Options {
-            providers,
-            cpu_threads: self.threads as usize,
-            ort_library: self.ort_library.as_ref().map(PathBuf::from),
-            refine: if self.refine { GuidedFilter::DEFAULT } else { GuidedFilter::OFF },
-            ..Options::default()
-        };
-        options.validate().map_err(|e| e.to_string())?;
-        Ok(options)
-    }
-}
 
 /// What the element holds between start and stop.
 struct State {
@@ -87,8 +39,14 @@ struct State {
     scratch: Vec<u8>,
 }
 
+glib::wrapper! {
+    /// The `sempartseg` element (a `GstBaseTransform`).
+    pub struct SempartSeg(ObjectSubclass<SempartSegImp>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+/// The element's instance data (GObject keeps it beside the [`SempartSeg`] object).
 #[derive(Default)]
-pub struct SempartSeg {
+pub struct SempartSegImp {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
 }
@@ -100,96 +58,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[glib::object_subclass]
-impl ObjectSubclass for SempartSeg {
+impl ObjectSubclass for SempartSegImp {
     const NAME: &'static str = "GstSempartSeg";
-    type Type = super::SempartSeg;
+    type Type = SempartSeg;
     type ParentType = gst_base::BaseTransform;
 }
 
-impl ObjectImpl for SempartSeg {
+impl ObjectImpl for SempartSegImp {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let d = Settings::default();
-            vec![
-                glib::ParamSpecString::builder("model")
-                    .nick("Model file")
-                    .blurb("The Sempart model file (default: $SEMPART_MODEL, else the default model of the precision that suits the provider)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("provider")
-                    .nick("Execution providers")
-                    .blurb("ONNX Runtime providers in order of preference, comma-separated: tensorrt, cuda, cpu (falls back to the next, finally the CPU)")
-                    .default_value(Some(d.provider.as_str()))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("threads")
-                    .nick("CPU threads")
-                    .blurb("Threads ONNX Runtime may use on the CPU within one frame; 0 lets it choose")
-                    .maximum(MAX_CPU_THREADS as u32)
-                    .default_value(d.threads)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("refine")
-                    .nick("Edge-aware refinement")
-                    .blurb("Refine the mask along the frame's edges (the SDK's default guided filter); false gives the plain resize")
-                    .default_value(d.refine)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecFloat::builder("stability")
-                    .nick("Temporal stability")
-                    .blurb("Strength of the stream's smoothing over time, 0 (per-frame masks) to below 1")
-                    .minimum(0.0)
-                    .maximum(0.99)
-                    .default_value(d.stability)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("ort-library")
-                    .nick("ONNX Runtime library")
-                    .blurb("Path of libonnxruntime (default: found as the C library finds it: $SEMPART_ORT_LIBRARY, beside the library, the build's .deps/onnxruntime)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("mode", d.mode)
-                    .nick("Output")
-                    .blurb("roi: the frames with the boxes as metadata; mask: the mask as GRAY8; alpha: the frame as RGBA with the mask as alpha")
-                    .mutable_ready()
-                    .build(),
-            ]
-        });
-        PROPERTIES.as_ref()
+        Settings::properties()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = lock(&self.settings);
-        match pspec.name() {
-            "model" => s.model = value.get().expect("type checked upstream"),
-            "provider" => s.provider = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
-            "threads" => s.threads = value.get().expect("type checked upstream"),
-            "refine" => s.refine = value.get().expect("type checked upstream"),
-            "stability" => s.stability = value.get().expect("type checked upstream"),
-            "ort-library" => s.ort_library = value.get().expect("type checked upstream"),
-            "mode" => s.mode = value.get().expect("type checked upstream"),
-            other => unreachable!("no property {other}"),
-        }
+        lock(&self.settings).set(pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = lock(&self.settings);
-        match pspec.name() {
-            "model" => s.model.to_value(),
-            "provider" => s.provider.to_value(),
-            "threads" => s.threads.to_value(),
-            "refine" => s.refine.to_value(),
-            "stability" => s.stability.to_value(),
-            "ort-library" => s.ort_library.to_value(),
-            "mode" => s.mode.to_value(),
-            other => unreachable!("no property {other}"),
-        }
+        lock(&self.settings).get(pspec.name())
     }
 }
 
-impl GstObjectImpl for SempartSeg {}
+impl GstObjectImpl for SempartSegImp {}
 
-impl ElementImpl for SempartSeg {
+impl ElementImpl for SempartSegImp {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
@@ -216,7 +107,7 @@ impl ElementImpl for SempartSeg {
     }
 }
 
-impl BaseTransformImpl for SempartSeg {
+impl BaseTransformImpl for SempartSegImp {
     // Same caps in and out (roi mode, and mask or alpha mode on GRAY8 or RGBA input) work in
     // place; a format change (mask or alpha mode on other input) writes a new buffer.
     const MODE: BaseTransformMode = BaseTransformMode::Both;
@@ -225,15 +116,17 @@ impl BaseTransformImpl for SempartSeg {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
-        let options = settings
-            .options()
-            .map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ["sempartseg: {}", why]))?;
+        let options =
+            settings.options().map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ["sempartseg: {}", why]))?;
         let path = match &settings.model {
             Some(model) => PathBuf::from(model),
             None => default_model_path(options.default_precision()),
         };
         let model = Segmenter::open(&path, &options).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::OpenRead, ["sempartseg: cannot open the model {}: {}", path.display(), e])
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ["sempartseg: cannot open the model {}: {}", path.display(), e]
+            )
         })?;
         let stream_options = StreamOptions { strength: settings.stability, ..StreamOptions::DEFAULT };
         let stream = Arc::new(model)
@@ -309,8 +202,7 @@ impl BaseTransformImpl for SempartSeg {
     fn sink_event(&self, event: gst::Event) -> bool {
         // A flush (seeks flush), a new segment and the end of the stream start the smoothing
         // again: the next frame need not follow the last one.
-        if matches!(event.view(), gst::EventView::FlushStop(_) | gst::EventView::Segment(_) | gst::EventView::Eos(_))
-        {
+        if matches!(event.view(), gst::EventView::FlushStop(_) | gst::EventView::Segment(_) | gst::EventView::Eos(_)) {
             if let Some(state) = lock(&self.state).as_mut() {
                 if state.frames_since_reset {
                     state.stream.reset();
@@ -371,14 +263,23 @@ impl BaseTransformImpl for SempartSeg {
     }
 }
 
-impl SempartSeg {
+impl SempartSegImp {
     fn map_readable<'a>(
         &self,
         buf: &'a gst::BufferRef,
         info: &VideoInfo,
     ) -> Result<VideoFrameRef<&'a gst::BufferRef>, gst::FlowError> {
         VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ["sempartseg: the buffer does not hold a {}x{} {} frame", info.width(), info.height(), info.format().to_str()]);
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                [
+                    "sempartseg: the buffer does not hold a {}x{} {} frame",
+                    info.width(),
+                    info.height(),
+                    info.format().to_str()
+                ]
+            );
             gst::FlowError::Error
         })
     }
@@ -407,7 +308,8 @@ impl SempartSeg {
         *last_ns = Some(ns);
         if let Some(reset) = result.reset {
             gst::debug!(CAT, imp = self, "stream reset at {ns} ns: {}", reset.name());
-            let s = gst::Structure::builder("sempart-reset").field("reason", reset.name()).field("timestamp", ns).build();
+            let s =
+                gst::Structure::builder("sempart-reset").field("reason", reset.name()).field("timestamp", ns).build();
             let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
         }
         Ok(result.segmentation)
@@ -420,7 +322,10 @@ fn add_boxes(buf: &mut gst::BufferRef, seg: &Segmentation) {
     for (i, c) in seg.components.iter().enumerate() {
         let mut meta = VideoRegionOfInterestMeta::add(buf, ROI_TYPE, (c.x0, c.y0, c.width(), c.height()));
         meta.add_param(
-            gst::Structure::builder("sempart").field("pixels", c.pixel_count).field("object", seg.object == Some(i)).build(),
+            gst::Structure::builder("sempart")
+                .field("pixels", c.pixel_count)
+                .field("object", seg.object == Some(i))
+                .build(),
         );
     }
 }
