@@ -514,6 +514,22 @@ int64_t sempart_result_object_index(const sempart_result *result);
 sempart_timing sempart_result_timing(const sempart_result *result);
 
 /*
+ Sets the smallest component the box lists of `model`'s results keep, as a share of the
+ frame's area, 0..=1 (0 lists every component; the default is 0.0005, 1/2000 of the frame).
+ Smaller components stay in the mask but get no box; the object box is always listed, so it
+ does not depend on this. Applies to every later `sempart_segment`, `sempart_segment_batch`
+ and stream call on the model (a call already running may use either value).
+ */
+sempart_status sempart_model_set_min_component_fraction(const sempart_model *model, float fraction);
+
+/*
+ The model's minimum component size for box lists (a share of the frame's area) in
+ `*out_fraction`.
+ */
+sempart_status sempart_model_min_component_fraction(const sempart_model *model,
+                                                    float *out_fraction);
+
+/*
  Writes the default stream options (stability on) into `*out`.
  */
 sempart_status sempart_stream_options_init(sempart_stream_options *out);

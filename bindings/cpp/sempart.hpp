@@ -18,9 +18,11 @@
 
 #include "sempart.h"
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -183,6 +185,14 @@ public:
         return *this;
     }
 
+    /// Components smaller than this share of the frame's area get no box (the mask keeps them;
+    /// the object box is always listed), 0..=1; 0 lists every component. Default 0.0005.
+    /// Checked when the model is opened (set with sempart_model_set_min_component_fraction).
+    Options& min_component_fraction(float fraction) noexcept {
+        min_component_fraction_ = fraction;
+        return *this;
+    }
+
     const std::vector<sempart_provider>& providers() const noexcept { return providers_; }
     bool allow_fallback() const noexcept { return raw_.allow_fallback != 0; }
     std::uint32_t cpu_threads() const noexcept { return raw_.cpu_threads; }
@@ -192,6 +202,8 @@ public:
     const std::string& ort_library() const noexcept { return ort_library_; }
     float refine_radius() const noexcept { return raw_.refine_radius; }
     float refine_eps() const noexcept { return raw_.refine_eps; }
+    /// NaN until set: the model keeps the SDK's default.
+    float min_component_fraction() const noexcept { return min_component_fraction_; }
 
     /// The C struct; its string pointers point into this object and live as long as it does.
     /// More than 3 providers give a provider_count the SDK rejects.
@@ -212,6 +224,7 @@ private:
     std::vector<sempart_provider> providers_;
     std::string engine_cache_dir_;
     std::string ort_library_;
+    float min_component_fraction_ = std::numeric_limits<float>::quiet_NaN();
 };
 
 /// A frame in caller memory (not owned): a thin wrapper of sempart_frame. The SDK reads the
@@ -370,6 +383,13 @@ public:
     explicit Model(const std::string& path, const Options& options = Options()) {
         const sempart_options raw = options.raw();
         detail::check(sempart_model_open(path.c_str(), &raw, &raw_));
+        if (!std::isnan(options.min_component_fraction())) {
+            const sempart_status status = sempart_model_set_min_component_fraction(raw_, options.min_component_fraction());
+            if (status != SEMPART_STATUS_OK) {
+                sempart_model_free(std::exchange(raw_, nullptr));
+                detail::check(status);
+            }
+        }
     }
     /// Takes ownership of a model handle from the C API.
     explicit Model(sempart_model* raw) noexcept : raw_(raw) {}
@@ -384,6 +404,17 @@ public:
     }
     Model(const Model&) = delete;
     Model& operator=(const Model&) = delete;
+
+    /// The smallest component the box lists keep, as a share of the frame's area.
+    float min_component_fraction() const {
+        float out = 0.0f;
+        detail::check(sempart_model_min_component_fraction(raw_, &out));
+        return out;
+    }
+    /// Changes it for the results and streams from now on (0..=1; throws Error otherwise).
+    void set_min_component_fraction(float fraction) {
+        detail::check(sempart_model_set_min_component_fraction(raw_, fraction));
+    }
 
     /// The execution provider the model runs on.
     sempart_provider provider() const {

@@ -1,4 +1,4 @@
-//! Model options shared by the commands: `--model`, providers, threads, refinement.
+//! Model options shared by the commands: `--model`, providers, threads, refinement, box list.
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
@@ -28,6 +28,10 @@ pub struct ModelArgs {
     /// Regulariser of the refinement (colours in [0, 1]).
     #[arg(long, default_value_t = GuidedFilter::DEFAULT.eps)]
     pub refine_eps: f32,
+    /// Components of the mask smaller than this share of the image's area get no box in
+    /// boxes.json (the mask keeps them; the object box is always listed); 0 lists all.
+    #[arg(long, default_value_t = sempart::pipeline::runtime::DEFAULT_MIN_COMPONENT_FRACTION)]
+    pub min_component_fraction: f32,
     /// Do not check the model file's content digest when opening it.
     #[arg(long)]
     pub no_verify_integrity: bool,
@@ -54,6 +58,7 @@ pub fn options(args: &ModelArgs) -> Result<Options> {
         refine: GuidedFilter { radius: args.refine_radius, eps: args.refine_eps },
         verify_integrity: !args.no_verify_integrity,
         profile: args.profile.clone(),
+        min_component_fraction: args.min_component_fraction,
         ..Options::default()
     };
     Ok(options)

@@ -2,8 +2,8 @@
 //! foreground selection, connected components and the object box.
 
 use sempart::postprocess::{
-    binarize, binarize_into, component_labels, connected_components, corners_touched, foreground_is_a, mask_components,
-    object_box, select_foreground, Component, THRESHOLD,
+    binarize, binarize_into, box_list, component_labels, connected_components, corners_touched, foreground_is_a,
+    mask_components, min_component_pixels, object_box, select_foreground, Component, THRESHOLD,
 };
 use sempart::resize::{resize_bilinear, resize_bilinear_into, resize_bilinear_rgb, BilinearResizer};
 
@@ -582,4 +582,67 @@ fn component_labels_agree_with_the_components_pixel_by_pixel() {
             assert_eq!(m[i], labels[i] != u32::MAX, "{w}x{h}: pixel {i}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------
+// the box list's minimum component size
+// ---------------------------------------------------------------------------------
+
+fn bytes(art: &str) -> (Vec<u8>, usize, usize) {
+    let (m, w, h) = mask(art);
+    (m.iter().map(|&b| if b { 255 } else { 0 }).collect(), w, h)
+}
+
+#[test]
+fn the_box_list_drops_small_components_and_keeps_the_object() {
+    // A diagonal of single pixels (4-connectivity: five components), two specks and a 2x2 block.
+    let (m, w, h) = bytes(
+        "
+        #.......#.
+        .#........
+        ..#...##..
+        ...#..##.#
+        ",
+    );
+    let all = mask_components(&m, w, h);
+    assert_eq!(all.len(), 7, "5 diagonal pixels, 2 specks, the block");
+    let (listed, object) = box_list(&m, w, h, 0);
+    assert_eq!((listed.clone(), object), (all.clone(), object_box(&all)));
+    // At 4 pixels the block stays and the single pixels go; the object (the largest box, the
+    // block) is listed.
+    let (listed, object) = box_list(&m, w, h, 4);
+    assert_eq!(listed, vec![comp(6, 2, 8, 4, 4)]);
+    assert_eq!(object, Some(0));
+    // Above every component's size only the object is left, still the same box.
+    let (listed, object) = box_list(&m, w, h, 100);
+    assert_eq!(listed, vec![all[object_box(&all).unwrap()]]);
+    assert_eq!(object, Some(0));
+    // An empty mask has no boxes and no object.
+    assert_eq!(box_list(&[0; 6], 3, 2, 4), (vec![], None));
+}
+
+#[test]
+fn the_object_is_listed_even_when_smaller_than_the_minimum() {
+    // The object is the largest box: the 1x3 bar (3 pixels) beats the 2x1 bar (2 pixels).
+    let (m, w, h) = bytes(
+        "
+        #..##
+        #....
+        #....
+        ",
+    );
+    let (listed, object) = box_list(&m, w, h, 3);
+    assert_eq!(listed, vec![comp(0, 0, 1, 3, 3)]);
+    assert_eq!(object, Some(0));
+    let (listed, object) = box_list(&m, w, h, 50);
+    assert_eq!(listed, vec![comp(0, 0, 1, 3, 3)], "smaller than the minimum, still listed as the object");
+    assert_eq!(object, Some(0));
+}
+
+#[test]
+fn the_minimum_in_pixels_is_the_share_of_the_area_rounded_up() {
+    assert_eq!(min_component_pixels(0.0, 640, 480), 0);
+    assert_eq!(min_component_pixels(0.0005, 640, 480), 154);
+    assert_eq!(min_component_pixels(0.0005, 1920, 1080), 1037);
+    assert_eq!(min_component_pixels(1.0, 7, 3), 21);
 }

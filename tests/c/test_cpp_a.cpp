@@ -129,6 +129,22 @@ void test_with_model(const std::string& path) {
                  [&] { sempart::Model m(path, sempart::Options().providers(std::vector<sempart_provider>{})); });
     expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "refinement eps", "refinement eps 0",
                  [&] { sempart::Model m(path, sempart::Options().refine(8.0f, 0.0f)); });
+    expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "min_component_fraction", "min_component_fraction 2",
+                 [&] { sempart::Model m(path, sempart::Options().min_component_fraction(2.0f)); });
+    {
+        // Only the object is listed at 1; every component at 0; the default in between.
+        sempart::Model boxes(path, sempart::Options().min_component_fraction(1.0f));
+        check(boxes.min_component_fraction() == 1.0f, "min_component_fraction from the options");
+        const std::vector<std::uint8_t> rgb = picture(80, 60);
+        const sempart::FrameView frame = sempart::FrameView::packed(rgb.data(), 80, 60, SEMPART_PIXEL_FORMAT_RGB8);
+        const std::size_t only_object = boxes.segment(frame).box_count();
+        boxes.set_min_component_fraction(0.0f);
+        const std::size_t every = boxes.segment(frame).box_count();
+        check(only_object <= 1 && every >= only_object, "the box list follows min_component_fraction");
+        expect_error(SEMPART_STATUS_INVALID_ARGUMENT, "min_component_fraction", "set_min_component_fraction(-1)",
+                     [&] { boxes.set_min_component_fraction(-1.0f); });
+        check(boxes.min_component_fraction() == 0.0f, "a refused value leaves the setting");
+    }
 
     sempart::Model model(path, sempart::Options().providers({SEMPART_PROVIDER_CUDA}).allow_fallback(true));
     check(model.provider() == SEMPART_PROVIDER_CPU, "CUDA with fallback runs on the CPU");

@@ -323,3 +323,24 @@ fn bad_input_is_a_gstreamer_error_not_a_crash() {
     let err = gst::parse::launch("videotestsrc ! sempartseg mode=bogus ! fakesink").expect_err("bad mode is refused");
     assert!(err.to_string().contains("mode"), "{err}");
 }
+
+#[test]
+fn min_component_fraction_decides_which_boxes_become_metadata() {
+    let (w, h) = (96, 64);
+    // Dots scattered over the disc's frame give the mask components of many sizes.
+    let mut rgb = disc(w, h, 40);
+    for i in (0..w * h).filter(|i| (i * 7) % 23 == 0) {
+        rgb[3 * i..3 * i + 3].copy_from_slice(&[230, 200, 40]);
+    }
+    let frames = [(caps(VideoFormat::Rgb, w as u32, h as u32), padded(&rgb, w, h, 3))];
+    let count = |fraction: &str| {
+        let run =
+            run_appsrc(&format!("sempartseg model={} min-component-fraction={fraction}", tiny()), &frames, |_, _| {});
+        assert!(run.errors.is_empty(), "{:?}", run.errors);
+        boxes(&run.samples[0])
+    };
+    let (every, only_object) = (count("0"), count("1"));
+    assert_eq!(only_object.len(), 1, "at 1 only the object box");
+    assert!(only_object[0].4, "and it is flagged as the object");
+    assert!(every.len() > 1 && every.contains(&only_object[0]));
+}

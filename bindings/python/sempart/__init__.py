@@ -249,10 +249,13 @@ class Model(_Handle):
     ``threads``: CPU inference threads (0: ONNX Runtime chooses). ``refine_radius`` /
     ``refine_eps``: the fine mask's refinement (radius 0: off). ``allow_fallback``,
     ``device_id``, ``verify_integrity``, ``ort_library``: as in ``sempart_options``.
+    ``min_component_fraction``: components smaller than this share of the frame get no box
+    (0..1; default 0.0005; see :attr:`min_component_fraction`).
     """
 
     def __init__(self, path=None, providers=("cpu",), threads=0, refine_radius=None, refine_eps=None,
-                 allow_fallback=True, device_id=0, verify_integrity=True, ort_library=None):
+                 allow_fallback=True, device_id=0, verify_integrity=True, ort_library=None,
+                 min_component_fraction=None):
         self._handle = None
         lib = _library()
         providers = tuple(providers)
@@ -282,8 +285,27 @@ class Model(_Handle):
         _check(lib.sempart_model_open(os.fsencode(str(self.path)), ctypes.byref(opts), ctypes.byref(handle)))
         self._handle = handle
         self._lib = lib
+        if min_component_fraction is not None:
+            try:
+                self.min_component_fraction = min_component_fraction
+            except SempartError:
+                self.close()
+                raise
 
     _FREE, _WHAT = "sempart_model_free", "model"
+
+    @property
+    def min_component_fraction(self):
+        """The smallest component a result's box list keeps, as a share of the frame's area:
+        smaller ones stay in the mask but get no box; the object box is always listed. Settable
+        (0..1; 0 lists every component); applies to later results and streams of this model."""
+        out = ctypes.c_float()
+        _check(self._lib.sempart_model_min_component_fraction(self._h(), ctypes.byref(out)))
+        return out.value
+
+    @min_component_fraction.setter
+    def min_component_fraction(self, fraction):
+        _check(self._lib.sempart_model_set_min_component_fraction(self._h(), ctypes.c_float(float(fraction))))
 
     # -- calls -----------------------------------------------------------------------------
     def segment(self, frame, format="rgb"):

@@ -134,6 +134,8 @@ def _declare(lib):
         "sempart_model_open": (s, [ctypes.c_char_p, ctypes.POINTER(Options), ctypes.POINTER(p)]),
         "sempart_model_free": (None, [p]),
         "sempart_model_provider": (s, [p, ctypes.POINTER(ctypes.c_uint32)]),
+        "sempart_model_set_min_component_fraction": (s, [p, ctypes.c_float]),
+        "sempart_model_min_component_fraction": (s, [p, ctypes.POINTER(ctypes.c_float)]),
         "sempart_model_input_size": (s, [p] + [ctypes.POINTER(ctypes.c_uint32)] * 4),
         "sempart_model_metadata": (
             s, [p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),

@@ -29,6 +29,7 @@ use crate::pipeline::segmenter::Segmenter;
 use std::ffi::{c_char, CStr};
 
 mod boundary;
+pub mod boxes;
 pub mod stream;
 use boundary::{boundary, c_path, guard, non_null, write_optional};
 
@@ -142,6 +143,8 @@ fn options_from_c(opts: &SempartOptions) -> Result<Options> {
         refine: GuidedFilter { radius: opts.refine_radius, eps: opts.refine_eps },
         profile: None,
         verify_integrity: opts.verify_integrity != 0,
+        // Not in the C struct: changed with sempart_model_set_min_component_fraction.
+        ..Options::default()
     })
 }
 

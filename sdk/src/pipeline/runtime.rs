@@ -79,6 +79,11 @@ pub struct Options {
     /// Write ONNX Runtime's per-operator profile (a JSON trace) to a file starting with this
     /// path, for performance work (`sempart bench --profile`). Rust API only.
     pub profile: Option<PathBuf>,
+    /// Components of the fine mask smaller than this share of the frame's area are left out of
+    /// the result's box list (the mask keeps them; the object box is always listed, so it and
+    /// CorLoc do not depend on it). `0..=1`; 0 lists every component. Default
+    /// [`DEFAULT_MIN_COMPONENT_FRACTION`].
+    pub min_component_fraction: f32,
     /// Check the model file's content digest when opening it (format version 2 files; a
     /// mismatch gives [`Status::ModelIntegrity`]). Turn it off only when the file was
     /// verified elsewhere.
@@ -89,6 +94,18 @@ pub struct Options {
 /// builds one thread pool per session; thousands of threads take seconds to minutes and
 /// gigabytes to start, and no machine this SDK targets gains from more than this.
 pub const MAX_CPU_THREADS: usize = 256;
+/// The default [`Options::min_component_fraction`]: 1/2000 of the frame (154 pixels of a 640x480
+/// frame, 1,037 of 1920x1080), chosen on the example images (docs/CAMERA.md, "Boxes").
+pub const DEFAULT_MIN_COMPONENT_FRACTION: f32 = 0.0005;
+
+/// Checks a [`Options::min_component_fraction`].
+pub fn check_min_component_fraction(fraction: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(Error::invalid(format!("min_component_fraction is {fraction}, expected 0 to 1")));
+    }
+    Ok(())
+}
+
 /// The largest GPU index accepted ([`Options::device_id`]).
 pub const MAX_DEVICE_ID: i32 = 255;
 
@@ -114,6 +131,7 @@ impl Options {
         if !(0..=MAX_DEVICE_ID).contains(&self.device_id) {
             return Err(Error::invalid(format!("device_id is {}, expected 0 to {MAX_DEVICE_ID}", self.device_id)));
         }
+        check_min_component_fraction(self.min_component_fraction)?;
         self.refine.validate()
     }
 }
@@ -129,6 +147,7 @@ impl Default for Options {
             tensorrt_engine_cache_dir: None,
             ort_library: None,
             refine: GuidedFilter::DEFAULT,
+            min_component_fraction: DEFAULT_MIN_COMPONENT_FRACTION,
             verify_integrity: true,
             profile: None,
         }

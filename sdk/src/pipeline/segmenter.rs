@@ -11,6 +11,7 @@ use crate::pipeline::refine::GuidedFilter;
 pub use crate::pipeline::result::{Segmentation, Timing};
 use crate::pipeline::runtime::{self, Options, Provider};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// A loaded model. `Segmenter` is `Send + Sync`: any number of threads may call
@@ -22,6 +23,9 @@ pub struct Segmenter {
     info: ModelInfo,
     provider: Provider,
     refine: GuidedFilter,
+    /// [`Options::min_component_fraction`], as `f32` bits: changeable after opening (the C
+    /// ABI's options struct has no room for it) and read once per frame.
+    min_component_fraction: AtomicU32,
 }
 
 impl std::fmt::Debug for Segmenter {
@@ -51,7 +55,32 @@ impl Segmenter {
                 format!("{shown}: the graph has no input '{}'", model_format::INPUT_NAME),
             ));
         }
-        Ok(Segmenter { session: runtime::ModelSession::new(session), info, provider, refine: options.refine })
+        Ok(Segmenter {
+            session: runtime::ModelSession::new(session),
+            info,
+            provider,
+            refine: options.refine,
+            min_component_fraction: AtomicU32::new(options.min_component_fraction.to_bits()),
+        })
+    }
+
+    /// The smallest component the box lists keep, as a share of the frame's area
+    /// ([`Options::min_component_fraction`]).
+    pub fn min_component_fraction(&self) -> f32 {
+        f32::from_bits(self.min_component_fraction.load(Ordering::Relaxed))
+    }
+
+    /// Changes [`Segmenter::min_component_fraction`] for the frames segmented from now on
+    /// (a call already running may use either value). Errors: a value outside `0..=1`.
+    pub fn set_min_component_fraction(&self, fraction: f32) -> Result<()> {
+        runtime::check_min_component_fraction(fraction)?;
+        self.min_component_fraction.store(fraction.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The smallest component, in pixels, a `width x height` frame's box list keeps.
+    pub fn min_component_pixels(&self, width_px: u32, height_px: u32) -> u32 {
+        postprocess::min_component_pixels(self.min_component_fraction(), width_px as usize, height_px as usize)
     }
 
     /// What the model file says about itself.
@@ -121,6 +150,7 @@ impl Segmenter {
                     frame,
                     Some(&views[i]),
                     &self.refine,
+                    self.min_component_pixels(frame.width_px(), frame.height_px()),
                     &fine[i * fine_plane..(i + 1) * fine_plane],
                     &coarse[i * coarse_plane..(i + 1) * coarse_plane],
                 );

@@ -9,7 +9,7 @@
 
 use crate::error::Result;
 use crate::pipeline::frame::Frame;
-use crate::pipeline::postprocess::{mask_components, object_box};
+use crate::pipeline::postprocess::box_list;
 use crate::pipeline::result::Segmentation;
 use crate::pipeline::segmenter::Segmenter;
 use crate::pipeline::temporal::TemporalFilter;
@@ -63,8 +63,9 @@ impl Stream {
         if reset.is_none() && filter.options().strength > 0.0 {
             // The filter smoothed this frame, so the mask may have changed: its components and
             // the object box follow it (on a reset frame the mask is the per-frame one).
-            seg.components = mask_components(&seg.fine_mask, seg.width_px as usize, seg.height_px as usize);
-            seg.object = object_box(&seg.components);
+            let min_pixels = self.model.min_component_pixels(seg.width_px, seg.height_px);
+            (seg.components, seg.object) =
+                box_list(&seg.fine_mask, seg.width_px as usize, seg.height_px as usize, min_pixels);
             seg.timing.postprocess_ms += t.elapsed().as_secs_f64() * 1e3;
         }
         Ok(StreamResult { segmentation: seg, reset })

@@ -3,7 +3,7 @@
 use super::mode::Mode;
 use gst::glib;
 use gst::prelude::*;
-use sempart::pipeline::runtime::MAX_CPU_THREADS;
+use sempart::pipeline::runtime::{DEFAULT_MIN_COMPONENT_FRACTION, MAX_CPU_THREADS};
 use sempart::{GuidedFilter, Options, Provider, StreamOptions};
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -16,6 +16,7 @@ pub struct Settings {
     pub refine: bool,
     pub stability: f32,
     pub ort_library: Option<String>,
+    pub min_component_fraction: f32,
     pub mode: Mode,
 }
 
@@ -28,6 +29,7 @@ impl Default for Settings {
             refine: true,
             stability: StreamOptions::DEFAULT.strength,
             ort_library: None,
+            min_component_fraction: DEFAULT_MIN_COMPONENT_FRACTION,
             mode: Mode::Roi,
         }
     }
@@ -76,6 +78,14 @@ impl Settings {
                     .blurb("Path of libonnxruntime (default: found as the C library finds it: $SEMPART_ORT_LIBRARY, beside the library, the build's .deps/onnxruntime)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecFloat::builder("min-component-fraction")
+                    .nick("Smallest box")
+                    .blurb("Components smaller than this share of the frame get no region-of-interest meta (the mask keeps them; the object box is always attached); 0 attaches every component")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.min_component_fraction)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", d.mode)
                     .nick("Output")
                     .blurb("roi: the frames with the boxes as metadata; mask: the mask as GRAY8; alpha: the frame as RGBA with the mask as alpha")
@@ -98,6 +108,7 @@ impl Settings {
             "refine" => s.refine = value.get().expect("type checked upstream"),
             "stability" => s.stability = value.get().expect("type checked upstream"),
             "ort-library" => s.ort_library = value.get().expect("type checked upstream"),
+            "min-component-fraction" => s.min_component_fraction = value.get().expect("type checked upstream"),
             "mode" => s.mode = value.get().expect("type checked upstream"),
             other => unreachable!("no property {other}"),
         }
@@ -113,6 +124,7 @@ impl Settings {
             "refine" => s.refine.to_value(),
             "stability" => s.stability.to_value(),
             "ort-library" => s.ort_library.to_value(),
+            "min-component-fraction" => s.min_component_fraction.to_value(),
             "mode" => s.mode.to_value(),
             other => unreachable!("no property {other}"),
         }
@@ -133,6 +145,7 @@ impl Settings {
             cpu_threads: self.threads as usize,
             ort_library: self.ort_library.as_ref().map(PathBuf::from),
             refine: if self.refine { GuidedFilter::DEFAULT } else { GuidedFilter::OFF },
+            min_component_fraction: self.min_component_fraction,
             ..Options::default()
         };
         options.validate().map_err(|e| e.to_string())?;

@@ -277,3 +277,32 @@ pub fn object_box(components: &[Component]) -> Option<usize> {
     }
     best
 }
+
+/// The smallest component, in pixels, a `w x h` frame's box list keeps at `min_fraction` of
+/// its area (rounded up; 0 keeps every component).
+pub fn min_component_pixels(min_fraction: f32, w: usize, h: usize) -> u32 {
+    (f64::from(min_fraction) * (w * h) as f64).ceil().min(u32::MAX as f64) as u32
+}
+
+/// The box list of a 0/255 mask: its components of at least `min_pixels` pixels, in raster
+/// order, and the index among them of the object box. The object is chosen among **all**
+/// components first ([`object_box`]) and always listed, so it, and CorLoc, do not depend on
+/// `min_pixels`; the mask itself keeps every component.
+pub fn box_list(mask: &[u8], w: usize, h: usize, min_pixels: u32) -> (Vec<Component>, Option<usize>) {
+    let all = mask_components(mask, w, h);
+    let object = object_box(&all);
+    if min_pixels <= 1 {
+        return (all, object);
+    }
+    let mut listed_object = None;
+    let mut listed = Vec::with_capacity(all.len());
+    for (i, c) in all.into_iter().enumerate() {
+        if Some(i) == object {
+            listed_object = Some(listed.len());
+            listed.push(c);
+        } else if c.pixel_count >= min_pixels {
+            listed.push(c);
+        }
+    }
+    (listed, listed_object)
+}

@@ -27,7 +27,9 @@ use crate::pipeline::resize::resize_bilinear;
 use crate::pipeline::result::{Segmentation, Timing};
 
 mod components;
-pub use components::{component_labels, connected_components, mask_components, object_box, Component};
+pub use components::{
+    box_list, component_labels, connected_components, mask_components, min_component_pixels, object_box, Component,
+};
 
 pub use crate::pipeline::mask::{mask_value, THRESHOLD};
 
@@ -219,13 +221,15 @@ fn mask_bytes(prob: Plane<'_, f32>) -> Vec<u8> {
 /// The result for one frame from the model's two raw outputs (partition-A probabilities at
 /// its resolution): the maps oriented, brought to the frame (refined as `refine` says, the
 /// guide made from `view`, the model's view of the frame that preprocessing returned, or from
-/// the frame when `None`) and binarised, the fine mask's components and the object box. The
-/// timing is left at zero.
+/// the frame when `None`) and binarised, the fine mask's components of at least
+/// `min_component_pixels` pixels and the object box ([`box_list`]). The timing is left at zero.
+#[allow(clippy::too_many_arguments)]
 pub fn segmentation(
     info: &ModelInfo,
     frame: &Frame<'_>,
     view: Option<&[f32]>,
     refine: &GuidedFilter,
+    min_component_pixels: u32,
     fine_model: &[f32],
     coarse_model: &[f32],
 ) -> Segmentation {
@@ -244,8 +248,7 @@ pub fn segmentation(
         Some(mask) => mask,
         None => mask_bytes(Plane::new(&maps.fine, w, h)),
     };
-    let components = mask_components(&fine_mask, w, h);
-    let object = object_box(&components);
+    let (components, object) = box_list(&fine_mask, w, h, min_component_pixels);
     Segmentation {
         width_px,
         height_px,
