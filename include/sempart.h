@@ -165,6 +165,11 @@ typedef enum {
 } sempart_pixel_format;
 
 /*
+ A decoded image (opaque): packed RGB8 rows. Release with [`sempart_image_free`].
+ */
+typedef struct SempartImage SempartImage;
+
+/*
  A loaded model (opaque). Create with [`sempart_model_open`], release with
  [`sempart_model_free`]. Safe to share between threads.
  */
@@ -528,6 +533,46 @@ sempart_status sempart_model_set_min_component_fraction(const sempart_model *mod
  */
 sempart_status sempart_model_min_component_fraction(const sempart_model *model,
                                                     float *out_fraction);
+
+/*
+ Decodes an encoded image (JPEG, PNG, BMP, TIFF, WebP or PNM; the format is read from the
+ bytes) to RGB8 with the SDK's decoder: grayscale replicated, alpha dropped, 16-bit samples
+ scaled to 8 bits, EXIF orientation not applied (the pixels as stored, as `sempart segment`
+ reads files). Sides above 16384 pixels are refused before any pixel memory is allocated.
+ On success `*out_image` owns a new image. A corrupt or unsupported image gives
+ `SEMPART_STATUS_IO` with the decoder's message.
+ */
+sempart_status sempart_image_decode(const uint8_t *data,
+                                    size_t size_bytes,
+                                    SempartImage **out_image);
+
+/*
+ The image's width and height in pixels; either pointer may be NULL.
+ */
+sempart_status sempart_image_size(const SempartImage *image,
+                                  uint32_t *out_width_px,
+                                  uint32_t *out_height_px);
+
+/*
+ The image's pixels: `height` rows of `width * 3` bytes (R, G, B), no padding; owned by the
+ image. NULL for a NULL image.
+ */
+const uint8_t *sempart_image_pixels(const SempartImage *image);
+
+/*
+ Releases an image. NULL is ignored.
+ */
+void sempart_image_free(SempartImage *image);
+
+/*
+ Decodes an encoded image as [`sempart_image_decode`] does and segments it as
+ [`super::sempart_segment`] does: the result `sempart segment` gives for the same file.
+ On success `*out_result` owns a new result.
+ */
+sempart_status sempart_segment_encoded(const sempart_model *model,
+                                       const uint8_t *data,
+                                       size_t size_bytes,
+                                       sempart_result **out_result);
 
 /*
  Writes the default stream options (stability on) into `*out`.

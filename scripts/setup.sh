@@ -22,15 +22,19 @@
 #   scripts/setup.sh --trainer   the same plus libtorch (also: SEMPART_SETUP_TRAINER=1)
 #   scripts/setup.sh --gstreamer the same plus GStreamer's packages (also: SEMPART_SETUP_GSTREAMER=1;
 #                                installs with apt-get as root or through sudo, else says what to run)
+#   scripts/setup.sh --scale-out the same plus the system python3's venv module and libpython (apt),
+#                                which Triton's Python backend needs (scripts/test-scale-out.sh)
 set -euo pipefail
 
 trainer=${SEMPART_SETUP_TRAINER:-0}
 gstreamer=${SEMPART_SETUP_GSTREAMER:-0}
+scale_out=${SEMPART_SETUP_SCALE_OUT:-0}
 for arg in "$@"; do
   case $arg in
     --trainer) trainer=1 ;;
     --gstreamer) gstreamer=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --scale-out) scale_out=1 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) printf 'setup: error: unknown argument %s (see --help)\n' "$arg" >&2; exit 2 ;;
   esac
 done
@@ -49,21 +53,40 @@ command -v gcc >/dev/null || die "gcc is required"
 command -v cargo >/dev/null || die "cargo is required"
 
 # --- GStreamer (asked for only) --------------------------------------------------------------
+# apt_install WHAT PACKAGES...: installs with apt-get as root or through sudo, or says what to run.
+apt_install() {
+  local what=$1; shift
+  local as_root=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "$what: missing, and this user cannot install it: run as root: apt-get install $*"
+    as_root=(sudo)
+  fi
+  command -v apt-get >/dev/null || die "$what: missing; install the equivalents of: $*"
+  say "installing $what with apt-get: $*"
+  { "${as_root[@]}" apt-get update -q >/dev/null \
+      && DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null; } \
+    || die "apt-get could not install $*"
+}
+
 gst_packages="pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base"
 gst_ready() {
   command -v pkg-config >/dev/null && pkg-config --exists gstreamer-video-1.0 gstreamer-app-1.0 \
     && command -v gst-launch-1.0 >/dev/null && gst-inspect-1.0 videotestsrc >/dev/null 2>&1
 }
 if [ "$gstreamer" = 1 ] && ! gst_ready; then
-  if [ "$(id -u)" = 0 ]; then as_root=(); elif command -v sudo >/dev/null; then as_root=(sudo); else
-    die "GStreamer's development packages are missing and this user cannot install them: run as root: apt-get install $gst_packages"
-  fi
-  command -v apt-get >/dev/null || die "GStreamer's development packages are missing; install the equivalents of: $gst_packages"
-  say "installing GStreamer's packages with apt-get: $gst_packages"
   # shellcheck disable=SC2086
-  { "${as_root[@]}" apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q \
-      --no-install-recommends $gst_packages >/dev/null; } || die "apt-get could not install $gst_packages"
+  apt_install "GStreamer's development packages" $gst_packages
   gst_ready || die "GStreamer is still not usable after installing $gst_packages"
+fi
+
+# --- the system's Python for Triton's backend (asked for only) -------------------------------
+scale_out_ready() {
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null \
+    && /usr/bin/python3 -c 'import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY"))))'
+}
+if [ "$scale_out" = 1 ] && ! scale_out_ready; then
+  apt_install "the system python3 with venv and libpython" python3 python3-venv libpython3-dev
+  scale_out_ready || die "the system python3 still lacks venv or libpython"
 fi
 
 # fetch NAME==VERSION [extra pip args...]: download one wheel unless it is already there.

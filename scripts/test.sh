@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-"$root/scripts/setup.sh" --trainer --gstreamer
+"$root/scripts/setup.sh" --trainer --gstreamer --scale-out
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -62,4 +62,6 @@ python3 scripts/check-readme.py --self-test
 python3 scripts/check-readme.py
 echo "== the quick starts build and run in every host (scripts/run-quickstarts.sh)"
 scripts/run-quickstarts.sh models/sempart-default-int8.onnx .deps/python/bin/python
+echo "== scale-out: the wheel in a fresh venv, Triton and Ray on this machine (scripts/test-scale-out.sh)"
+scripts/test-scale-out.sh
 echo "== all checks passed"

@@ -9,6 +9,7 @@ mod model_args;
 mod model_file;
 mod report;
 mod segment;
+mod triton;
 mod video;
 
 use anyhow::Result;
@@ -179,6 +180,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a Triton Inference Server model repository that serves the whole SDK pipeline
+    /// (Python backend over the `sempart` wheel; docs/SCALE_OUT.md).
+    ///
+    /// Example: sempart export-triton --out out/triton
+    ExportTriton {
+        /// Repository folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Model file to serve (default: the int8 CPU default model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Model name in the repository.
+        #[arg(long, default_value = "sempart")]
+        name: String,
+        /// Largest batch Triton's dynamic batcher forms.
+        #[arg(long, default_value_t = 8)]
+        max_batch_size: u32,
+        /// How long the batcher waits for more requests, in microseconds.
+        #[arg(long, default_value_t = 5000)]
+        queue_delay_us: u32,
+        /// Model instances on the CPU (and per GPU in configs/gpu.pbtxt).
+        #[arg(long, default_value_t = 1)]
+        cpu_instances: u32,
+        /// CPU inference threads per instance (0: ONNX Runtime chooses).
+        #[arg(long, default_value_t = 0)]
+        threads: u32,
+        /// Replace an existing repository.
+        #[arg(long)]
+        force: bool,
+    },
     /// Score a box file against CorLoc ground truth (formats of shared/data/corloc).
     ///
     /// Example: sempart corloc --gt voc07_trainval_gt.json --pred lost_voc07_pred.json
@@ -232,6 +263,19 @@ fn run(cli: Cli) -> Result<bool> {
             video::cmd_eval_video(model, sequences, &settings, *json).map(|_| true)
         }
         Command::Corloc { gt, pred, json } => report::cmd_corloc(gt, pred, *json).map(|_| true),
+        Command::ExportTriton { out, model, name, max_batch_size, queue_delay_us, cpu_instances, threads, force } => {
+            let args = triton::TritonArgs {
+                out,
+                model: model.as_deref(),
+                name,
+                max_batch_size: *max_batch_size,
+                queue_delay_us: *queue_delay_us,
+                cpu_instances: *cpu_instances,
+                threads: *threads,
+                force: *force,
+            };
+            triton::cmd_export_triton(&args).map(|_| true)
+        }
         Command::Compose { template, backbone, output } => {
             model_file::cmd_compose(template, backbone, output).map(|_| true)
         }

@@ -8,7 +8,8 @@
 //!       [--input 280] [--calls 41]
 
 use sempart::model_format::{Integrity, ModelInfo, Precision};
-use sempart::postprocess::segmentation;
+use sempart::pipeline::runtime::DEFAULT_MIN_COMPONENT_FRACTION;
+use sempart::postprocess::{min_component_pixels, segmentation};
 use sempart::preprocess::{frame_to_input, InputSpec};
 use sempart::refine::{guide_from_view, refine_to_frame, working_size, GuidedFilter};
 use sempart::{Frame, PixelFormat};
@@ -65,7 +66,14 @@ fn main() {
         ),
         (
             "postprocess (segmentation: refinement, masks, components)",
-            Box::new(|| drop(std::hint::black_box(segmentation(&info, &frame, Some(&view), &filter, &fine, &coarse)))),
+            Box::new(|| {
+                let min = min_component_pixels(
+                    DEFAULT_MIN_COMPONENT_FRACTION,
+                    frame.width_px() as usize,
+                    frame.height_px() as usize,
+                );
+                drop(std::hint::black_box(segmentation(&info, &frame, Some(&view), &filter, min, &fine, &coarse)))
+            }),
         ),
     ];
     println!(

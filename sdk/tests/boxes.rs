@@ -26,7 +26,7 @@ fn frame_pixels(t: usize, w: usize, h: usize) -> Vec<u8> {
         for x in 0..w {
             let (dx, dy) = (x as f32 - (w as f32 * 0.35 + t as f32), y as f32 - h as f32 * 0.5);
             let disc = dx * dx + dy * dy < (h as f32 * 0.25).powi(2);
-            let dot = (x * 7 + y * 13 + t) % 23 == 0;
+            let dot = (x * 7 + y * 13 + t).is_multiple_of(23);
             let px = if disc || dot { [230, 200, 40] } else { [(x * 2) as u8, (y * 3) as u8, 90] };
             rgb[3 * (y * w + x)..3 * (y * w + x) + 3].copy_from_slice(&px);
         }

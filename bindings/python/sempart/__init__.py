@@ -104,6 +104,36 @@ def default_model_path(providers=("cpu",)):
     return _capi._CHECKOUT / "models" / name
 
 
+def _bytes(data):
+    """A ctypes view of bytes-like ``data`` (bytes, bytearray, memoryview, uint8 array) and the
+    object that keeps it alive."""
+    if isinstance(data, (str, os.PathLike)):
+        raise TypeError("expected the encoded image's bytes; read the file first (or use Model.segment_file)")
+    buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    if buf.size == 0:
+        return None, 0, buf
+    return buf.ctypes.data_as(_capi.c_u8_p), buf.size, buf
+
+
+def decode(data):
+    """Decodes an encoded image (JPEG, PNG, BMP, TIFF, WebP, PNM) with the SDK's own decoder, the
+    one ``sempart segment`` and :meth:`Model.segment_encoded` use: ``[h, w, 3]`` uint8 RGB. EXIF
+    orientation is not applied (the pixels as stored). PIL and OpenCV decode JPEG slightly
+    differently, so masks of their pixels may differ from the CLI's on a few pixels."""
+    lib = _library()
+    ptr, size, keep = _bytes(data)
+    handle = ctypes.c_void_p()
+    _check(lib.sempart_image_decode(ptr, size, ctypes.byref(handle)))
+    del keep
+    try:
+        w, h = ctypes.c_uint32(), ctypes.c_uint32()
+        _check(lib.sempart_image_size(handle, ctypes.byref(w), ctypes.byref(h)))
+        pixels = lib.sempart_image_pixels(handle)
+        return np.ctypeslib.as_array(pixels, shape=(h.value, w.value, 3)).copy()
+    finally:
+        lib.sempart_image_free(handle)
+
+
 @dataclass(frozen=True)
 class Box:
     """A connected component of the fine mask: ``x1``, ``y1`` exclusive."""
@@ -317,6 +347,19 @@ class Model(_Handle):
         _check(self._lib.sempart_segment(self._h(), ctypes.byref(f), ctypes.byref(out)))
         del keep
         return _result(self._lib, out)
+
+    def segment_encoded(self, data):
+        """Decodes an encoded image's bytes with the SDK's decoder (see :func:`decode`) and
+        segments it: the :class:`Result` ``sempart segment`` gives for the same file."""
+        ptr, size, keep = _bytes(data)
+        out = ctypes.c_void_p()
+        _check(self._lib.sempart_segment_encoded(self._h(), ptr, size, ctypes.byref(out)))
+        del keep
+        return _result(self._lib, out)
+
+    def segment_file(self, path):
+        """:meth:`segment_encoded` of a file's bytes."""
+        return self.segment_encoded(Path(path).read_bytes())
 
     def segment_batch(self, frames, format="rgb"):
         """Segments several frames in one inference run (sizes may differ); ``format`` is one

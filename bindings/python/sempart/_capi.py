@@ -87,7 +87,8 @@ def _checkouts():
 
 def library_candidates():
     """Where libsempart.so is looked for, in order: ``$SEMPART_LIBRARY``; the ``lib/`` of
-    ``$SEMPART_PREFIX`` (what scripts/install.sh made); ``target/release`` then
+    ``$SEMPART_PREFIX`` (what scripts/install.sh made); the package's own ``_lib/`` (a wheel
+    from scripts/build-wheel.sh carries it there); ``target/release`` then
     ``target/debug`` of the checkout ($SEMPART_ROOT, the one this package sits in, the
     working directory); finally the system's library path (``libsempart.so.0``)."""
     out = []
@@ -95,6 +96,7 @@ def library_candidates():
         out.append(Path(os.environ[LIBRARY_ENV]))
     if os.environ.get("SEMPART_PREFIX"):
         out.append(Path(os.environ["SEMPART_PREFIX"]) / "lib" / "libsempart.so")
+    out.append(_PACKAGE / "_lib" / "libsempart.so")
     for root in _checkouts():
         for profile in ("release", "debug"):
             out.append(root / "target" / profile / "libsempart.so")
@@ -157,6 +159,11 @@ def _declare(lib):
         "sempart_stream_segment": (s, [p, ctypes.POINTER(Frame), ctypes.c_int64, ctypes.POINTER(p)]),
         "sempart_stream_reset": (s, [p]),
         "sempart_stream_free": (None, [p]),
+        "sempart_image_decode": (s, [c_u8_p, ctypes.c_size_t, ctypes.POINTER(p)]),
+        "sempart_image_size": (s, [p, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32)]),
+        "sempart_image_pixels": (c_u8_p, [p]),
+        "sempart_image_free": (None, [p]),
+        "sempart_segment_encoded": (s, [p, c_u8_p, ctypes.c_size_t, ctypes.POINTER(p)]),
     }
     for name, (restype, argtypes) in sig.items():
         f = getattr(lib, name)

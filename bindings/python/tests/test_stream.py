@@ -45,7 +45,7 @@ def test_strength_zero_equals_segment_bit_for_bit(model):
 
 def test_reset_reasons(model):
     stream = model.stream()
-    assert stream.strength == pytest.approx(0.3) and stream.hysteresis == pytest.approx(0.1)
+    assert stream.strength == pytest.approx(0.6) and stream.hysteresis == pytest.approx(0.12)
     assert stream.segment(clip(0), timestamp=0).reset == "first_frame"
     assert stream.segment(clip(1), timestamp=NS).reset is None
     assert stream.segment(clip(2), timestamp=NS // 2).reset == "timestamp_backwards"

@@ -30,6 +30,7 @@ use std::ffi::{c_char, CStr};
 
 mod boundary;
 pub mod boxes;
+pub mod encoded;
 pub mod stream;
 use boundary::{boundary, c_path, guard, non_null, write_optional};
 

@@ -25,11 +25,11 @@ pub struct SempartStreamOptions {
     pub struct_size: u32,
     /// Weight of the past in the average of the fine probabilities where the frame did not
     /// change, 0 <= strength < 1. 0: every frame's masks are exactly `sempart_segment`'s.
-    /// Default 0.3.
+    /// Default 0.6.
     pub strength: f32,
     /// Half-width of the mask's hysteresis around 0.5 where the frame did not change,
     /// 0 <= hysteresis < 0.5: a pixel in the mask leaves it below 0.5 - hysteresis, one outside
-    /// enters above 0.5 + hysteresis. Default 0.1.
+    /// enters above 0.5 + hysteresis. Default 0.12.
     pub hysteresis: f32,
     /// Change of an 8x8 block's mean luma (0..255) at and above which the block follows the
     /// new frame alone (> 0); below it the past's weight falls linearly with the change.

@@ -177,6 +177,34 @@ pub fn component_labels(mask: &[bool], w: usize, h: usize) -> (Vec<u32>, Vec<Com
     (labels, comps)
 }
 
+/// Clears (sets to 0) every 4-connected component of the 0/255 `mask` none of whose runs
+/// `touches`: it is called as `touches(y, x0, x1)` for the run of row `y`, columns `x0..x1`,
+/// until one run of the component says yes. Works on runs, without a per-pixel label image.
+///
+/// # Panics
+/// As [`connected_components`].
+pub fn clear_components_not_touching(
+    mask: &mut [u8],
+    w: usize,
+    h: usize,
+    touches: impl Fn(usize, usize, usize) -> bool,
+) {
+    let (runs, mut parent) = merged_runs(&*mask, w, h);
+    let (comps, comp_of_run) = boxes_of_runs(&runs, &mut parent);
+    let mut seen = vec![false; comps.len()];
+    for (run, &c) in runs.iter().zip(&comp_of_run) {
+        if !seen[c as usize] && touches(run.y as usize, run.x0 as usize, run.x1 as usize) {
+            seen[c as usize] = true;
+        }
+    }
+    for (run, &c) in runs.iter().zip(&comp_of_run) {
+        if !seen[c as usize] {
+            let row = run.y as usize * w;
+            mask[row + run.x0 as usize..row + run.x1 as usize].fill(0);
+        }
+    }
+}
+
 fn components<M: MaskValue>(mask: &[M], w: usize, h: usize) -> Vec<Component> {
     let (runs, mut parent) = merged_runs(mask, w, h);
     boxes_of_runs(&runs, &mut parent).0

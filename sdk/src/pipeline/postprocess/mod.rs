@@ -28,7 +28,8 @@ use crate::pipeline::result::{Segmentation, Timing};
 
 mod components;
 pub use components::{
-    box_list, component_labels, connected_components, mask_components, min_component_pixels, object_box, Component,
+    box_list, clear_components_not_touching, component_labels, connected_components, mask_components,
+    min_component_pixels, object_box, Component,
 };
 
 pub use crate::pipeline::mask::{mask_value, THRESHOLD};
