@@ -345,13 +345,13 @@ typedef struct {
   /*
    Weight of the past in the average of the fine probabilities where the frame did not
    change, 0 <= strength < 1. 0: every frame's masks are exactly `sempart_segment`'s.
-   Default 0.3.
+   Default 0.6.
    */
   float strength;
   /*
    Half-width of the mask's hysteresis around 0.5 where the frame did not change,
    0 <= hysteresis < 0.5: a pixel in the mask leaves it below 0.5 - hysteresis, one outside
-   enters above 0.5 + hysteresis. Default 0.1.
+   enters above 0.5 + hysteresis. Default 0.12.
    */
   float hysteresis;
   /*
