@@ -36,8 +36,13 @@ fn segment_writes_masks_overlays_and_boxes_and_reports_bad_images() {
     write_png(&input.join("b.png"), 33, 47, |x, y| [(x * 7) as u8, (y * 5) as u8, 128]);
     std::fs::write(input.join("broken.jpg"), b"not a jpeg").unwrap();
     let out = dir.path().join("out");
-    let res =
-        sempart().args(["segment", "--model", &tiny(), "--overlay", "--out"]).arg(&out).arg(&input).output().unwrap();
+    // Every component listed (the default leaves out the smallest), so their pixels cover the mask.
+    let res = sempart()
+        .args(["segment", "--model", &tiny(), "--min-component-fraction", "0", "--overlay", "--out"])
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(1), "a skipped image makes the exit code 1: {stderr}");
     assert_eq!(stderr.lines().filter(|l| l.contains("broken.jpg")).count(), 1, "{stderr}");
