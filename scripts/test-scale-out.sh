@@ -39,7 +39,11 @@ timeout 900 "$venv/bin/python" tests/scale_out/check_triton.py --repo "$out/trit
 
 echo "-- Ray: examples/python/ray_segment.py on a local Ray, 50 photos and a corrupt file"
 mkdir -p "$out/ray-in"
-find "$root/../shared/data/photos" -maxdepth 1 -name '*.jpg' | sort | head -n 50 | xargs -I{} cp {} "$out/ray-in/"
+# The first 50 photos by name (read whole, then cut: `| head` would end `sort` with SIGPIPE, which
+# pipefail turns into a failure when the timing is unlucky).
+mapfile -t photos < <(find "$root/../shared/data/photos" -maxdepth 1 -name '*.jpg' | sort)
+[ "${#photos[@]}" -ge 50 ] || { echo "fewer than 50 photos in ../shared/data/photos"; exit 1; }
+cp "${photos[@]:0:50}" "$out/ray-in/"
 printf 'this is not a JPEG' > "$out/ray-in/zz-corrupt.jpg"
 start=$(date +%s.%N)
 if "$sempart" segment --out "$out/cli-ray" "$out/ray-in" > "$out/cli-ray.txt" 2>&1; then
