@@ -225,10 +225,7 @@ impl BaseTransformImpl for SempartSegImp {
         };
         state.frames_since_reset = true;
         if state.mode != Mode::Roi {
-            let mut frame = VideoFrameRef::from_buffer_ref_writable(&mut *buf, &info).map_err(|_| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["sempartseg: cannot write the frame"]);
-                gst::FlowError::Error
-            })?;
+            let mut frame = self.map_writable(&mut *buf, &info)?;
             match state.mode {
                 Mode::Mask => frames::write_gray(&mut frame, &seg.fine_mask)?,
                 _ => frames::write_alpha(&mut frame, &seg.fine_mask)?,
@@ -248,10 +245,7 @@ impl BaseTransformImpl for SempartSegImp {
         let seg = self.segment(&state.stream, &mut state.last_ns, &sdk, inbuf.pts())?;
         state.frames_since_reset = true;
         {
-            let mut out = VideoFrameRef::from_buffer_ref_writable(&mut *outbuf, &out_info).map_err(|_| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["sempartseg: cannot write the output frame"]);
-                gst::FlowError::Error
-            })?;
+            let mut out = self.map_writable(&mut *outbuf, &out_info)?;
             match state.mode {
                 Mode::Mask => frames::write_gray(&mut out, &seg.fine_mask)?,
                 Mode::Alpha => frames::write_rgba(&sdk, &mut out, &seg.fine_mask)?,
@@ -280,6 +274,17 @@ impl SempartSegImp {
                     info.format().to_str()
                 ]
             );
+            gst::FlowError::Error
+        })
+    }
+
+    fn map_writable<'a>(
+        &self,
+        buf: &'a mut gst::BufferRef,
+        info: &VideoInfo,
+    ) -> Result<VideoFrameRef<&'a mut gst::BufferRef>, gst::FlowError> {
+        VideoFrameRef::from_buffer_ref_writable(buf, info).map_err(|_| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ["sempartseg: cannot write the output frame"]);
             gst::FlowError::Error
         })
     }
