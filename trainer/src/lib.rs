@@ -11,5 +11,6 @@ pub mod feature_cache;
 pub mod fixtures;
 pub mod heads;
 pub mod losses;
+pub mod progress;
 pub mod tokencut;
 pub mod train;

@@ -347,6 +347,9 @@ fn run(cli: Cli) -> Result<()> {
                 summary.state.elapsed_seconds,
                 summary.checkpoint.display()
             );
+            for line in train::phase_costs(&summary.steps) {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Eval {

@@ -419,6 +419,82 @@ fn cached_and_uncached_training_agree_bit_for_bit() {
     assert_same_weights(&with.vs, &without.vs);
 }
 
+/// The files of the target cache of `dir/cache`.
+fn target_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = match std::fs::read_dir(dir.join("cache/targets")) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+#[test]
+fn targets_are_cached_under_everything_they_depend_on_and_a_bad_file_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(7);
+    let mut cfg = tiny_config(dir.path(), "t0", true);
+    cfg.loss.w_pseudo = 1.0;
+    cfg.schedule.coarse_only_epochs = 2;
+    cfg.schedule.epochs = 2;
+    let a = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    let files = target_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let first = files[0].clone();
+
+    // The file is what the next run reads: rewritten with all-ones targets under the same key,
+    // it changes the first step's self-training term; restored, the run is bit-identical.
+    let original = std::fs::read(&first).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&original).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&original).unwrap();
+    let t = st.tensor("targets").unwrap();
+    let ones: Vec<u8> = std::iter::repeat_n(1f32.to_le_bytes(), t.data().len() / 4).flatten().collect();
+    let present = st.tensor("present").unwrap();
+    let views = vec![
+        ("targets", safetensors::tensor::TensorView::new(t.dtype(), t.shape().to_vec(), &ones).unwrap()),
+        ("present", present),
+    ];
+    std::fs::write(&first, safetensors::serialize(views, meta.metadata().clone()).unwrap()).unwrap();
+    cfg.out_dir = dir.path().join("t_ones");
+    let ones_run = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+    let (p, q) = (a.steps[0].losses.pseudo.unwrap(), ones_run.steps[0].losses.pseudo.unwrap());
+    assert!((p - q).abs() > 1e-3, "the cached targets were not read: {p} vs {q}");
+    std::fs::write(&first, &original).unwrap();
+    cfg.out_dir = dir.path().join("t_again");
+    assert_same_weights(&a.vs, &train_with_backbone(&cfg, &backbone, &quiet()).unwrap().vs);
+
+    // A broken or truncated file is reported, recomputed and replaced: same weights.
+    for bad in [b"garbage".to_vec(), original[..original.len() / 2].to_vec()] {
+        std::fs::write(&first, bad).unwrap();
+        cfg.out_dir = dir.path().join("t_bad");
+        cfg.validate().unwrap();
+        let r = train_with_backbone(&cfg, &backbone, &TrainOptions { overwrite: true, ..quiet() }).unwrap();
+        assert_same_weights(&a.vs, &r.vs);
+        assert_eq!(std::fs::read(&first).unwrap(), original);
+    }
+
+    // Another threshold, backbone, image set or input size: another file, never the first.
+    let mut variants = Vec::new();
+    let mut c = cfg.clone();
+    c.loss.pseudo_tau = 0.6;
+    variants.push((c, tiny_backbone(7)));
+    variants.push((cfg.clone(), tiny_backbone(8)));
+    let mut c = cfg.clone();
+    c.data.max_images = Some(5);
+    variants.push((c, tiny_backbone(7)));
+    let mut c = cfg.clone();
+    c.heads.input_height = 72;
+    variants.push((c, tiny_backbone(7)));
+    for (i, (mut c, b)) in variants.into_iter().enumerate() {
+        c.out_dir = dir.path().join(format!("t_var{i}"));
+        c.validate().unwrap();
+        train_with_backbone(&c, &b, &quiet()).unwrap();
+        assert_eq!(target_files(dir.path()).len(), i + 2, "variant {i} did not get its own file");
+    }
+    assert_eq!(std::fs::read(&first).unwrap(), original);
+}
+
 #[test]
 fn resume_continues_the_schedule_exactly() {
     let dir = tempfile::tempdir().unwrap();

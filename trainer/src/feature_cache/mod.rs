@@ -29,6 +29,7 @@
 
 use crate::backbone::Backbone;
 use crate::data::{self, ImageRecord, RgbImage};
+use crate::progress::{Progress, ProgressMode};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -262,6 +263,23 @@ impl PrepareStats {
             self.computed as f64 / self.compute_seconds
         }
     }
+
+    /// One line: the images kept, found in the cache, computed (with the rate) and skipped.
+    pub fn report(&self) -> String {
+        let mut line = format!("features: {} images, {} entries from the cache", self.images, self.hits);
+        if self.computed > 0 {
+            line.push_str(&format!(
+                ", {} computed in {:.0} s ({:.2}/s)",
+                self.computed,
+                self.compute_seconds,
+                self.computed_per_second()
+            ));
+        }
+        if self.skipped > 0 {
+            line.push_str(&format!(", {} skipped (unreadable)", self.skipped));
+        }
+        line
+    }
 }
 
 /// Features on demand: from the cache when there is one and it holds the entry, else decoded
@@ -401,7 +419,7 @@ impl<'a> FeatureStore<'a> {
         }
         let mut stats = PrepareStats::default();
         let mut kept = Vec::with_capacity(records.len());
-        let bar = progress_bar(records.len() as u64, progress, "features");
+        let bar = Progress::new(records.len() as u64, ProgressMode::for_stderr(progress), "features");
         let Some(cache) = &self.cache else {
             for r in records {
                 match r.load() {
@@ -413,7 +431,7 @@ impl<'a> FeatureStore<'a> {
                 }
                 bar.inc(1);
             }
-            bar.finish_and_clear();
+            bar.finish();
             stats.images = kept.len();
             return Ok((kept, stats));
         };
@@ -455,22 +473,8 @@ impl<'a> FeatureStore<'a> {
             }
             bar.inc(group.len() as u64);
         }
-        bar.finish_and_clear();
+        bar.finish();
         stats.images = kept.len();
         Ok((kept, stats))
     }
-}
-
-/// A progress bar (hidden when `visible` is false).
-pub(crate) fn progress_bar(len: u64, visible: bool, what: &str) -> indicatif::ProgressBar {
-    if !visible {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(&format!(
-        "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}"
-    ))
-    .expect("valid template");
-    bar.set_style(style);
-    bar
 }

@@ -4,12 +4,14 @@
 
 use super::checkpoint::RunData;
 use super::step::{make_batch, Batch};
+use super::target_cache::TargetCache;
 use super::targets::pseudo_labels;
 use crate::backbone::Backbone;
 use crate::config::TrainConfig;
 use crate::data::{self, ImageRecord, LabelledImage};
 use crate::feature_cache::{backbone_identity, Extractor, FeatureStore, Features, PrepareStats};
 use anyhow::{ensure, Result};
+use std::time::Instant;
 use tch::Tensor;
 
 /// The prepared inputs of a run.
@@ -64,8 +66,11 @@ impl<'b> TrainingSet<'b> {
         ensure!(!records.is_empty(), "no readable training image in {:?}", cfg.data.train_dirs);
         let hashes: Vec<&str> = records.iter().map(|r| r.content_hash.as_str()).collect();
         let dataset_hash = data::sha256_hex(hashes.join("\n").as_bytes());
+        if progress {
+            eprintln!("{}", prepare.report());
+        }
         let pseudo = if cfg.loss.w_pseudo > 0.0 {
-            Some(pseudo_labels(cfg, &identity, &store, &records, flips, progress)?)
+            Some(targets_for(cfg, &identity, &store, &records, flips, &dataset_hash, progress)?)
         } else {
             None
         };
@@ -104,4 +109,53 @@ impl<'b> TrainingSet<'b> {
         }
         Ok(Some(make_batch(&feats, self.use_keys, self.pseudo.as_ref().map(|_| targets))?))
     }
+}
+
+/// The self-training targets: read from the target cache when the run has a feature cache and
+/// the file for these images and settings exists, else computed (and then stored; a failed
+/// write is reported, not fatal). With `progress`, one line says which and how long it took.
+fn targets_for(
+    cfg: &TrainConfig,
+    identity: &str,
+    store: &FeatureStore,
+    records: &[ImageRecord],
+    flips: &[bool],
+    dataset_hash: &str,
+    progress: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let t0 = Instant::now();
+    let n = records.len() * flips.len();
+    let cache = match store.cache() {
+        Some(c) => Some(TargetCache::new(c.dir(), c.spec(), cfg, dataset_hash, flips)?),
+        None => None,
+    };
+    if let Some(targets) = cache.as_ref().and_then(|c| c.load(n)) {
+        if progress {
+            eprintln!(
+                "targets: {n} read from {} in {:.1} s",
+                cache.as_ref().map_or(String::new(), |c| c.path().display().to_string()),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        return Ok(targets);
+    }
+    let targets = pseudo_labels(cfg, identity, store, records, flips, progress)?;
+    let computed = t0.elapsed().as_secs_f64();
+    let stored = match &cache {
+        Some(c) => match c.store(&targets) {
+            Ok(()) => format!(", stored in {}", c.path().display()),
+            Err(e) => {
+                eprintln!("target cache: cannot store the targets: {e:#} (the run goes on; the next start computes them again)");
+                String::new()
+            }
+        },
+        None => String::new(),
+    };
+    if progress {
+        eprintln!(
+            "targets: {n} computed in {computed:.1} s ({:.1} ms each){stored}",
+            1000.0 * computed / n.max(1) as f64
+        );
+    }
+    Ok(targets)
 }

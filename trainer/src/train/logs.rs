@@ -144,3 +144,20 @@ fn append_line<T: Serialize>(file: &mut File, v: &T) -> Result<()> {
     file.flush()?;
     Ok(())
 }
+
+/// One line per phase of `steps`: how many steps ran and the minutes each 1,000 of them took
+/// (the steps' own wall times, data loading included).
+pub fn phase_costs(steps: &[StepRecord]) -> Vec<String> {
+    let mut out = Vec::new();
+    for phase in [Phase::Coarse, Phase::Joint, Phase::Fine] {
+        let (n, secs) =
+            steps.iter().filter(|r| r.phase == phase).fold((0u64, 0f64), |(n, s), r| (n + 1, s + r.seconds));
+        if n > 0 {
+            out.push(format!(
+                "{phase:?} phase: {n} steps in {secs:.0} s, {:.1} min per 1,000 steps",
+                secs / 60.0 * 1000.0 / n as f64
+            ));
+        }
+    }
+    out
+}

@@ -27,8 +27,9 @@
 
 use crate::backbone::{Backbone, BackboneFormat};
 use crate::config::TrainConfig;
-use crate::feature_cache::{progress_bar, PrepareStats};
+use crate::feature_cache::PrepareStats;
 use crate::heads::Heads;
+use crate::progress::{Progress, ProgressMode};
 use anyhow::{bail, ensure, Context, Result};
 use sempart::GuidedFilter;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ mod logs;
 mod rng;
 mod schedule;
 mod step;
+mod target_cache;
 mod targets;
 
 pub use adam::Adam;
@@ -56,7 +58,7 @@ pub use checkpoint::{
     TrainState,
 };
 pub use evaluation::{evaluate_heads, HeadsScores};
-pub use logs::{StepRecord, ValRecord};
+pub use logs::{phase_costs, StepRecord, ValRecord};
 pub use rng::{epoch_plan, with_seeded_torch, SplitMix64};
 pub use schedule::{learning_rate, Phase};
 pub use step::{channels_last, heads_forward};
@@ -136,7 +138,7 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
     };
     crate::data::write_atomic(&cfg.out_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     let total_steps = cfg.schedule.epochs * steps_per_epoch(cfg, &set);
-    let bar = progress_bar(total_steps, opts.progress, "train");
+    let bar = Progress::new(total_steps, ProgressMode::for_stderr(opts.progress), "train");
     bar.set_position(state.global_step.min(total_steps));
     let mut run = Run {
         cfg,
@@ -212,7 +214,7 @@ struct Run<'a> {
     adam: Adam,
     state: TrainState,
     logs: RunLogs,
-    bar: indicatif::ProgressBar,
+    bar: Progress,
     steps: Vec<StepRecord>,
     validation: Vec<ValRecord>,
     started: Instant,
@@ -296,7 +298,7 @@ impl Run<'_> {
         let (epoch, step, seconds) = (self.state.epoch, self.state.global_step, t0.elapsed().as_secs_f64());
         let rec = ValRecord { epoch, step, scores, seconds };
         self.logs.validation(&rec)?;
-        self.bar.println(format!(
+        self.bar.println(&format!(
             "epoch {epoch}: IoU fine {:.3} coarse {:.3}, maxF fine {:.3} coarse {:.3}",
             scores.fine.iou, scores.coarse.iou, scores.fine.maxf, scores.coarse.maxf
         ));
@@ -315,7 +317,7 @@ impl Run<'_> {
     /// Ends the run (with a checkpoint when none was written): the position, steps and
     /// validations.
     fn finish(self) -> Result<(TrainState, Vec<StepRecord>, Vec<ValRecord>)> {
-        self.bar.finish_and_clear();
+        self.bar.finish();
         if !self.checkpoint.is_file() {
             self.save()?;
         }

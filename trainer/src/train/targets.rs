@@ -4,9 +4,10 @@
 use super::checkpoint::{heads_from_checkpoint, read_checkpoint};
 use crate::config::TrainConfig;
 use crate::data::ImageRecord;
-use crate::feature_cache::{progress_bar, FeatureStore, Features};
+use crate::feature_cache::{FeatureStore, Features};
 use crate::heads::Heads;
 use crate::losses::{PseudoDropped, IGNORED_TARGET};
+use crate::progress::{Progress, ProgressMode};
 use crate::tokencut::{tokencut, tokencut_features, TokenCutConfig, TokenCutResult};
 use anyhow::{ensure, Context, Result};
 use tch::Tensor;
@@ -61,7 +62,7 @@ pub(super) fn pseudo_labels(
         ensure!(layer < depth, "loss.pseudo_layer = {layer}: the backbone has blocks 0..{}", depth - 1);
     }
     let what = if teacher.is_some() { "pseudo-masks (checkpoint)" } else { "pseudo-masks (TokenCut)" };
-    let bar = progress_bar((records.len() * flips.len()) as u64, progress, what);
+    let bar = Progress::new((records.len() * flips.len()) as u64, ProgressMode::for_stderr(progress), what);
     let mut out = Vec::with_capacity(records.len() * flips.len());
     for r in records {
         for &flip in flips {
@@ -85,7 +86,7 @@ pub(super) fn pseudo_labels(
             bar.inc(1);
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     Ok(out)
 }
 
