@@ -138,6 +138,59 @@ impl ImageRecord {
     pub fn load(&self) -> Result<RgbImage> {
         load_rgb(&self.path).map(|img| if self.gray { img.gray() } else { img })
     }
+
+    /// [`ImageRecord::load`] for training, stricter: also refuses a JPEG cut short (no
+    /// end-of-image marker: the decoder would fill the missing rows with gray, and the run would
+    /// learn from them) and an image with a side under [`MIN_TRAINING_SIDE_PX`] (a thumbnail or
+    /// an icon, blown up to the model input, teaches nothing but its blur).
+    pub fn load_for_training(&self) -> Result<RgbImage> {
+        let bytes = std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        anyhow::ensure!(
+            !is_truncated_jpeg(&bytes),
+            "{} is a JPEG cut short (no end-of-image marker)",
+            self.path.display()
+        );
+        let img = decode_rgb(&bytes).with_context(|| format!("cannot decode {}", self.path.display()))?;
+        let img = if self.gray { img.gray() } else { img };
+        anyhow::ensure!(
+            img.width.min(img.height) >= MIN_TRAINING_SIDE_PX,
+            "{} is {}x{} pixels; training photos need at least {MIN_TRAINING_SIDE_PX} on each side",
+            self.path.display(),
+            img.width,
+            img.height
+        );
+        Ok(img)
+    }
+}
+
+/// Whether `bytes` start like a JPEG (SOI marker) but hold no end-of-image marker (`FF D9`) in
+/// their last 64 KiB (where it sits, before any trailing data a camera appends).
+pub fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(64 * 1024)..];
+    bytes.starts_with(&[0xFF, 0xD8]) && !tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// The shortest side a training photo may have.
+pub const MIN_TRAINING_SIDE_PX: u32 = 32;
+
+/// The records without repeated content (the first file of each content is kept, the others
+/// reported on stderr): a photo copied twice into the training folders would otherwise count
+/// twice.
+pub fn drop_duplicates(records: Vec<ImageRecord>) -> Vec<ImageRecord> {
+    let mut first: std::collections::HashMap<(String, bool), PathBuf> = std::collections::HashMap::new();
+    records
+        .into_iter()
+        .filter(|r| match first.get(&(r.content_hash.clone(), r.gray)) {
+            Some(p) => {
+                eprintln!("skipping {}: the same content as {}", r.path.display(), p.display());
+                false
+            }
+            None => {
+                first.insert((r.content_hash.clone(), r.gray), r.path.clone());
+                true
+            }
+        })
+        .collect()
 }
 
 /// Hashes every file, reporting (one line on stderr) and skipping those that cannot be read.

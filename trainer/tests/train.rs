@@ -186,6 +186,74 @@ fn data_listing_decoding_and_skipping() {
 }
 
 #[test]
+fn odd_training_photos_are_skipped_or_converted_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train");
+    std::fs::create_dir_all(&train).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for i in 0..3 {
+        square_image(40 + i, 80, 64).0.save(train.join(format!("a{i}.png"))).unwrap();
+    }
+    let (img, _) = square_image(50, 80, 64);
+    image::DynamicImage::ImageRgb8(img.clone()).to_rgb16().save(train.join("b16bit.png")).unwrap();
+    std::fs::copy(fixtures.join("cmyk.jpg"), train.join("c_cmyk.jpg")).unwrap();
+    std::fs::copy(fixtures.join("exif-rotated.jpg"), train.join("d_exif.jpg")).unwrap();
+    std::fs::copy(train.join("a0.png"), train.join("e_duplicate_of_a0.png")).unwrap();
+    square_image(60, 20, 16).0.save(train.join("f_tiny.png")).unwrap();
+    img.save(train.join("g_whole.jpg")).unwrap();
+    let jpeg = std::fs::read(train.join("g_whole.jpg")).unwrap();
+    std::fs::write(train.join("h_truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    std::fs::write(train.join("i_text.jpg"), b"not an image at all").unwrap();
+    std::fs::write(train.join("j_empty.png"), b"").unwrap();
+
+    // CMYK is converted to RGB; the EXIF orientation is not applied (trained as stored, as
+    // the SDK segments it); 16-bit samples are scaled to 8 bits.
+    let cmyk = data::load_rgb(&train.join("c_cmyk.jpg")).unwrap();
+    assert_eq!((cmyk.width, cmyk.height), (72, 48));
+    let centre = &cmyk.data[3 * (24 * 72 + 36)..][..3];
+    let corner = &cmyk.data[..3];
+    assert!(centre[0] > 180 && centre[2] < 100 && corner[0] < 80 && corner[2] > 60, "{centre:?} {corner:?}");
+    let exif = data::load_rgb(&train.join("d_exif.jpg")).unwrap();
+    assert_eq!((exif.width, exif.height), (72, 48));
+    assert_eq!(data::load_rgb(&train.join("b16bit.png")).unwrap().data, img.clone().into_raw());
+    // Tiny photos are refused for training with the reason; duplicates are dropped.
+    let tiny = data::ImageRecord::from_path(&train.join("f_tiny.png")).unwrap();
+    assert!(tiny.load().is_ok());
+    let e = format!("{:#}", tiny.load_for_training().unwrap_err());
+    assert!(e.contains("20x16 pixels") && e.contains("at least 32"), "{e}");
+    let records = data::drop_duplicates(data::records_for(&data::list_images(&train).unwrap()));
+    assert!(!records.iter().any(|r| r.path.ends_with("e_duplicate_of_a0.png")));
+    assert_eq!(records.len(), 11);
+
+    // A run trains on what is usable and says how many it skipped; with and without a cache.
+    let backbone = tiny_backbone(7);
+    for cache in [true, false] {
+        let mut cfg = tiny_config(dir.path(), if cache { "odd_cached" } else { "odd_plain" }, cache);
+        cfg.schedule.epochs = 1;
+        let run = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
+        let kept = ["a0", "a1", "a2", "b16bit", "c_cmyk", "d_exif", "g_whole"].len();
+        assert_eq!((run.prepare.images, run.prepare.skipped), (kept, 4), "cache {cache}: {:?}", run.prepare);
+        assert_eq!(run.state.global_step, kept.div_ceil(2) as u64);
+    }
+
+    // An empty folder, a folder with no usable photo, and a missing folder: one clear error.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let useless = dir.path().join("useless");
+    std::fs::create_dir_all(&useless).unwrap();
+    std::fs::copy(train.join("i_text.jpg"), useless.join("x.jpg")).unwrap();
+    for (folder, what) in [
+        (&empty, "no readable training image"),
+        (&useless, "no readable training image"),
+        (&dir.path().join("missing"), "listing"),
+    ] {
+        let mut cfg = tiny_config(dir.path(), "odd_none", false);
+        cfg.data.train_dirs = vec![folder.clone()];
+        assert_error_names(train_with_backbone(&cfg, &backbone, &TrainOptions { overwrite: true, ..quiet() }), what);
+    }
+}
+
+#[test]
 fn training_reduces_the_loss_and_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     make_data(dir.path());

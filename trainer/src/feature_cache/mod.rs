@@ -353,7 +353,7 @@ impl<'a> FeatureStore<'a> {
         let decoded: HashMap<(&Path, bool), Option<RgbImage>> = images
             .par_iter()
             .map(|r| {
-                let img = match r.load() {
+                let img = match r.load_for_training() {
                     Ok(img) => Some(img),
                     Err(e) => {
                         eprintln!("skipping unreadable image: {e:#}");
@@ -422,7 +422,7 @@ impl<'a> FeatureStore<'a> {
         let bar = Progress::new(records.len() as u64, ProgressMode::for_stderr(progress), "features");
         let Some(cache) = &self.cache else {
             for r in records {
-                match r.load() {
+                match r.load_for_training() {
                     Ok(_) => kept.push(r.clone()),
                     Err(e) => {
                         eprintln!("skipping unreadable image: {e:#}");
