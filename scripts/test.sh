@@ -62,6 +62,8 @@ python3 scripts/check-readme.py --self-test
 python3 scripts/check-readme.py
 echo "== the quick starts build and run in every host (scripts/run-quickstarts.sh)"
 scripts/run-quickstarts.sh models/sempart-default-int8.onnx .deps/python/bin/python
+echo "== retraining as a user would: tiny photo folder, fixture backbone, train, export, int8, segment, eval (scripts/test-retraining.sh)"
+scripts/test-retraining.sh
 echo "== scale-out: the wheel in a fresh venv, Triton and Ray on this machine (scripts/test-scale-out.sh)"
 scripts/test-scale-out.sh
 echo "== all checks passed"
