@@ -157,6 +157,14 @@ pub struct ScheduleConfig {
     /// configurations embedded in models trained before it existed read the same.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub freeze_coarse: bool,
+    /// The schedule in steps: the run stops after this many optimisation steps, warm-up
+    /// included, wherever that falls in an epoch (`epochs` and `coarse_only_epochs` are then not
+    /// read). Written only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// With `steps`: the first N steps are coarse-only (the warm-up). Written only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coarse_only_steps: Option<u64>,
     /// Also write the checkpoint every N steps (the end of each epoch always writes one).
     pub checkpoint_every_steps: Option<u64>,
     /// Validate every N epochs (when a validation folder is set).
@@ -172,6 +180,8 @@ impl Default for ScheduleConfig {
             joint: true,
             coarse_only_epochs: 0,
             freeze_coarse: false,
+            steps: None,
+            coarse_only_steps: None,
             checkpoint_every_steps: None,
             validate_every_epochs: 1,
         }
@@ -336,9 +346,24 @@ impl TrainConfig {
             s.coarse_only_epochs,
             s.epochs
         );
+        ensure!(s.steps != Some(0), "schedule.steps must be at least 1");
+        if let Some(warm) = s.coarse_only_steps {
+            let steps =
+                s.steps.context("schedule.coarse_only_steps needs schedule.steps (or use coarse_only_epochs)")?;
+            ensure!(warm <= steps, "schedule.coarse_only_steps = {warm} exceeds schedule.steps = {steps}");
+        }
         if s.freeze_coarse {
             ensure!(!s.joint, "schedule.freeze_coarse = true needs schedule.joint = false");
-            ensure!(s.coarse_only_epochs >= 1, "schedule.freeze_coarse = true needs schedule.coarse_only_epochs >= 1");
+            match s.steps {
+                None => ensure!(
+                    s.coarse_only_epochs >= 1,
+                    "schedule.freeze_coarse = true needs schedule.coarse_only_epochs >= 1"
+                ),
+                Some(_) => ensure!(
+                    s.coarse_only_steps.unwrap_or(0) >= 1,
+                    "schedule.freeze_coarse = true needs schedule.coarse_only_steps >= 1"
+                ),
+            }
         }
         ensure!(
             s.checkpoint_every_steps != Some(0),

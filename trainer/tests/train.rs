@@ -458,10 +458,10 @@ fn cosine_decay_restarts_at_each_phase_and_changes_the_weights() {
     }
     assert_eq!((lr[0], lr[4]), (base, base));
     assert!((lr[2] - base / 2.0).abs() <= 1e-12 * base && lr[11] < 0.04 * base);
-    assert_eq!(learning_rate(&cfg, 2, 3, 4), lr[11]);
+    assert_eq!(learning_rate(&cfg, 11, 4), lr[11]);
     cfg.optim.decay = LrDecay::CosineAfterWarmUp;
-    assert_eq!((learning_rate(&cfg, 0, 0, 4), learning_rate(&cfg, 0, 3, 4)), (base, base), "constant warm-up");
-    let after: Vec<f64> = (4..12).map(|i| learning_rate(&cfg, i / 4, i % 4, 4)).collect();
+    assert_eq!((learning_rate(&cfg, 0, 4), learning_rate(&cfg, 3, 4)), (base, base), "constant warm-up");
+    let after: Vec<f64> = (4..12).map(|i| learning_rate(&cfg, i, 4)).collect();
     assert_eq!(after, lr[4..], "then the same half cosine");
 
     cfg.optim.decay = LrDecay::Constant;
@@ -561,6 +561,79 @@ fn targets_are_cached_under_everything_they_depend_on_and_a_bad_file_is_recomput
         assert_eq!(target_files(dir.path()).len(), i + 2, "variant {i} did not get its own file");
     }
     assert_eq!(std::fs::read(&first).unwrap(), original);
+}
+
+#[test]
+fn a_schedule_in_steps_equals_the_same_schedule_in_epochs_and_may_end_mid_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    make_data(dir.path());
+    let backbone = tiny_backbone(9);
+    let mut epochs = tiny_config(dir.path(), "in_epochs", true);
+    epochs.schedule.epochs = 3;
+    epochs.schedule.coarse_only_epochs = 1;
+    epochs.schedule.joint = false;
+    epochs.schedule.freeze_coarse = true;
+    epochs.optim.decay = LrDecay::Cosine;
+    epochs.validate().unwrap();
+    let a = train_with_backbone(&epochs, &backbone, &quiet()).unwrap();
+    assert_eq!(a.steps.len(), 12, "4 steps per epoch");
+    // The same schedule written in steps: bit-identical.
+    let mut steps = epochs.clone();
+    steps.out_dir = dir.path().join("in_steps");
+    (steps.schedule.epochs, steps.schedule.coarse_only_epochs) = (1, 1);
+    (steps.schedule.steps, steps.schedule.coarse_only_steps) = (Some(12), Some(4));
+    steps.validate().unwrap();
+    let b = train_with_backbone(&steps, &backbone, &quiet()).unwrap();
+    assert_same_records(&a.steps, &b.steps);
+    assert_same_weights(&a.vs, &b.vs);
+    let lr = |r: &[StepRecord]| r.iter().map(|s| s.lr).collect::<Vec<_>>();
+    assert_eq!(lr(&a.steps), lr(&b.steps));
+    // Boundaries inside epochs: 6 coarse steps, then fine ones up to step 10, and a checkpoint
+    // there that a longer schedule resumes from.
+    steps.out_dir = dir.path().join("mid");
+    (steps.schedule.steps, steps.schedule.coarse_only_steps) = (Some(10), Some(6));
+    let c = train_with_backbone(&steps, &backbone, &quiet()).unwrap();
+    let phases: Vec<Phase> = c.steps.iter().map(|s| s.phase).collect();
+    assert_eq!(phases, [vec![Phase::Coarse; 6], vec![Phase::Fine; 4]].concat());
+    assert_eq!((c.state.global_step, c.state.epoch, c.state.batch_in_epoch), (10, 2, 2));
+    steps.schedule.steps = Some(11);
+    let d = train_with_backbone(&steps, &backbone, &TrainOptions { resume: true, ..quiet() }).unwrap();
+    assert_eq!((d.steps.len(), d.state.global_step), (1, 11));
+    // The end of the warm-up cannot move before steps already run in the fine phase...
+    steps.schedule.coarse_only_steps = Some(5);
+    assert_error_names(
+        train_with_backbone(&steps, &backbone, &TrainOptions { resume: true, ..quiet() }),
+        "warm-up would end at step 5 instead of 6, but 11 steps have run",
+    );
+    // ...but a fine phase may branch off a longer warm-up's checkpoint where it stands: the
+    // same weights as a run planned that way (a warm-up at a constant rate).
+    steps.optim.decay = LrDecay::CosineAfterWarmUp;
+    steps.out_dir = dir.path().join("branch");
+    (steps.schedule.steps, steps.schedule.coarse_only_steps) = (Some(8), Some(8));
+    train_with_backbone(&steps, &backbone, &TrainOptions { max_steps: Some(4), ..quiet() }).unwrap();
+    (steps.schedule.steps, steps.schedule.coarse_only_steps) = (Some(10), Some(4));
+    let branched = train_with_backbone(&steps, &backbone, &TrainOptions { resume: true, ..quiet() }).unwrap();
+    steps.out_dir = dir.path().join("planned");
+    let planned = train_with_backbone(&steps, &backbone, &quiet()).unwrap();
+    assert_same_records(&branched.steps, &planned.steps[4..]);
+    assert_same_weights(&branched.vs, &planned.vs);
+    steps.out_dir = dir.path().join("branch");
+    steps.schedule.coarse_only_steps = Some(3);
+    assert_error_names(
+        train_with_backbone(&steps, &backbone, &TrainOptions { resume: true, ..quiet() }),
+        "but 10 steps have run",
+    );
+    // Invalid combinations name the field.
+    let mut bad = epochs.clone();
+    bad.schedule.coarse_only_steps = Some(2);
+    assert_error_names(bad.validate(), "needs schedule.steps");
+    bad.schedule.steps = Some(1);
+    assert_error_names(bad.validate(), "exceeds schedule.steps");
+    bad.schedule.coarse_only_steps = Some(0);
+    assert_error_names(bad.validate(), "coarse_only_steps >= 1");
+    bad.schedule.steps = Some(0);
+    assert_error_names(bad.validate(), "schedule.steps must be at least 1");
+    assert!(!epochs.to_toml().unwrap().contains("steps ="), "unset step fields are not written");
 }
 
 #[test]

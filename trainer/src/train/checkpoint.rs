@@ -209,13 +209,12 @@ fn resume_fingerprint(cfg: &TrainConfig) -> BTreeMap<&'static str, serde_json::V
         ("schedule.batch_size", serde_json::json!(s.batch_size)),
         ("schedule.seed", serde_json::json!(s.seed)),
         ("schedule.joint", serde_json::json!(s.joint)),
-        ("schedule.coarse_only_epochs", serde_json::json!(s.coarse_only_epochs)),
         ("schedule.freeze_coarse", serde_json::json!(s.freeze_coarse)),
     ])
 }
 
 /// Restores the run saved at `path` into `vs` and `adam`, after checking that it can continue
-/// under `cfg` on `data` (same configuration but for epochs, checkpointing, validation and
+/// under `cfg` on `data` (same configuration but for epochs or steps, checkpointing, validation and
 /// output paths; same backbone; same images); returns its position.
 pub(super) fn resume(
     path: &Path,
@@ -228,6 +227,7 @@ pub(super) fn resume(
     let (old, new) = (resume_fingerprint(&ck.config), resume_fingerprint(cfg));
     let differ: Vec<&str> = new.keys().filter(|k| old.get(*k) != new.get(*k)).copied().collect();
     ensure!(differ.is_empty(), "cannot resume {}: the configuration differs in {}", path.display(), differ.join(", "));
+    check_warm_up_move(&ck, cfg, data.images).with_context(|| format!("cannot resume {}", path.display()))?;
     ensure!(
         ck.backbone_identity == data.identity,
         "cannot resume {}: it was trained over another backbone",
@@ -243,4 +243,28 @@ pub(super) fn resume(
     restore_variables(vs, &ck.tensors)?;
     adam.load_state(&ck.tensors, &ck.adam_steps)?;
     Ok(ck.state)
+}
+
+/// A resume may move the end of the coarse-only warm-up (to branch fine phases off one warm-up,
+/// or to lengthen it) only where the steps already run are the same under both schedules: all
+/// of them inside both warm-ups, with a learning rate in the warm-up that does not depend on
+/// its length (`optim.decay` constant or `cosine_after_warm_up`).
+fn check_warm_up_move(ck: &Checkpoint, cfg: &TrainConfig, images: usize) -> Result<()> {
+    let per_epoch = images.div_ceil(cfg.schedule.batch_size) as u64;
+    let old = super::Steps::of(&ck.config.schedule, per_epoch).warm_up;
+    let new = super::Steps::of(&cfg.schedule, per_epoch).warm_up;
+    if old == new {
+        return Ok(());
+    }
+    let done = ck.state.global_step;
+    ensure!(
+        done <= old.min(new),
+        "the coarse-only warm-up would end at step {new} instead of {old}, but {done} steps have run"
+    );
+    ensure!(
+        cfg.optim.decay != crate::config::LrDecay::Cosine,
+        "the coarse-only warm-up would end at step {new} instead of {old}, and with optim.decay = \"cosine\" \
+         the rate of the steps already run depends on where it ends"
+    );
+    Ok(())
 }

@@ -60,7 +60,7 @@ pub use checkpoint::{
 pub use evaluation::{evaluate_heads, HeadsScores};
 pub use logs::{phase_costs, StepRecord, ValRecord};
 pub use rng::{epoch_plan, with_seeded_torch, SplitMix64};
-pub use schedule::{learning_rate, Phase};
+pub use schedule::{learning_rate, Phase, Steps};
 pub use step::{channels_last, heads_forward};
 
 use dataset::TrainingSet;
@@ -137,13 +137,14 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
         (TrainState::start(&set.run_data()), RunLogs::fresh(&cfg.out_dir)?)
     };
     crate::data::write_atomic(&cfg.out_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
-    let total_steps = cfg.schedule.epochs * steps_per_epoch(cfg, &set);
-    let bar = Progress::new(total_steps, ProgressMode::for_stderr(opts.progress), "train");
-    bar.set_position(state.global_step.min(total_steps));
+    let schedule = Steps::of(&cfg.schedule, steps_per_epoch(cfg, &set));
+    let bar = Progress::new(schedule.total, ProgressMode::for_stderr(opts.progress), "train");
+    bar.set_position(state.global_step.min(schedule.total));
     let mut run = Run {
         cfg,
         opts,
         set: &set,
+        schedule,
         heads: &heads,
         vs: &vs,
         checkpoint: &ckpt_path,
@@ -156,7 +157,7 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
         elapsed_before: state.elapsed_seconds,
         state,
     };
-    while run.state.epoch < cfg.schedule.epochs {
+    while !run.schedule_done() {
         if !run.epoch()? {
             break;
         }
@@ -208,6 +209,7 @@ struct Run<'a> {
     cfg: &'a TrainConfig,
     opts: &'a TrainOptions,
     set: &'a TrainingSet<'a>,
+    schedule: Steps,
     heads: &'a Heads,
     vs: &'a nn::VarStore,
     checkpoint: &'a Path,
@@ -222,16 +224,21 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Runs the rest of the current epoch; false when `max_steps` stopped the run.
+    /// Runs the rest of the current epoch (up to the schedule's last step); false when
+    /// `max_steps` or the schedule's end stopped the run within it.
     fn epoch(&mut self) -> Result<bool> {
         let epoch = self.state.epoch;
-        let phase = Phase::of_epoch(&self.cfg.schedule, epoch);
-        self.adam.set_trainable(|name| phase.trains(name));
         let (n, bs) = (self.set.records.len(), self.cfg.schedule.batch_size);
         let plan = epoch_plan(self.cfg.schedule.seed, epoch, n, self.cfg.data.hflip);
+        let mut trainable = None;
         for b in self.state.batch_in_epoch..steps_per_epoch(self.cfg, self.set) {
-            if self.stop_reached() {
+            if self.stop_reached() || self.schedule_done() {
                 return Ok(false);
+            }
+            let phase = self.schedule.phase(self.state.global_step);
+            if trainable != Some(phase) {
+                self.adam.set_trainable(|name| phase.trains(name));
+                trainable = Some(phase);
             }
             let lo = b as usize * bs;
             self.step(phase, b, &plan[lo..(lo + bs).min(n)])?;
@@ -255,7 +262,7 @@ impl Run<'_> {
         self.state.global_step += 1;
         self.state.batch_in_epoch = b + 1;
         if let Some(batch) = batch {
-            self.adam.lr = learning_rate(self.cfg, epoch, b, per_epoch);
+            self.adam.lr = learning_rate(self.cfg, self.state.global_step - 1, per_epoch);
             let values = step::train_step(self.cfg, self.heads, &mut self.adam, &batch, phase)?;
             ensure!(values.total.is_finite(), "the loss is not finite at step {}: {values:?}", self.state.global_step);
             let rec = StepRecord {
@@ -280,7 +287,7 @@ impl Run<'_> {
         }
         let periodic =
             self.cfg.schedule.checkpoint_every_steps.is_some_and(|k| self.state.global_step.is_multiple_of(k));
-        if end_of_epoch || periodic || self.stop_reached() {
+        if end_of_epoch || periodic || self.stop_reached() || self.schedule_done() {
             self.save()?;
         }
         Ok(())
@@ -304,6 +311,11 @@ impl Run<'_> {
         ));
         self.validation.push(rec);
         Ok(())
+    }
+
+    /// Whether the schedule's last step has run.
+    fn schedule_done(&self) -> bool {
+        self.state.global_step >= self.schedule.total
     }
 
     fn stop_reached(&self) -> bool {

@@ -1,6 +1,9 @@
-//! The schedule: which branches an epoch trains, and the learning rate of each step.
+//! The schedule: which branches a step trains, and its learning rate. A schedule is written in
+//! epochs (`schedule.epochs`, `schedule.coarse_only_epochs`) or in steps (`schedule.steps`,
+//! `schedule.coarse_only_steps`: the same recipe on a folder of another size); both become the
+//! step counts of [`Steps`].
 
-use crate::config::{LrDecay, TrainConfig};
+use crate::config::{LrDecay, ScheduleConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 /// Which branches a step trains.
@@ -17,17 +20,6 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// The phase of `epoch` under `s`.
-    pub fn of_epoch(s: &crate::config::ScheduleConfig, epoch: u64) -> Phase {
-        if epoch < s.coarse_only_epochs {
-            Phase::Coarse
-        } else if s.freeze_coarse {
-            Phase::Fine
-        } else {
-            Phase::Joint
-        }
-    }
-
     /// Whether the parameter `name` trains in this phase (the fine branch's parameters are
     /// named `fine.*`).
     pub fn trains(self, name: &str) -> bool {
@@ -35,18 +27,52 @@ impl Phase {
     }
 }
 
-/// The learning rate of the step of `epoch` that follows `batch` of its batches
-/// (`optim.decay`; the phases are those of [`Phase::of_epoch`]: warm-up, then the rest).
-pub fn learning_rate(cfg: &TrainConfig, epoch: u64, batch: u64, steps_per_epoch: u64) -> f64 {
-    let (o, s) = (&cfg.optim, &cfg.schedule);
-    let warm = s.coarse_only_epochs.min(s.epochs);
+/// A schedule in steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    /// Coarse-only steps at the start (the warm-up).
+    pub warm_up: u64,
+    /// All steps, warm-up included.
+    pub total: u64,
+    freeze_coarse: bool,
+}
+
+impl Steps {
+    /// The steps of `s` for epochs of `per_epoch` steps (`schedule.steps` when set, else whole
+    /// epochs).
+    pub fn of(s: &ScheduleConfig, per_epoch: u64) -> Steps {
+        let (warm_up, total) = match s.steps {
+            Some(n) => (s.coarse_only_steps.unwrap_or(0).min(n), n),
+            None => (s.coarse_only_epochs.min(s.epochs) * per_epoch, s.epochs * per_epoch),
+        };
+        Steps { warm_up, total, freeze_coarse: s.freeze_coarse }
+    }
+
+    /// The phase of the step that follows `done` steps.
+    pub fn phase(&self, done: u64) -> Phase {
+        if done < self.warm_up {
+            Phase::Coarse
+        } else if self.freeze_coarse {
+            Phase::Fine
+        } else {
+            Phase::Joint
+        }
+    }
+}
+
+/// The learning rate of the step that follows `done` steps (`optim.decay`; with a cosine, it
+/// restarts at the end of the warm-up).
+pub fn learning_rate(cfg: &TrainConfig, done: u64, per_epoch: u64) -> f64 {
+    let o = &cfg.optim;
+    let steps = Steps::of(&cfg.schedule, per_epoch);
+    let in_warm_up = done < steps.warm_up;
     match o.decay {
         LrDecay::Constant => o.lr,
-        LrDecay::CosineAfterWarmUp if epoch < warm => o.lr,
+        LrDecay::CosineAfterWarmUp if in_warm_up => o.lr,
         LrDecay::Cosine | LrDecay::CosineAfterWarmUp => {
-            let (first, end) = if epoch < warm { (0, warm) } else { (warm, s.epochs) };
-            let k = (epoch - first) * steps_per_epoch + batch;
-            let total = ((end - first) * steps_per_epoch).max(1);
+            let (first, end) = if in_warm_up { (0, steps.warm_up) } else { (steps.warm_up, steps.total) };
+            let k = done - first;
+            let total = (end - first).max(1);
             o.lr * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / total as f64).cos())
         }
     }
