@@ -62,6 +62,11 @@ pub struct DataConfig {
     /// the steps.
     #[serde(default)]
     pub gray_copies: bool,
+    /// Files with the same content (a photo copied twice into the folders) are always reported;
+    /// true trains on each content once, false (the default, which the shipped model's photos
+    /// were trained with) on every file. Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_duplicates: bool,
     /// Feature cache folder; without one the backbone runs on every batch.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,

@@ -173,17 +173,22 @@ pub fn is_truncated_jpeg(bytes: &[u8]) -> bool {
 /// The shortest side a training photo may have.
 pub const MIN_TRAINING_SIDE_PX: u32 = 32;
 
-/// The records without repeated content (the first file of each content is kept, the others
-/// reported on stderr): a photo copied twice into the training folders would otherwise count
-/// twice.
-pub fn drop_duplicates(records: Vec<ImageRecord>) -> Vec<ImageRecord> {
+/// Reports every record whose content repeats an earlier one's (one line each on stderr) and,
+/// with `drop`, leaves it out (the first file of each content is kept): a photo copied twice into
+/// the training folders would otherwise count twice.
+pub fn check_duplicates(records: Vec<ImageRecord>, drop: bool) -> Vec<ImageRecord> {
     let mut first: std::collections::HashMap<(String, bool), PathBuf> = std::collections::HashMap::new();
+    let what = if drop {
+        "skipping it (data.drop_duplicates)"
+    } else {
+        "both are used (data.drop_duplicates = true uses it once)"
+    };
     records
         .into_iter()
         .filter(|r| match first.get(&(r.content_hash.clone(), r.gray)) {
             Some(p) => {
-                eprintln!("skipping {}: the same content as {}", r.path.display(), p.display());
-                false
+                eprintln!("{} has the same content as {}: {what}", r.path.display(), p.display());
+                !drop
             }
             None => {
                 first.insert((r.content_hash.clone(), r.gray), r.path.clone());

@@ -221,7 +221,9 @@ fn odd_training_photos_are_skipped_or_converted_as_documented() {
     assert!(tiny.load().is_ok());
     let e = format!("{:#}", tiny.load_for_training().unwrap_err());
     assert!(e.contains("20x16 pixels") && e.contains("at least 32"), "{e}");
-    let records = data::drop_duplicates(data::records_for(&data::list_images(&train).unwrap()));
+    let listed = data::records_for(&data::list_images(&train).unwrap());
+    assert_eq!(data::check_duplicates(listed.clone(), false), listed);
+    let records = data::check_duplicates(listed, true);
     assert!(!records.iter().any(|r| r.path.ends_with("e_duplicate_of_a0.png")));
     assert_eq!(records.len(), 11);
 
@@ -230,6 +232,7 @@ fn odd_training_photos_are_skipped_or_converted_as_documented() {
     for cache in [true, false] {
         let mut cfg = tiny_config(dir.path(), if cache { "odd_cached" } else { "odd_plain" }, cache);
         cfg.schedule.epochs = 1;
+        cfg.data.drop_duplicates = true;
         let run = train_with_backbone(&cfg, &backbone, &quiet()).unwrap();
         let kept = ["a0", "a1", "a2", "b16bit", "c_cmyk", "d_exif", "g_whole"].len();
         assert_eq!((run.prepare.images, run.prepare.skipped), (kept, 4), "cache {cache}: {:?}", run.prepare);

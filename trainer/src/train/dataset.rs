@@ -57,7 +57,7 @@ impl<'b> TrainingSet<'b> {
             paths.truncate(m);
         }
         let flips: &'static [bool] = if cfg.data.hflip { &[false, true] } else { &[false] };
-        let mut records = data::drop_duplicates(data::records_for(&paths));
+        let mut records = data::check_duplicates(data::records_for(&paths), cfg.data.drop_duplicates);
         if cfg.data.gray_copies {
             let copies: Vec<_> = records.iter().map(|r| r.gray_copy()).collect();
             records.extend(copies);
