@@ -163,11 +163,12 @@ impl ImageRecord {
     }
 }
 
-/// Whether `bytes` start like a JPEG (SOI marker) but hold no end-of-image marker (`FF D9`) in
-/// their last 64 KiB (where it sits, before any trailing data a camera appends).
+/// Whether `bytes` start like a JPEG (SOI marker) but hold no end-of-image marker (`FF D9`)
+/// anywhere. The coded data never holds `FF D9` (a coded `FF` is followed by `00`), so the
+/// marker is found wherever it sits: before trailing data such as a phone's embedded video, too.
+/// A file cut short that kept an embedded thumbnail's marker is not caught.
 pub fn is_truncated_jpeg(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(64 * 1024)..];
-    bytes.starts_with(&[0xFF, 0xD8]) && !tail.windows(2).any(|w| w == [0xFF, 0xD9])
+    bytes.starts_with(&[0xFF, 0xD8]) && !bytes[2..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// The shortest side a training photo may have.

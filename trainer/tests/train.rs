@@ -203,6 +203,9 @@ fn odd_training_photos_are_skipped_or_converted_as_documented() {
     img.save(train.join("g_whole.jpg")).unwrap();
     let jpeg = std::fs::read(train.join("g_whole.jpg")).unwrap();
     std::fs::write(train.join("h_truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    // Data after the end-of-image marker (a phone's embedded video) is not a cut-short file.
+    let with_trailer = [jpeg.clone(), vec![7u8; 200_000]].concat();
+    assert!(!data::is_truncated_jpeg(&with_trailer) && data::is_truncated_jpeg(&jpeg[..jpeg.len() / 3]));
     std::fs::write(train.join("i_text.jpg"), b"not an image at all").unwrap();
     std::fs::write(train.join("j_empty.png"), b"").unwrap();
 
