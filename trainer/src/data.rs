@@ -178,7 +178,8 @@ pub const MIN_TRAINING_SIDE_PX: u32 = 32;
 /// with `drop`, leaves it out (the first file of each content is kept): a photo copied twice into
 /// the training folders would otherwise count twice.
 pub fn check_duplicates(records: Vec<ImageRecord>, drop: bool) -> Vec<ImageRecord> {
-    let mut first: std::collections::HashMap<(String, bool), PathBuf> = std::collections::HashMap::new();
+    use std::collections::hash_map::{Entry, HashMap};
+    let mut first: HashMap<(String, bool), PathBuf> = HashMap::new();
     let what = if drop {
         "skipping it (data.drop_duplicates)"
     } else {
@@ -186,13 +187,13 @@ pub fn check_duplicates(records: Vec<ImageRecord>, drop: bool) -> Vec<ImageRecor
     };
     records
         .into_iter()
-        .filter(|r| match first.get(&(r.content_hash.clone(), r.gray)) {
-            Some(p) => {
-                eprintln!("{} has the same content as {}: {what}", r.path.display(), p.display());
+        .filter(|r| match first.entry((r.content_hash.clone(), r.gray)) {
+            Entry::Occupied(p) => {
+                eprintln!("{} has the same content as {}: {what}", r.path.display(), p.get().display());
                 !drop
             }
-            None => {
-                first.insert((r.content_hash.clone(), r.gray), r.path.clone());
+            Entry::Vacant(v) => {
+                v.insert(r.path.clone());
                 true
             }
         })

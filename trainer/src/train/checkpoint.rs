@@ -250,7 +250,7 @@ pub(super) fn resume(
 /// of them inside both warm-ups, with a learning rate in the warm-up that does not depend on
 /// its length (`optim.decay` constant or `cosine_after_warm_up`).
 fn check_warm_up_move(ck: &Checkpoint, cfg: &TrainConfig, images: usize) -> Result<()> {
-    let per_epoch = images.div_ceil(cfg.schedule.batch_size) as u64;
+    let per_epoch = super::schedule::steps_per_epoch(&cfg.schedule, images);
     let old = super::Steps::of(&ck.config.schedule, per_epoch).warm_up;
     let new = super::Steps::of(&cfg.schedule, per_epoch).warm_up;
     if old == new {

@@ -129,13 +129,9 @@ fn targets_for(
         Some(c) => Some(TargetCache::new(c.dir(), c.spec(), cfg, dataset_hash, flips)?),
         None => None,
     };
-    if let Some(targets) = cache.as_ref().and_then(|c| c.load(n)) {
+    if let Some((c, targets)) = cache.as_ref().and_then(|c| Some((c, c.load(n)?))) {
         if progress {
-            eprintln!(
-                "targets: {n} read from {} in {:.1} s",
-                cache.as_ref().map_or(String::new(), |c| c.path().display().to_string()),
-                t0.elapsed().as_secs_f64()
-            );
+            eprintln!("targets: {n} read from {} in {:.1} s", c.path().display(), t0.elapsed().as_secs_f64());
         }
         return Ok(targets);
     }

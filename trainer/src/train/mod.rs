@@ -201,7 +201,7 @@ fn prepare_out_dir(cfg: &TrainConfig, opts: &TrainOptions) -> Result<PathBuf> {
 }
 
 fn steps_per_epoch(cfg: &TrainConfig, set: &TrainingSet<'_>) -> u64 {
-    set.records.len().div_ceil(cfg.schedule.batch_size) as u64
+    schedule::steps_per_epoch(&cfg.schedule, set.records.len())
 }
 
 /// A run in progress: the heads and their optimiser, the position, and what the run writes.

@@ -27,6 +27,11 @@ impl Phase {
     }
 }
 
+/// Steps in an epoch over `images` training images (the last batch may be short).
+pub fn steps_per_epoch(s: &ScheduleConfig, images: usize) -> u64 {
+    images.div_ceil(s.batch_size) as u64
+}
+
 /// A schedule in steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Steps {
