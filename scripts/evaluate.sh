@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Produces docs/RESULTS.md's results table: Sempart (fine, coarse) on the shipped ONNX model with
 # `sempart eval`, TokenCut on the same backbone with `trainer eval --tokencut`, for davis16 and
-# horses, plus the 640x480 latency, printed as a Markdown table; Sempart fine and TokenCut also
-# without / with the SDK's refinement of the fine map. Needs ../shared/data.
+# horses and the DUTS-TE dev fifth (duts-te-dev, the paper's benchmark: docs/RESULTS.md puts its
+# rows next to the paper's), plus the 640x480 latency, printed as a Markdown table; Sempart fine
+# and TokenCut also without / with the SDK's refinement of the fine map. Needs ../shared/data.
 #   scripts/evaluate.sh [MODEL_DIR]     (default: models/default, model models/sempart-default.onnx)
+#   SETS="davis16 horses" scripts/evaluate.sh    (a subset of the sets)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -12,19 +14,20 @@ model=${SEMPART_MODEL:-models/sempart-default.onnx}
 data=../shared/data
 out=$(mktemp -d)
 cargo build --quiet --release -p sempart -p sempart-cli -p trainer
-for set in davis16 horses; do
+sets=${SETS:-davis16 horses duts-te-dev}
+for set in $sets; do
   ./target/release/sempart eval --model "$model" --images "$data/$set/images" --masks "$data/$set/masks" --json > "$out/$set.sdk.json"
   ./target/release/sempart eval --model "$model" --images "$data/$set/images" --masks "$data/$set/masks" --json --refine-radius 0 > "$out/$set.raw.json"
   ./target/release/trainer eval --checkpoint "$heads/checkpoint.safetensors" --data "$data/$set" --tokencut > "$out/$set.trainer.json"
 done
 ./target/release/sempart bench --model "$model" --width 640 --height 480 --iterations 30 --json > "$out/bench.json"
 ./target/release/sempart bench --model "$model" --width 640 --height 480 --iterations 30 --json --refine-radius 0 > "$out/bench-raw.json"
-python3 - "$out" <<'PY'
+python3 - "$out" $sets <<'PY'
 import json, sys, os
 d = sys.argv[1]
 print("| set | method | Acc | IoU | maxF | CorLoc (mask boxes) |")
 print("| --- | --- | --- | --- | --- | --- |")
-for s in ["davis16", "horses"]:
+for s in sys.argv[2:]:
     sdk = json.load(open(os.path.join(d, f"{s}.sdk.json")))
     tr = json.load(open(os.path.join(d, f"{s}.trainer.json")))
     tc = tr["tokencut"]
