@@ -137,13 +137,15 @@ pub fn train_with_backbone(cfg: &TrainConfig, backbone: &Backbone, opts: &TrainO
         (TrainState::start(&set.run_data()), RunLogs::fresh(&cfg.out_dir)?)
     };
     crate::data::write_atomic(&cfg.out_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
-    let schedule = Steps::of(&cfg.schedule, steps_per_epoch(cfg, &set));
+    let per_epoch = schedule::steps_per_epoch(&cfg.schedule, set.records.len());
+    let schedule = Steps::of(&cfg.schedule, per_epoch);
     let bar = Progress::new(schedule.total, ProgressMode::for_stderr(opts.progress), "train");
     bar.set_position(state.global_step.min(schedule.total));
     let mut run = Run {
         cfg,
         opts,
         set: &set,
+        per_epoch,
         schedule,
         heads: &heads,
         vs: &vs,
@@ -200,15 +202,13 @@ fn prepare_out_dir(cfg: &TrainConfig, opts: &TrainOptions) -> Result<PathBuf> {
     Ok(ckpt_path)
 }
 
-fn steps_per_epoch(cfg: &TrainConfig, set: &TrainingSet<'_>) -> u64 {
-    schedule::steps_per_epoch(&cfg.schedule, set.records.len())
-}
-
 /// A run in progress: the heads and their optimiser, the position, and what the run writes.
 struct Run<'a> {
     cfg: &'a TrainConfig,
     opts: &'a TrainOptions,
     set: &'a TrainingSet<'a>,
+    /// Steps in one epoch over the set.
+    per_epoch: u64,
     schedule: Steps,
     heads: &'a Heads,
     vs: &'a nn::VarStore,
@@ -231,7 +231,7 @@ impl Run<'_> {
         let (n, bs) = (self.set.records.len(), self.cfg.schedule.batch_size);
         let plan = epoch_plan(self.cfg.schedule.seed, epoch, n, self.cfg.data.hflip);
         let mut trainable = None;
-        for b in self.state.batch_in_epoch..steps_per_epoch(self.cfg, self.set) {
+        for b in self.state.batch_in_epoch..self.per_epoch {
             if self.stop_reached() || self.schedule_done() {
                 return Ok(false);
             }
@@ -257,12 +257,11 @@ impl Run<'_> {
     fn step(&mut self, phase: Phase, b: u64, chosen: &[(usize, bool)]) -> Result<()> {
         let t0 = Instant::now();
         let epoch = self.state.epoch;
-        let per_epoch = steps_per_epoch(self.cfg, self.set);
         let batch = self.set.batch(chosen)?;
         self.state.global_step += 1;
         self.state.batch_in_epoch = b + 1;
         if let Some(batch) = batch {
-            self.adam.lr = learning_rate(self.cfg, self.state.global_step - 1, per_epoch);
+            self.adam.lr = learning_rate(self.cfg, self.state.global_step - 1, self.per_epoch);
             let values = step::train_step(self.cfg, self.heads, &mut self.adam, &batch, phase)?;
             ensure!(values.total.is_finite(), "the loss is not finite at step {}: {values:?}", self.state.global_step);
             let rec = StepRecord {
@@ -280,7 +279,7 @@ impl Run<'_> {
         }
         self.bar.inc(1);
         self.state.elapsed_seconds = self.elapsed_before + self.started.elapsed().as_secs_f64();
-        let end_of_epoch = b + 1 == per_epoch;
+        let end_of_epoch = b + 1 == self.per_epoch;
         if end_of_epoch {
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
