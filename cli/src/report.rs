@@ -2,7 +2,7 @@
 
 use crate::inputs::{collect_inputs, progress};
 use crate::model_args::{model_path, open_model, options, ModelArgs};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use sempart::{metrics, Options};
 use serde_json::json;
 use std::path::Path;
@@ -42,6 +42,7 @@ pub fn cmd_eval(
     as_json: bool,
     limit: Option<usize>,
     boxes_out: Option<&Path>,
+    peer: Option<&Path>,
 ) -> Result<bool> {
     let mut files = collect_inputs(&[images.to_path_buf()])?;
     if let Some(n) = limit {
@@ -51,20 +52,35 @@ pub fn cmd_eval(
         bail!("no images in {}", images.display());
     }
     let model = open_model(args)?;
+    let peer = peer
+        .map(|p| sempart::peer::PeerModel::open(p, &options(args)?).with_context(|| format!("peer {}", p.display())))
+        .transpose()?;
     let bar = progress(files.len());
     let report = sempart::evaluate::evaluate(&model, &files, masks, |_| bar.inc(1))?;
     bar.finish_and_clear();
     for (path, why) in &report.failed {
         eprintln!("sempart: skipped {}: {why}", path.display());
     }
+    let peer_report = match &peer {
+        Some(p) => {
+            let bar = progress(files.len());
+            let r = sempart::evaluate::evaluate_peer(p, &files, masks, |_| bar.inc(1))?;
+            bar.finish_and_clear();
+            for (path, why) in &r.failed {
+                eprintln!("sempart: peer skipped {}: {why}", path.display());
+            }
+            Some(r)
+        }
+        None => None,
+    };
     if let Some(p) = boxes_out {
         report.boxes.save(p)?;
     }
     let (f, c, loc) = (&report.fine, &report.coarse, &report.corloc);
-    let failed = report.failed.len();
+    let failed = report.failed.len() + peer_report.as_ref().map_or(0, |r| r.failed.len());
     let median = report.latency_ms_median;
     if as_json {
-        let doc = json!({
+        let mut doc = json!({
             "n": f.n,
             "fine.acc": f.acc, "fine.iou": f.iou, "fine.maxf": f.maxf,
             "coarse.acc": c.acc, "coarse.iou": c.iou, "coarse.maxf": c.maxf,
@@ -76,6 +92,15 @@ pub fn cmd_eval(
             "refine_radius": model.refine().radius,
             "refine_eps": model.refine().eps,
         });
+        if let (Some(p), Some(r)) = (&peer, &peer_report) {
+            let (w, h) = p.input_size();
+            doc["peer.acc"] = json!(r.map.acc);
+            doc["peer.iou"] = json!(r.map.iou);
+            doc["peer.maxf"] = json!(r.map.maxf);
+            doc["peer.n"] = json!(r.map.n);
+            doc["peer.input"] = json!(format!("{w}x{h}"));
+            doc["peer.latency_ms_median"] = json!(r.latency_ms_median);
+        }
         println!("{}", serde_json::to_string(&doc)?);
     } else {
         println!("images           {} ({} failed)", f.n, failed);
@@ -85,6 +110,12 @@ pub fn cmd_eval(
         println!("latency median   {median:.1} ms ({})", model.provider().name());
         let r = model.refine();
         println!("refinement       radius {} eps {} (model-input pixels; 0: off)", r.radius, r.eps);
+        if let (Some(p), Some(r)) = (&peer, &peer_report) {
+            let (w, h) = p.input_size();
+            let m = &r.map;
+            println!("peer ({w}x{h})     Acc {:.3}  IoU {:.3}  maxF {:.3}  ({} images)", m.acc, m.iou, m.maxf, m.n);
+            println!("peer latency     {:.1} ms", r.latency_ms_median);
+        }
     }
     Ok(failed == 0)
 }

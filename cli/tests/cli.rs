@@ -119,6 +119,43 @@ fn eval_json_has_the_documented_keys_and_scores_a_perfect_mask() {
 }
 
 #[test]
+fn eval_with_a_peer_scores_it_beside_the_model_and_a_missing_peer_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, masks) = (dir.path().join("images"), dir.path().join("masks"));
+    std::fs::create_dir(&images).unwrap();
+    std::fs::create_dir(&masks).unwrap();
+    write_png(&images.join("f.png"), 64, 48, |x, y| [(x * 3) as u8, (y * 4) as u8, 60]);
+    image::GrayImage::from_fn(64, 48, |x, _| image::Luma([if x < 20 { 255 } else { 0 }]))
+        .save(masks.join("f.png"))
+        .unwrap();
+    let run = |peer: &str| {
+        sempart()
+            .args(["eval", "--model", &tiny(), "--json", "--peer", peer, "--images"])
+            .arg(&images)
+            .arg("--masks")
+            .arg(&masks)
+            .output()
+            .unwrap()
+    };
+    // The fixture model is a peer too: one [N, 3, 64, 64] input, a map as its first output.
+    let res = run(&tiny());
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!((doc["n"].as_u64(), doc["peer.n"].as_u64()), (Some(1), Some(1)), "{doc}");
+    assert_eq!(doc["peer.input"], "64x64");
+    for key in ["peer.acc", "peer.iou", "peer.maxf"] {
+        let v = doc[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {doc}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    let missing = dir.path().join("no-such-peer.onnx");
+    let res = run(&missing.display().to_string());
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no-such-peer.onnx"), "{err}");
+}
+
+#[test]
 fn corloc_of_the_published_lost_boxes_is_61_90() {
     let data = workspace().join("../shared/data/corloc");
     let res = sempart()
