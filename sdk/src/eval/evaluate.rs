@@ -48,13 +48,14 @@ struct Labelled<'a> {
 
 /// Reads each image of `images` and its mask in `masks` (same stem) and calls `score` on
 /// them; `progress` is called after each image. Images without a mask, that cannot be read or
-/// that `score` fails on are returned with the reason and skipped.
+/// that `score` fails on are returned with the reason and skipped; when no image is left, it
+/// is an error.
 fn score_folder(
     images: &[PathBuf],
     masks: &Path,
     mut progress: impl FnMut(&Path),
     mut score: impl FnMut(&Labelled<'_>) -> Result<()>,
-) -> Vec<(PathBuf, String)> {
+) -> Result<Vec<(PathBuf, String)>> {
     let mut failed = Vec::new();
     for path in images {
         let mut one = || -> Result<()> {
@@ -74,7 +75,10 @@ fn score_folder(
         }
         progress(path);
     }
-    failed
+    if failed.len() == images.len() {
+        return Err(Error::invalid(format!("none of the {} images could be evaluated", images.len())));
+    }
+    Ok(failed)
 }
 
 /// The median of `values` (sorted in place); 0 when empty.
@@ -118,10 +122,7 @@ pub fn evaluate(
             boxes.boxes.insert(image.name.clone(), seg.components[o].xyxy_scaled(sx, sy));
         }
         Ok(())
-    });
-    if scores.fine.is_empty() {
-        return Err(Error::invalid(format!("none of the {} images could be evaluated", images.len())));
-    }
+    })?;
     Ok(EvalReport {
         fine: scores.fine.finish(),
         coarse: scores.coarse.finish(),
@@ -160,9 +161,6 @@ pub fn evaluate_peer(
         let size = (image.frame.width_px() as usize, image.frame.height_px() as usize);
         scores.add_resized(&map, size, image.gt.values(), image.gt.size());
         Ok(())
-    });
-    if scores.is_empty() {
-        return Err(Error::invalid(format!("none of the {} images could be evaluated", images.len())));
-    }
+    })?;
     Ok(PeerReport { map: scores.finish(), latency_ms_median: median(&mut latencies), failed })
 }
