@@ -10,7 +10,9 @@ foreground, 128 ignored: the protocol of spec section 6). Prints:
 - the IoU histogram at 0.5 and each bin's share of the lost IoU (1 - IoU, over all images);
 - the images below IoU 0.3: how many the inverted mask would score better (a wrong foreground
   choice), how many predict more than twice the true area (over-segmentation), less than half;
-- the mean IoU by the true object's share of the image.
+- the mean IoU by the true object's share of the image;
+- the mean IoU of label-free per-image threshold rules (Otsu's threshold of the map, twice the
+  map's mean, half its maximum, and these combined with 0.5): can a rule reach the oracle?
 
 Needs numpy and the SDK's library (scripts/setup.sh; the binding finds target/release). Images
 and masks are decoded by the SDK's own decoder, so no imaging package is needed.
@@ -34,6 +36,33 @@ THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]
 IOU_BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0001]
 AREA_BINS = [0.0, 0.05, 0.15, 0.35, 1.0001]
 LOW = 0.3
+
+
+def otsu(prob):
+    """Otsu's threshold of a probability map (256 bins on [0, 1])."""
+    hist, edges = np.histogram(prob, bins=256, range=(0.0, 1.0))
+    w = hist.astype(np.float64)
+    centre = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(w)
+    w1 = w0[-1] - w0
+    s0 = np.cumsum(w * centre)
+    m0 = s0 / np.maximum(w0, 1)
+    m1 = (s0[-1] - s0) / np.maximum(w1, 1)
+    return float(centre[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
+
+
+# Per-image threshold rules that read nothing but the map.
+RULES = {
+    "0.5 (the product)": lambda p: 0.5,
+    "otsu": otsu,
+    "otsu clipped to [0.35, 0.65]": lambda p: min(max(otsu(p), 0.35), 0.65),
+    "mean of otsu and 0.5": lambda p: (otsu(p) + 0.5) / 2,
+    "max(0.5, otsu)": lambda p: max(0.5, otsu(p)),
+    "2 x mean": lambda p: min(max(2 * p.mean(), 0.05), 0.95),
+    "2 x mean clipped to [0.3, 0.7]": lambda p: min(max(2 * p.mean(), 0.3), 0.7),
+    "max(0.5, 2 x mean)": lambda p: min(max(0.5, 2 * p.mean()), 0.95),
+    "half the maximum": lambda p: 0.5 * p.max(),
+}
 
 
 def iou(pred, truth, scored):
@@ -80,6 +109,7 @@ def main():
                 "iou": at[THRESHOLDS.index(0.5)],
                 "iou_at": at,
                 "iou_inverted": iou(~pred, truth, scored),
+                "iou_rules": [iou(prob > rule(prob), truth, scored) for rule in RULES.values()],
                 "true_share": np.count_nonzero(truth & scored) / n_scored,
                 "predicted_share": np.count_nonzero(pred & scored) / n_scored,
             }
@@ -114,9 +144,12 @@ def main():
         if m.any():
             print(f"  [{lo:.2f}, {min(hi, 1.0):.2f}): {m.sum():4d} images, IoU {ious[m].mean():.3f}")
 
+    rules = np.array([r["iou_rules"] for r in rows]).mean(0)
+    print("mean IoU of per-image threshold rules:", "; ".join(f"{k} {v:.4f}" for k, v in zip(RULES, rules)))
+
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "thresholds": THRESHOLDS, "images": rows}, f)
+            json.dump({"model": args.model, "thresholds": THRESHOLDS, "rules": list(RULES), "images": rows}, f)
 
 
 if __name__ == "__main__":
