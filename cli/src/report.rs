@@ -77,7 +77,8 @@ pub fn cmd_eval(
         report.boxes.save(p)?;
     }
     let (f, c, loc) = (&report.fine, &report.coarse, &report.corloc);
-    let failed = report.failed.len() + peer_report.as_ref().map_or(0, |r| r.failed.len());
+    let failed = report.failed.len();
+    let peer_failed = peer_report.as_ref().map_or(0, |r| r.failed.len());
     let median = report.latency_ms_median;
     if as_json {
         let mut doc = json!({
@@ -98,6 +99,7 @@ pub fn cmd_eval(
             doc["peer.iou"] = json!(r.map.iou);
             doc["peer.maxf"] = json!(r.map.maxf);
             doc["peer.n"] = json!(r.map.n);
+            doc["peer.failed"] = json!(peer_failed);
             doc["peer.input"] = json!(format!("{w}x{h}"));
             doc["peer.latency_ms_median"] = json!(r.latency_ms_median);
         }
@@ -117,7 +119,7 @@ pub fn cmd_eval(
             println!("peer latency     {:.1} ms", r.latency_ms_median);
         }
     }
-    Ok(failed == 0)
+    Ok(failed == 0 && peer_failed == 0)
 }
 
 pub fn cmd_corloc(gt: &Path, pred: &Path, as_json: bool) -> Result<()> {

@@ -143,6 +143,7 @@ fn eval_with_a_peer_scores_it_beside_the_model_and_a_missing_peer_is_one_line() 
     let doc: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     assert_eq!((doc["n"].as_u64(), doc["peer.n"].as_u64()), (Some(1), Some(1)), "{doc}");
     assert_eq!(doc["peer.input"], "64x64");
+    assert_eq!(doc["peer.failed"], 0);
     for key in ["peer.acc", "peer.iou", "peer.maxf"] {
         let v = doc[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {doc}"));
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
