@@ -261,7 +261,7 @@ impl Run<'_> {
         self.state.global_step += 1;
         self.state.batch_in_epoch = b + 1;
         if let Some(batch) = batch {
-            self.adam.lr = learning_rate(self.cfg, self.state.global_step - 1, self.per_epoch);
+            self.adam.lr = self.schedule.learning_rate(&self.cfg.optim, self.state.global_step - 1);
             let values = step::train_step(self.cfg, self.heads, &mut self.adam, &batch, phase)?;
             ensure!(values.total.is_finite(), "the loss is not finite at step {}: {values:?}", self.state.global_step);
             let rec = StepRecord {

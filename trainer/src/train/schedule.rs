@@ -3,7 +3,7 @@
 //! `schedule.coarse_only_steps`: the same recipe on a folder of another size); both become the
 //! step counts of [`Steps`].
 
-use crate::config::{LrDecay, ScheduleConfig, TrainConfig};
+use crate::config::{LrDecay, OptimConfig, ScheduleConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 /// Which branches a step trains.
@@ -53,6 +53,22 @@ impl Steps {
         Steps { warm_up, total, freeze_coarse: s.freeze_coarse }
     }
 
+    /// The learning rate of the step that follows `done` steps (`optim.decay`; with a cosine,
+    /// it restarts at the end of the warm-up).
+    pub fn learning_rate(&self, o: &OptimConfig, done: u64) -> f64 {
+        let in_warm_up = done < self.warm_up;
+        match o.decay {
+            LrDecay::Constant => o.lr,
+            LrDecay::CosineAfterWarmUp if in_warm_up => o.lr,
+            LrDecay::Cosine | LrDecay::CosineAfterWarmUp => {
+                let (first, end) = if in_warm_up { (0, self.warm_up) } else { (self.warm_up, self.total) };
+                let k = done - first;
+                let total = (end - first).max(1);
+                o.lr * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / total as f64).cos())
+            }
+        }
+    }
+
     /// The phase of the step that follows `done` steps.
     pub fn phase(&self, done: u64) -> Phase {
         if done < self.warm_up {
@@ -65,20 +81,8 @@ impl Steps {
     }
 }
 
-/// The learning rate of the step that follows `done` steps (`optim.decay`; with a cosine, it
-/// restarts at the end of the warm-up).
+/// The learning rate of the step that follows `done` steps for epochs of `per_epoch` steps
+/// ([`Steps::learning_rate`] of the schedule).
 pub fn learning_rate(cfg: &TrainConfig, done: u64, per_epoch: u64) -> f64 {
-    let o = &cfg.optim;
-    let steps = Steps::of(&cfg.schedule, per_epoch);
-    let in_warm_up = done < steps.warm_up;
-    match o.decay {
-        LrDecay::Constant => o.lr,
-        LrDecay::CosineAfterWarmUp if in_warm_up => o.lr,
-        LrDecay::Cosine | LrDecay::CosineAfterWarmUp => {
-            let (first, end) = if in_warm_up { (0, steps.warm_up) } else { (steps.warm_up, steps.total) };
-            let k = done - first;
-            let total = (end - first).max(1);
-            o.lr * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / total as f64).cos())
-        }
-    }
+    Steps::of(&cfg.schedule, per_epoch).learning_rate(&cfg.optim, done)
 }
