@@ -61,6 +61,7 @@ pub fn cmd_eval(
     for (path, why) in &report.failed {
         eprintln!("sempart: skipped {}: {why}", path.display());
     }
+    // The peer's input size ("WxH") with its report.
     let peer_report = match &peer {
         Some(p) => {
             let bar = progress(files.len());
@@ -69,7 +70,8 @@ pub fn cmd_eval(
             for (path, why) in &r.failed {
                 eprintln!("sempart: peer skipped {}: {why}", path.display());
             }
-            Some(r)
+            let (w, h) = p.input_size();
+            Some((format!("{w}x{h}"), r))
         }
         None => None,
     };
@@ -78,7 +80,7 @@ pub fn cmd_eval(
     }
     let (f, c, loc) = (&report.fine, &report.coarse, &report.corloc);
     let failed = report.failed.len();
-    let peer_failed = peer_report.as_ref().map_or(0, |r| r.failed.len());
+    let peer_failed = peer_report.as_ref().map_or(0, |(_, r)| r.failed.len());
     let median = report.latency_ms_median;
     if as_json {
         let mut doc = json!({
@@ -93,14 +95,13 @@ pub fn cmd_eval(
             "refine_radius": model.refine().radius,
             "refine_eps": model.refine().eps,
         });
-        if let (Some(p), Some(r)) = (&peer, &peer_report) {
-            let (w, h) = p.input_size();
+        if let Some((input, r)) = &peer_report {
             doc["peer.acc"] = json!(r.map.acc);
             doc["peer.iou"] = json!(r.map.iou);
             doc["peer.maxf"] = json!(r.map.maxf);
             doc["peer.n"] = json!(r.map.n);
             doc["peer.failed"] = json!(peer_failed);
-            doc["peer.input"] = json!(format!("{w}x{h}"));
+            doc["peer.input"] = json!(input);
             doc["peer.latency_ms_median"] = json!(r.latency_ms_median);
         }
         println!("{}", serde_json::to_string(&doc)?);
@@ -112,10 +113,9 @@ pub fn cmd_eval(
         println!("latency median   {median:.1} ms ({})", model.provider().name());
         let r = model.refine();
         println!("refinement       radius {} eps {} (model-input pixels; 0: off)", r.radius, r.eps);
-        if let (Some(p), Some(r)) = (&peer, &peer_report) {
-            let (w, h) = p.input_size();
+        if let Some((input, r)) = &peer_report {
             let m = &r.map;
-            println!("peer ({w}x{h})     Acc {:.3}  IoU {:.3}  maxF {:.3}  ({} images)", m.acc, m.iou, m.maxf, m.n);
+            println!("peer ({input})     Acc {:.3}  IoU {:.3}  maxF {:.3}  ({} images)", m.acc, m.iou, m.maxf, m.n);
             println!("peer latency     {:.1} ms", r.latency_ms_median);
         }
     }
