@@ -51,17 +51,17 @@ def otsu(prob):
     return float(centre[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
 
 
-# Per-image threshold rules that read nothing but the map.
+# Per-image threshold rules that read nothing but the map, given as (otsu, mean, max) of it.
 RULES = {
-    "0.5 (the product)": lambda p: 0.5,
-    "otsu": otsu,
-    "otsu clipped to [0.35, 0.65]": lambda p: min(max(otsu(p), 0.35), 0.65),
-    "mean of otsu and 0.5": lambda p: (otsu(p) + 0.5) / 2,
-    "max(0.5, otsu)": lambda p: max(0.5, otsu(p)),
-    "2 x mean": lambda p: min(max(2 * p.mean(), 0.05), 0.95),
-    "2 x mean clipped to [0.3, 0.7]": lambda p: min(max(2 * p.mean(), 0.3), 0.7),
-    "max(0.5, 2 x mean)": lambda p: min(max(0.5, 2 * p.mean()), 0.95),
-    "half the maximum": lambda p: 0.5 * p.max(),
+    "0.5 (the product)": lambda otsu, mean, top: 0.5,
+    "otsu": lambda otsu, mean, top: otsu,
+    "otsu clipped to [0.35, 0.65]": lambda otsu, mean, top: min(max(otsu, 0.35), 0.65),
+    "mean of otsu and 0.5": lambda otsu, mean, top: (otsu + 0.5) / 2,
+    "max(0.5, otsu)": lambda otsu, mean, top: max(0.5, otsu),
+    "2 x mean": lambda otsu, mean, top: min(max(2 * mean, 0.05), 0.95),
+    "2 x mean clipped to [0.3, 0.7]": lambda otsu, mean, top: min(max(2 * mean, 0.3), 0.7),
+    "max(0.5, 2 x mean)": lambda otsu, mean, top: min(max(0.5, 2 * mean), 0.95),
+    "half the maximum": lambda otsu, mean, top: 0.5 * top,
 }
 
 
@@ -101,6 +101,7 @@ def main():
         scored = gray != 128
         truth = gray > 127
         at = [iou(prob > t, truth, scored) for t in THRESHOLDS]
+        stats = (otsu(prob), float(prob.mean()), float(prob.max()))
         pred = prob > 0.5
         n_scored = max(np.count_nonzero(scored), 1)
         rows.append(
@@ -109,7 +110,7 @@ def main():
                 "iou": at[THRESHOLDS.index(0.5)],
                 "iou_at": at,
                 "iou_inverted": iou(~pred, truth, scored),
-                "iou_rules": [iou(prob > rule(prob), truth, scored) for rule in RULES.values()],
+                "iou_rules": [iou(prob > rule(*stats), truth, scored) for rule in RULES.values()],
                 "true_share": np.count_nonzero(truth & scored) / n_scored,
                 "predicted_share": np.count_nonzero(pred & scored) / n_scored,
             }
